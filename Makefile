@@ -1,0 +1,37 @@
+# The two commands: `make run` and `make test` set themselves up on a fresh machine.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.slimgui-installed
+TORCH  := torch==2.13.0
+
+.PHONY: setup run test bench lint demo-models clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)          # first: a bare torch requirement would pull a CUDA build
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+setup: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/slimgui gui demo:llm
+
+test: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_llm.py --out bench-report.json
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check slimgui plugins tests benchmarks
+	$(VENV)/bin/lint-imports
+
+# Retrain the shipped demo model from scratch (about 30 minutes on 2 CPU cores).
+demo-models: $(STAMP)
+	$(PY) -m slimgui_llm.demo --out resources/demo/llm
+
+clean:
+	rm -rf $(VENV) .pytest_cache bench-report.json

@@ -1,0 +1,391 @@
+"""Transformers language models (decoders and BERT-style encoders) as a stack of prunable blocks."""
+
+from __future__ import annotations
+
+import copy as copy_mod
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from slimgui.core.data import CalibrationData, read_text_file
+from slimgui.core.errors import SlimError
+from slimgui.core.graph import Unit, UnitGraph
+from slimgui.core.model import LoadedModel
+from slimgui.core.plan import PruningPlan
+from slimgui.core.progress import CancelToken, ProgressFn, report
+from slimgui.core.safety import check_pickle_checkpoint, check_safetensors
+
+from .probe import HUB_ID, model_folder
+
+FAMILY = "llm"
+ATTN_CONTEXT = 128  # MACs per token are given at this context length
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "tokenizer.model")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
+
+
+def _quiet_transformers():
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+
+
+class TransformersAdapter:
+    """Opens transformers folders whose model is a stack of identical blocks."""
+
+    family = FAMILY
+
+    # -- opening ------------------------------------------------------------------------------
+    def load(self, path: str, *, progress: ProgressFn | None = None, cancel: CancelToken | None = None,
+             trust_remote_code: bool = False, weights: bool = True, **_: Any) -> LoadedModel:
+        _quiet_transformers()
+        report(progress, 0, 3, "reading config")
+        folder = model_folder(path)
+        remote = folder is None and not Path(path).exists() and HUB_ID.match(path)
+        if folder is None and not remote:
+            raise SlimError(f"{path} is not a transformers model folder", hint="a folder with config.json is needed")
+        source = str(folder) if folder else path
+        config = self._config(source, remote, trust_remote_code)
+        cls, kind = self._model_class(config)
+        files = [] if remote else self._weight_files(folder)
+        has_weights = remote or (bool(files) and weights)
+        report(progress, 1, 3, "loading weights" if has_weights else "building structure (no weights)")
+        if has_weights:
+            try:
+                module, info = cls.from_pretrained(source, config=config, dtype=torch.float32,
+                                                   trust_remote_code=trust_remote_code, output_loading_info=True)
+            except SlimError:
+                raise
+            except Exception as exc:
+                raise SlimError(f"could not load the weights in {source}: {_first_line(exc)}",
+                                hint="check that the weights belong to this config") from None
+            missing = [k for k in info.get("missing_keys", []) if not k.endswith(("position_ids", "masked_bias"))]
+            if missing:
+                raise SlimError(f"the weights in {source} do not match its config: {len(missing)} tensors are "
+                                f"missing (e.g. {missing[0]})", hint="the weights may belong to another model")
+        else:
+            with torch.device("meta"):
+                build = getattr(cls, "from_config", None) or cls._from_config  # Auto* or a concrete class
+                module = build(config, dtype=torch.float32)
+        module.eval()
+        tokenizer = self._tokenizer(source, folder, remote, trust_remote_code)
+        report(progress, 3, 3, "loaded")
+        model = LoadedModel(family=FAMILY, adapter="transformers", source=source, module=module, config=module.config,
+                            tokenizer=tokenizer, has_weights=has_weights, impl=self,
+                            extra={"kind": kind, "weight_files": [str(f) for f in files]})
+        self.stack(model)  # fail early when there is no block stack
+        return model
+
+    def _config(self, source: str, remote: bool, trust_remote_code: bool):
+        from transformers import AutoConfig
+
+        if not remote:
+            cfg_path = Path(source) / "config.json"
+            try:
+                doc = json.loads(cfg_path.read_text(encoding="utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise SlimError(f"{cfg_path} is not valid JSON ({_first_line(exc)})",
+                                hint="repair or replace the model's config.json") from None
+            if not isinstance(doc, dict):
+                raise SlimError(f"{cfg_path} is not a JSON object", hint="repair or replace the model's config.json")
+            if "model_type" not in doc:
+                raise SlimError(f"{cfg_path} has no model_type", hint="this does not look like a transformers config")
+        try:
+            return AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+        except Exception as exc:
+            msg = _first_line(exc)
+            if remote:
+                raise SlimError(f"could not fetch {source} from the hub: {msg}",
+                                hint="check the model id and your network, or open a local folder") from None
+            model_type = doc.get("model_type")
+            if "does not recognize" in str(exc) or "Unrecognized" in str(exc) or "model_type" in str(exc):
+                import transformers
+
+                raise SlimError(f"unknown architecture '{model_type}' in {cfg_path}",
+                                hint=f"transformers {transformers.__version__} does not know it; upgrade transformers "
+                                     "or, if the folder ships its own code and you trust it, pass "
+                                     "--trust-remote-code") from None
+            raise SlimError(f"{cfg_path} is not a usable config: {msg}") from None
+
+    def _model_class(self, config):
+        import transformers
+        from transformers.models.auto import modeling_auto as ma
+
+        for arch in config.architectures or []:
+            cls = getattr(transformers, arch, None)
+            if cls is not None:
+                kind = "decoder" if arch.endswith(("ForCausalLM", "LMHeadModel")) else "encoder"
+                return cls, kind
+        mt = config.model_type
+        if mt in ma.MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+            return transformers.AutoModelForMaskedLM, "encoder"
+        if mt in ma.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+            return transformers.AutoModelForCausalLM, "decoder"
+        return transformers.AutoModel, "encoder"
+
+    def _weight_files(self, folder: Path) -> list[Path]:
+        safes = sorted(folder.glob("*.safetensors"))
+        for f in safes:
+            check_safetensors(f)
+        if safes:
+            return safes
+        pickles = sorted(list(folder.glob("pytorch_model*.bin")) + list(folder.glob("*.pth")) + list(folder.glob("*.pt")))
+        for f in pickles:
+            check_pickle_checkpoint(f)
+        return pickles
+
+    def _tokenizer(self, source: str, folder: Path | None, remote: bool, trust_remote_code: bool):
+        if folder is not None and not any((folder / f).is_file() for f in _TOKENIZER_FILES):
+            return None
+        from transformers import AutoTokenizer
+
+        try:
+            tok = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+        except Exception as exc:
+            raise SlimError(f"the tokenizer in {source} cannot be loaded: {_first_line(exc)}") from None
+        if tok.pad_token is None and tok.eos_token is not None:
+            tok.pad_token = tok.eos_token
+        return tok
+
+    # -- structure ---------------------------------------------------------------------------
+    def stack(self, model: LoadedModel) -> tuple[str, nn.ModuleList]:
+        """(dotted path, ModuleList) of the model's blocks: the outermost list of identical modules."""
+        cached = model.extra.get("stack_path")
+        module = model.module
+        if cached is not None:
+            return cached, module.get_submodule(cached)
+        n = getattr(model.config, "num_hidden_layers", None)
+        found = []
+        for name, sub in module.named_modules():
+            if isinstance(sub, nn.ModuleList) and len(sub) > 0 and len({type(c) for c in sub}) == 1:
+                if n is None or len(sub) == n:
+                    found.append(name)
+        if not found:
+            raise SlimError(f"{model.source}: no stack of transformer blocks found",
+                            hint="depth pruning needs a model made of repeated blocks")
+        best = min(found, key=lambda s: s.count("."))
+        model.extra["stack_path"] = best
+        return best, module.get_submodule(best)
+
+    def _set_stack(self, model: LoadedModel, layers: list[nn.Module]) -> nn.ModuleList:
+        path, old = self.stack(model)
+        parent_path, _, attr = path.rpartition(".")
+        parent = model.module.get_submodule(parent_path) if parent_path else model.module
+        setattr(parent, attr, nn.ModuleList(layers))
+        return old
+
+    @staticmethod
+    def _child_groups(block: nn.Module) -> dict[str, list[tuple[str, nn.Module]]]:
+        groups: dict[str, list[tuple[str, nn.Module]]] = {"attn": [], "mlp": []}
+        for name, child in block.named_children():
+            if not any(True for _ in child.parameters()):
+                continue
+            low = name.lower()
+            if "norm" in low or low.startswith("ln"):
+                continue
+            groups["attn" if ("attn" in low or "attention" in low) else "mlp"].append((name, child))
+        return groups
+
+    def to_graph(self, model: LoadedModel) -> UnitGraph:
+        module, config = model.module, model.config
+        path, layers = self.stack(model)
+        hidden = int(getattr(config, "hidden_size", 0) or 0)
+        units: list[Unit] = []
+        emb = module.get_input_embeddings()
+        emb_params = sum(p.numel() for p in emb.parameters()) if emb is not None else 0
+        stack_ids = {id(p) for p in layers.parameters()}
+        head = module.get_output_embeddings() if hasattr(module, "get_output_embeddings") else None
+        head_ids = {id(p) for p in head.parameters()} if head is not None else set()
+        emb_ids = {id(p) for p in emb.parameters()} if emb is not None else set()
+        total = sum(p.numel() for p in module.parameters())
+        rest = sum(p.numel() for p in module.parameters() if id(p) not in stack_ids | head_ids | emb_ids)
+        units.append(Unit("embed", "embedding", "Embeddings", params=int(emb_params + 0), attrs={"module": "input embeddings"}))
+
+        def macs(mod: nn.Module) -> int:
+            return int(sum(p.numel() for p in mod.parameters() if p.dim() >= 2))
+
+        ids = ["embed"]
+        for i, block in enumerate(layers):
+            bid = f"block.{i}"
+            attn_macs = 2 * ATTN_CONTEXT * hidden
+            units.append(Unit(bid, "block", f"Block {i}", params=int(sum(p.numel() for p in block.parameters())),
+                              macs=macs(block) + attn_macs, prunable=True,
+                              attrs={"index": i, "module": f"{path}.{i}", "type": type(block).__name__}))
+            for gname, members in self._child_groups(block).items():
+                if not members:
+                    continue
+                units.append(Unit(f"{bid}.{gname}", "attention" if gname == "attn" else "mlp",
+                                  "Attention" if gname == "attn" else "MLP", parent=bid,
+                                  params=int(sum(p.numel() for _, m in members for p in m.parameters())),
+                                  macs=sum(macs(m) for _, m in members) + (attn_macs if gname == "attn" else 0),
+                                  attrs={"modules": [f"{path}.{i}.{n}" for n, _ in members]}))
+            ids.append(bid)
+        tied = bool(head is not None and emb is not None and head_ids & emb_ids)
+        units.append(Unit("norm", "norm", "Final norm & other", params=int(rest),
+                          attrs={"note": "final norm and any parameters outside the blocks, embeddings and head"}))
+        ids.append("norm")
+        if head is not None:
+            own = int(sum(p.numel() for p in head.parameters() if id(p) not in emb_ids))
+            units.append(Unit("head", "head", "LM head", params=own,
+                              macs=int(head.weight.numel()) if hasattr(head, "weight") else None,
+                              attrs={"tied_to_embeddings": tied}))
+            ids.append("head")
+        attrs = {
+            "layout": "stack", "kind": model.extra.get("kind", "decoder"), "model_type": config.model_type,
+            "architecture": type(module).__name__, "blocks": len(layers), "hidden_size": hidden,
+            "total_params": int(total), "macs_note": f"MACs per token at a {ATTN_CONTEXT}-token context",
+            "stack": path,
+        }
+        return UnitGraph(FAMILY, units, edges=list(zip(ids, ids[1:])), attrs=attrs)
+
+    def unit_module(self, model: LoadedModel, unit_id: str) -> nn.Module:
+        _, layers = self.stack(model)
+        parts = unit_id.split(".")
+        if parts[0] == "block" and len(parts) >= 2 and parts[1].isdigit() and int(parts[1]) < len(layers):
+            block = layers[int(parts[1])]
+            if len(parts) == 2:
+                return block
+            members = self._child_groups(block).get(parts[2])
+            if members:
+                return nn.ModuleList([m for _, m in members])
+        elif unit_id == "embed":
+            return model.module.get_input_embeddings()
+        elif unit_id == "head" and model.module.get_output_embeddings() is not None:
+            return model.module.get_output_embeddings()
+        raise SlimError(f"unit '{unit_id}' has no module of its own in this model")
+
+    # -- pruning -----------------------------------------------------------------------------
+    def apply_plan(self, model: LoadedModel, plan: PruningPlan, *, copy: bool = True) -> LoadedModel:
+        graph = self.to_graph(model)
+        plan.validate(graph)
+        remove = {graph.resolve(u).attrs["index"] for u in plan.remove}
+        path, layers = self.stack(model)
+        keep = [i for i in range(len(layers)) if i not in remove]
+        module = copy_mod.deepcopy(model.module) if copy else model.module
+        new = LoadedModel(family=FAMILY, adapter=model.adapter, source=model.source, module=module,
+                          config=module.config, tokenizer=model.tokenizer, has_weights=model.has_weights, impl=self,
+                          extra={"kind": model.extra.get("kind"), "stack_path": path})
+        old_layers = module.get_submodule(path)
+        kept = [old_layers[i] for i in keep]
+        self._set_stack(new, kept)
+        for new_idx, block in enumerate(kept):
+            for sub in block.modules():
+                if isinstance(getattr(sub, "layer_idx", None), int):
+                    sub.layer_idx = new_idx
+        cfg = module.config
+        cfg.num_hidden_layers = len(keep)
+        layer_types = getattr(cfg, "layer_types", None)
+        if isinstance(layer_types, (list, tuple)) and len(layer_types) == len(layers):
+            cfg.layer_types = [layer_types[i] for i in keep]
+        new.extra["kept_indices"] = keep
+        new.extra["removed_indices"] = sorted(remove)
+        return new
+
+    def save(self, model: LoadedModel, out_dir: str) -> str:
+        if not model.has_weights:
+            raise SlimError("a model opened without weights cannot be saved", hint="open a folder with weights")
+        model.module.save_pretrained(out_dir)
+        if model.tokenizer is not None:
+            model.tokenizer.save_pretrained(out_dir)
+        return out_dir
+
+    # -- data --------------------------------------------------------------------------------
+    def default_data(self, model: LoadedModel) -> str | None:
+        """The demo's training text for the demo model and models pruned from it; else None."""
+        folder = Path(model.source)
+        for _ in range(8):
+            if (folder / "slimgui_demo.json").is_file():
+                from .demo import ensure_demo
+
+                return ensure_demo()["train"]
+            plan = folder / "slimgui_plan.json"
+            if not plan.is_file():
+                return None
+            try:
+                folder = Path(json.loads(plan.read_text(encoding="utf-8")).get("model", ""))
+            except (OSError, ValueError, AttributeError):
+                return None
+        return None
+
+    def resolve_data(self, model: LoadedModel, data: Any) -> CalibrationData:
+        if isinstance(data, CalibrationData):
+            return data
+        if data is None:
+            path = self.default_data(model)
+            if path is None:
+                raise SlimError("this criterion needs calibration text", hint="pass --data FILE (a UTF-8 text file)")
+            return CalibrationData(path)
+        return CalibrationData(str(data))
+
+    def _need_tokenizer(self, model: LoadedModel):
+        if model.tokenizer is None:
+            raise SlimError(f"{model.source} has no tokenizer", hint="copy the model's tokenizer files into its folder")
+        return model.tokenizer
+
+    def calibration_batches(self, model: LoadedModel, data: Any) -> list[dict[str, torch.Tensor]]:
+        """``samples`` segments of ``seq_len`` tokens, spread evenly over the text, in batches."""
+        spec = self.resolve_data(model, data)
+        tok = self._need_tokenizer(model)
+        text = read_text_file(spec.path, "calibration file")
+        span = spec.seq_len * 12  # characters: comfortably more than seq_len tokens
+        if len(text) <= span * spec.samples:
+            ids = tok(text, add_special_tokens=False)["input_ids"]
+            if len(ids) < spec.seq_len:
+                raise SlimError(f"calibration file {spec.path} has only {len(ids)} tokens; "
+                                f"at least {spec.seq_len} are needed", hint="give a longer text or a smaller --seq-len")
+            n = min(spec.samples, len(ids) // spec.seq_len)
+            segs = [ids[i * spec.seq_len:(i + 1) * spec.seq_len] for i in range(n)]
+        else:
+            step = (len(text) - span) / max(1, spec.samples - 1)
+            segs = []
+            for i in range(spec.samples):
+                start = int(i * step)
+                ids = tok(text[start:start + span], add_special_tokens=False)["input_ids"]
+                if len(ids) >= spec.seq_len:
+                    segs.append(ids[:spec.seq_len])
+            if not segs:
+                raise SlimError(f"calibration file {spec.path} gives no {spec.seq_len}-token segment")
+        ids = torch.tensor(segs, dtype=torch.long)
+        return [{"input_ids": b, "attention_mask": torch.ones_like(b)} for b in ids.split(spec.batch_size)]
+
+    def is_decoder(self, model: LoadedModel) -> bool:
+        return model.extra.get("kind") == "decoder"
+
+    def loss(self, model: LoadedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Next-token loss (decoders) or masked-LM loss (encoders with an LM head)."""
+        module = model.module
+        if self.is_decoder(model):
+            logits = module(**batch, use_cache=False).logits
+            return causal_lm_loss(logits, batch["input_ids"])
+        if module.get_output_embeddings() is not None:
+            masked, labels = mask_tokens(batch["input_ids"], model.tokenizer)
+            out = module(input_ids=masked, attention_mask=batch["attention_mask"])
+            return nn.functional.cross_entropy(out.logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+        raise SlimError("this criterion needs a training loss, and this encoder has no language-modelling head",
+                        hint="use ppl (output change), bi or magnitude, or open the model with its masked-LM head")
+
+
+def causal_lm_loss(logits: torch.Tensor, input_ids: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    return nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), input_ids[:, 1:].flatten(),
+                                       reduction=reduction)
+
+
+def mask_tokens(input_ids: torch.Tensor, tokenizer, rate: float = 0.15, seed: int = 0):
+    """Deterministic masked-LM corruption: ``rate`` of the positions become the mask token."""
+    gen = torch.Generator().manual_seed(seed)
+    pick = torch.rand(input_ids.shape, generator=gen) < rate
+    pick[:, 0] |= ~pick.any(dim=1)  # at least one masked position per row
+    mask_id = getattr(tokenizer, "mask_token_id", None) if tokenizer is not None else None
+    masked = input_ids.clone()
+    masked[pick] = mask_id if mask_id is not None else 0
+    labels = torch.where(pick, input_ids, torch.full_like(input_ids, -100))
+    return masked, labels

@@ -1,0 +1,120 @@
+"""Perplexity on a text file (sliding windows) and greedy text generation for language models."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import torch
+from torch import nn
+
+from slimgui.core.data import read_text_file
+from slimgui.core.errors import SlimError
+from slimgui.core.media import TextMedia
+from slimgui.core.progress import CancelToken, ProgressFn, check, report
+
+from .adapter import TransformersAdapter, mask_tokens
+
+
+def _adapter(model) -> TransformersAdapter:
+    return model.impl if isinstance(model.impl, TransformersAdapter) else TransformersAdapter()
+
+
+def perplexity(model, data_path: str, *, seq_len: int = 128, stride: int | None = None, max_tokens: int | None = None,
+               batch_size: int = 16, progress: ProgressFn | None = None, cancel: CancelToken | None = None,
+               **_: Any) -> dict[str, Any]:
+    """Perplexity over the whole file in windows of ``seq_len`` tokens moved by ``stride``.
+
+    Every token after the first is predicted exactly once; in windows after the first, only the
+    last ``stride`` tokens are scored and the ones before serve as context (the usual HF recipe).
+    Encoders with a masked-LM head report masked-LM perplexity on a fixed 15% of the tokens.
+    """
+    adapter = _adapter(model)
+    tok = adapter._need_tokenizer(model)
+    stride = stride or seq_len
+    if seq_len < 2 or not 0 < stride <= seq_len:
+        raise SlimError(f"need seq_len ≥ 2 and 0 < stride ≤ seq_len (got {seq_len}, {stride})")
+    text = read_text_file(data_path, "evaluation file")
+    ids = tok(text, add_special_tokens=False, verbose=False)["input_ids"]
+    if max_tokens:
+        ids = ids[:max_tokens]
+    if len(ids) < 2:
+        raise SlimError(f"evaluation file {data_path} has fewer than 2 tokens")
+    ids_t = torch.tensor(ids, dtype=torch.long)
+    decoder = adapter.is_decoder(model)
+    if not decoder and model.module.get_output_embeddings() is None:
+        raise SlimError("perplexity needs a language-modelling head; this encoder has none",
+                        hint="open the model with its masked-LM head, or compare hidden states instead")
+    windows: list[tuple[int, int, int]] = []  # (start, end, first scored position)
+    prev_end = 0
+    for start in range(0, len(ids), stride):
+        end = min(start + seq_len, len(ids))
+        first = max(prev_end, start + 1) if decoder else start
+        if end - start >= 2 and end > first:
+            windows.append((start, end, first))
+        prev_end = end
+        if end == len(ids):
+            break
+    module = model.module
+    nll, count = 0.0, 0
+    t0 = time.perf_counter()
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            groups: dict[int, list[tuple[int, int, int]]] = {}
+            for w in windows:
+                groups.setdefault(w[1] - w[0], []).append(w)
+            done = 0
+            for length, ws in groups.items():
+                for i in range(0, len(ws), batch_size):
+                    check(cancel)
+                    chunk = ws[i:i + batch_size]
+                    batch = torch.stack([ids_t[s:e] for s, e, _ in chunk])
+                    if decoder:
+                        labels = batch.clone()
+                        for row, (s, _e, first) in enumerate(chunk):
+                            labels[row, : first - s] = -100
+                        logits = module(input_ids=batch, use_cache=False).logits
+                        loss = nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(),
+                                                           labels[:, 1:].flatten(), ignore_index=-100, reduction="sum")
+                        n = int((labels[:, 1:] != -100).sum())
+                    else:
+                        masked, labels = mask_tokens(batch, tok, seed=i)
+                        logits = module(input_ids=masked, attention_mask=torch.ones_like(batch)).logits
+                        loss = nn.functional.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(),
+                                                           ignore_index=-100, reduction="sum")
+                        n = int((labels != -100).sum())
+                    nll += loss.item()
+                    count += n
+                    done += len(chunk)
+                    report(progress, done, len(windows), "perplexity")
+    finally:
+        module.train(was_training)
+    mean = nll / max(1, count)
+    return {
+        "perplexity": math.exp(mean), "nll_per_token": mean, "tokens": count, "windows": len(windows),
+        "seq_len": seq_len, "stride": stride, "file": str(data_path), "kind": "causal" if decoder else "masked",
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+
+
+def generate_text(model, prompt: str = "def ", *, max_new_tokens: int = 40, **_: Any) -> TextMedia:
+    """Greedy continuation of ``prompt`` (the same decoding settings for every model compared)."""
+    adapter = _adapter(model)
+    if not adapter.is_decoder(model):
+        raise SlimError("text generation needs a decoder language model; this one is an encoder")
+    tok = adapter._need_tokenizer(model)
+    enc = tok(prompt, return_tensors="pt", add_special_tokens=False)
+    if enc["input_ids"].shape[1] == 0:
+        raise SlimError("the prompt is empty", hint="type some text to continue")
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        out = model.module.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                                    pad_token_id=tok.pad_token_id, eos_token_id=None)
+    new = out[0, enc["input_ids"].shape[1]:]
+    seconds = time.perf_counter() - t0
+    return TextMedia(text=prompt + tok.decode(new, skip_special_tokens=True), title="greedy generation",
+                     meta={"new_tokens": int(new.numel()), "seconds": round(seconds, 3),
+                           "tokens_per_s": round(new.numel() / max(seconds, 1e-9), 1)})

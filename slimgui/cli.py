@@ -1,0 +1,370 @@
+"""The ``slimgui`` command: every core step, scriptable, with ``--json`` output.
+
+Exit codes: 0 success, 2 a problem the user can fix (one line on stderr), 1 a bug (traceback),
+130 cancelled with Ctrl-C.  With ``--json`` the last line of stdout is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from slimgui import __version__
+from slimgui.core.errors import Cancelled, SlimError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit code 2
+        sys.stderr.write(f"slimgui: error: {message} (see `{self.prog} --help`)\n")
+        raise SystemExit(2)
+
+
+class ProgressBar:
+    """A terminal progress bar with ETA on stderr (tqdm), fed by core progress callbacks."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+        self.bar = None
+        self.desc = None
+
+    def __call__(self, done: int, total: int, message: str = "") -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        if self.bar is None or self.bar.total != total or done < self.bar.n:
+            self.close()
+            self.bar = tqdm(total=total, file=sys.stderr, leave=False, dynamic_ncols=True, mininterval=0.25,
+                            bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}]")
+        self.bar.set_description_str(message[:48], refresh=False)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _registry():
+    from slimgui.core.plugins import discover
+
+    return discover()
+
+
+def _open(args, registry, progress):
+    from slimgui.core.model import open_model
+
+    path = args.model
+    if path.startswith("demo:"):
+        path = registry.demo(path[5:])(progress=progress)["model"]
+    return open_model(path, registry=registry, adapter=getattr(args, "adapter", None), progress=progress,
+                      trust_remote_code=getattr(args, "trust_remote_code", False))
+
+
+def _calibration(args, model):
+    """Calibration data from --data, else the family's default (the demo's own text), else None."""
+    from slimgui.core.data import CalibrationData
+
+    path = args.data
+    if path is None and hasattr(model.impl, "default_data"):
+        path = model.impl.default_data(model)
+    if path is None:
+        return None
+    return CalibrationData(path, seq_len=args.seq_len, samples=args.samples, batch_size=args.batch_size)
+
+
+def _emit(args, payload: dict[str, Any], human: str) -> None:
+    if args.json:
+        print(json.dumps(payload, default=str))
+    else:
+        print(human)
+
+
+def _fmt_params(n: int) -> str:
+    for unit, div in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= div:
+            return f"{n / div:.2f}{unit}"
+    return str(n)
+
+
+# -- commands ------------------------------------------------------------------------------------
+def cmd_plugins(args) -> int:
+    reg = _registry()
+    rows = reg.describe()
+    lines = []
+    for r in rows:
+        if r["status"] != "ok":
+            lines.append(f"{r['name']:<10} BROKEN  {r['error']}")
+            continue
+        lines.append(f"{r['name']:<10} ok      {r['source']} — {r['description']}")
+        for a in r["adapters"]:
+            lines.append(f"    adapter   {a['name']:<14} {a['family']:<6} {a['description']}")
+        for c in r["criteria"]:
+            lines.append(f"    criterion {c['name']:<14} {','.join(c['families']):<6} {c['description']}")
+        for e in r["evaluators"]:
+            lines.append(f"    evaluator {e}")
+        for p in r["previewers"]:
+            lines.append(f"    previewer {p['name']:<14} {p['media']}")
+        for d in r["demos"]:
+            lines.append(f"    demo      {d}")
+    _emit(args, {"plugins": rows}, "\n".join(lines))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    reg = _registry()
+    bar = ProgressBar(not args.quiet)
+    try:
+        paths = reg.demo(args.name)(progress=bar)
+    finally:
+        bar.close()
+    _emit(args, paths, "\n".join(f"{k}: {v}" for k, v in paths.items()))
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    from slimgui.core.ops import graph_of
+
+    reg = _registry()
+    bar = ProgressBar(not args.quiet)
+    try:
+        model = _open(args, reg, bar)
+    finally:
+        bar.close()
+    graph = graph_of(model, reg)
+    total = graph.total_params
+    lines = [f"{model.source}", f"  family {model.family} · {graph.attrs.get('architecture', '')} · "
+             f"{_fmt_params(total)} parameters · {len(graph.prunable())} prunable units"
+             + ("" if model.has_weights else " · config only (no weights)"), ""]
+    lines.append(f"  {'#':>3}  {'id':<16} {'kind':<10} {'params':>10} {'share':>7}")
+    for u in graph.units:
+        if u.parent is not None:
+            continue
+        idx = f"{u.attrs.get('index')}" if u.prunable else ""
+        lines.append(f"  {idx:>3}  {u.id:<16} {u.kind:<10} {_fmt_params(u.params):>10} {100 * u.params / max(1, total):6.2f}%")
+    payload = {"model": model.source, "family": model.family, "adapter": model.adapter,
+               "has_weights": model.has_weights, "params": total,
+               "blocks": [{"index": i, "id": u.id, "params": u.params} for i, u in enumerate(graph.prunable())],
+               "graph": graph.to_json()}
+    _emit(args, payload, "\n".join(lines))
+    return 0
+
+
+def _analyze(args, reg, model, bar):
+    from slimgui.core.ops import analyze
+
+    data = _calibration(args, model)
+    return analyze(model, args.criterion, registry=reg, data=data, keep=args.keep, progress=bar)
+
+
+def cmd_analyze(args) -> int:
+    from slimgui.core.ops import graph_of
+
+    reg = _registry()
+    bar = ProgressBar(not args.quiet)
+    try:
+        model = _open(args, reg, bar)
+        scores = _analyze(args, reg, model, bar)
+    finally:
+        bar.close()
+    if args.out:
+        scores.save(args.out)
+    graph = graph_of(model, reg)
+    ranking = scores.ranking()
+    rank = {uid: i for i, uid in enumerate(ranking)}
+    hi = max(scores.values.values()) if scores.values else 1.0
+    lo = min(scores.values.values()) if scores.values else 0.0
+    lines = [f"criterion {scores.criterion} on {model.source} ({scores.meta.get('seconds', 0):.1f}s)"
+             + (f"; keep-set {scores.keep}" if scores.keep else ""),
+             f"  {'#':>3}  {'unit':<12} {'score':>12} {'rank':>5}  (rank 0 = least important)"]
+    for u in graph.prunable():
+        v = scores.values[u.id]
+        bar_len = int(20 * (v - lo) / (hi - lo)) if hi > lo else 10
+        lock = " locked" if u.id in scores.locked else ""
+        lines.append(f"  {u.attrs.get('index', ''):>3}  {u.id:<12} {v:12.5g} {rank[u.id]:>5}  {'█' * bar_len}{lock}")
+    if args.out:
+        lines.append(f"scores written to {args.out}")
+    payload = {"criterion": scores.criterion, "model": model.source, "scores": scores.values, "ranking": ranking,
+               "locked": scores.locked, "keep": scores.keep, "seconds": scores.meta.get("seconds"),
+               "out": str(args.out) if args.out else None}
+    _emit(args, payload, "\n".join(lines))
+    return 0
+
+
+def cmd_prune(args) -> int:
+    from slimgui.core.ops import graph_of, prune, save
+    from slimgui.core.plan import PruningPlan, plan_from_scores
+    from slimgui.core.scores import Scores
+
+    reg = _registry()
+    bar = ProgressBar(not args.quiet)
+    try:
+        model = _open(args, reg, bar)
+        graph = graph_of(model, reg)
+        from slimgui.core.plan import parse_keep
+
+        if args.remove:
+            ids = [graph.resolve(r).id for r in args.remove.split(",") if r.strip()]
+            plan = PruningPlan(remove=ids, locked=parse_keep(args.keep, graph), keep=args.keep, model=model.source)
+        else:
+            if args.ratio is None and args.count is None:
+                raise SlimError("give --remove, or --criterion/--scores with --ratio or --count")
+            if args.scores:
+                scores = Scores.load(args.scores)
+            elif args.criterion:
+                scores = _analyze(args, reg, model, bar)
+            else:
+                raise SlimError("--ratio needs --criterion NAME or --scores FILE to rank the blocks")
+            plan = plan_from_scores(graph, scores, ratio=args.ratio, count=args.count, keep=args.keep)
+            plan.model = model.source
+        plan.validate(graph)
+        before = graph.total_params
+        pruned = prune(model, plan, registry=reg, copy=False)
+        after = graph_of(pruned, reg).total_params
+        plan.meta.update({"params_before": before, "params_after": after,
+                          "removed_indices": [graph.get(u).attrs.get("index") for u in plan.remove],
+                          "kept_indices": [graph.get(u).attrs.get("index") for u in plan.kept(graph)]})
+        out = save(pruned, args.out, registry=reg, force=args.force)
+    finally:
+        bar.close()
+    payload = {"out": str(out), "removed": plan.remove, "removed_indices": plan.meta["removed_indices"],
+               "kept_indices": plan.meta["kept_indices"], "criterion": plan.criterion, "keep": plan.keep,
+               "params_before": before, "params_after": after, "param_ratio": after / before}
+    human = (f"removed {', '.join(plan.remove)}\n"
+             f"params {_fmt_params(before)} → {_fmt_params(after)} ({100 * after / before:.1f}%)\n"
+             f"saved to {out}")
+    _emit(args, payload, human)
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from slimgui.core.ops import evaluate
+
+    reg = _registry()
+    bar = ProgressBar(not args.quiet)
+    try:
+        model = _open(args, reg, bar)
+        result = evaluate(model, args.data, registry=reg, seq_len=args.seq_len, stride=args.stride,
+                          max_tokens=args.max_tokens, progress=bar)
+        sample = None
+        if not args.no_generate:
+            try:
+                media = reg.previewer("generate", model.family)(model, args.prompt, max_new_tokens=args.max_new_tokens)
+                sample = media.text
+                result["generation"] = {"prompt": args.prompt, "text": media.text, **media.meta}
+            except SlimError as exc:  # e.g. an encoder: perplexity still stands
+                result["generation"] = {"skipped": exc.one_line()}
+    finally:
+        bar.close()
+    human = (f"perplexity {result['perplexity']:.3f} over {result['tokens']} tokens "
+             f"(seq_len {result['seq_len']}, stride {result['stride']}, {result['kind']})")
+    if sample is not None:
+        human += f"\n--- greedy continuation of {args.prompt!r} ---\n{sample}"
+    _emit(args, {"model": model.source, **result}, human)
+    return 0
+
+
+def cmd_gui(args) -> int:
+    try:
+        from slimgui.gui.app import main as gui_main
+    except ImportError as exc:
+        raise SlimError(f"the desktop app is not available: {exc}", hint="install SlimGUI with its gui extra") from None
+    return gui_main(args)
+
+
+# -- parser --------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="slimgui", description="Make large neural networks small: inspect, score, prune, evaluate.")
+    p.add_argument("--version", action="version", version=f"slimgui {__version__}")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+
+    def common(sp, model=True):
+        sp.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
+        sp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+        if model:
+            sp.add_argument("model", metavar="MODEL", help="model folder or file, a hub id, or demo:NAME")
+            sp.add_argument("--adapter", help="open with this adapter instead of the best match")
+            sp.add_argument("--trust-remote-code", action="store_true", help="allow code shipped with the model to run")
+
+    def calib(sp):
+        sp.add_argument("--data", help="calibration text file (default: the demo's training text for demo models)")
+        sp.add_argument("--keep", help="keep-set of locked blocks, e.g. first:4,last:2 (Taylor+), or indices/ids")
+        sp.add_argument("--seq-len", type=int, default=128, help="tokens per calibration segment (default 128)")
+        sp.add_argument("--samples", type=int, default=32, help="calibration segments (default 32)")
+        sp.add_argument("--batch-size", type=int, default=8, help="segments per forward pass (default 8)")
+
+    sp = sub.add_parser("plugins", help="list plugins, their adapters and criteria, and broken ones")
+    common(sp, model=False)
+    sp.set_defaults(func=cmd_plugins)
+
+    sp = sub.add_parser("demo", help="build or locate a built-in demo model")
+    sp.add_argument("name", help="demo name, e.g. llm")
+    common(sp, model=False)
+    sp.set_defaults(func=cmd_demo)
+
+    sp = sub.add_parser("inspect", help="show a model's prunable units and their parameters")
+    common(sp)
+    sp.set_defaults(func=cmd_inspect)
+
+    sp = sub.add_parser("analyze", help="score every prunable unit with a criterion")
+    common(sp)
+    sp.add_argument("--criterion", required=True, help="criterion name (`slimgui plugins` lists them)")
+    sp.add_argument("--out", help="write the scores to this JSON file")
+    calib(sp)
+    sp.set_defaults(func=cmd_analyze)
+
+    sp = sub.add_parser("prune", help="remove blocks and save the smaller model")
+    common(sp)
+    sp.add_argument("--remove", help="comma-separated block indices or unit ids, e.g. 3,7")
+    sp.add_argument("--criterion", help="rank blocks with this criterion")
+    sp.add_argument("--scores", help="rank blocks with a scores file from `slimgui analyze --out`")
+    sp.add_argument("--ratio", type=float, help="fraction of the blocks to remove, e.g. 0.25")
+    sp.add_argument("--count", type=int, help="number of blocks to remove (instead of --ratio)")
+    sp.add_argument("--out", required=True, help="output folder")
+    sp.add_argument("--force", action="store_true", help="replace an existing output folder")
+    calib(sp)
+    sp.set_defaults(func=cmd_prune)
+
+    sp = sub.add_parser("eval", help="perplexity on a text file and a short generation")
+    common(sp)
+    sp.add_argument("--data", required=True, help="text file to evaluate on")
+    sp.add_argument("--seq-len", type=int, default=128, help="window length in tokens (default 128)")
+    sp.add_argument("--stride", type=int, help="window stride (default: the window length)")
+    sp.add_argument("--max-tokens", type=int, help="evaluate only the first N tokens")
+    sp.add_argument("--prompt", default="def ", help="prompt for the generation sample")
+    sp.add_argument("--max-new-tokens", type=int, default=40)
+    sp.add_argument("--no-generate", action="store_true", help="skip the generation sample")
+    sp.set_defaults(func=cmd_eval)
+
+    sp = sub.add_parser("gui", help="open the desktop app")
+    sp.add_argument("model", nargs="?", help="model to open")
+    sp.add_argument("--screenshot", help="render the window into this PNG and exit")
+    sp.set_defaults(func=cmd_gui)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(["gui"])
+    t0 = time.perf_counter()
+    try:
+        return int(args.func(args) or 0)
+    except SlimError as exc:
+        sys.stderr.write(f"slimgui: error: {exc.one_line()}\n")
+        return 2
+    except (Cancelled, KeyboardInterrupt):
+        sys.stderr.write(f"slimgui: cancelled after {time.perf_counter() - t0:.1f}s\n")
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,92 @@
+"""The uniform graph every family turns its model into.
+
+Views only know this graph; heatmaps are scores keyed by unit id.  ``attrs["layout"]`` tells a
+view how to draw it ("stack" for a block stack, "unet" for a U-Net); families may add more hints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .errors import SlimError
+
+
+@dataclass
+class Unit:
+    """One node of the graph: a block, a layer, an embedding, a head..."""
+
+    id: str
+    kind: str
+    label: str
+    parent: str | None = None
+    params: int = 0
+    macs: int | None = None
+    prunable: bool = False
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class UnitGraph:
+    family: str
+    units: list[Unit]
+    edges: list[tuple[str, str]] = field(default_factory=list)
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._by_id = {u.id: u for u in self.units}
+        if len(self._by_id) != len(self.units):
+            raise ValueError("unit ids must be unique")
+
+    # -- lookup -----------------------------------------------------------------------------
+    def __contains__(self, unit_id: str) -> bool:
+        return unit_id in self._by_id
+
+    def get(self, unit_id: str) -> Unit:
+        try:
+            return self._by_id[unit_id]
+        except KeyError:
+            raise SlimError(f"unknown unit '{unit_id}'", hint="`slimgui inspect MODEL` lists the unit ids") from None
+
+    def children(self, unit_id: str | None) -> list[Unit]:
+        return [u for u in self.units if u.parent == unit_id]
+
+    def prunable(self) -> list[Unit]:
+        """The prunable units in order; a unit's position here is its 0-based index on the CLI."""
+        return [u for u in self.units if u.prunable]
+
+    def resolve(self, ref: str | int) -> Unit:
+        """A unit from a 0-based prunable index (``3`` or ``"3"``) or a unit id."""
+        units = self.prunable()
+        if isinstance(ref, int) or (isinstance(ref, str) and ref.strip().lstrip("-").isdigit()):
+            idx = int(ref)
+            if not 0 <= idx < len(units):
+                raise SlimError(f"block index {idx} is out of range: this model has {len(units)} prunable "
+                                f"units (0 to {len(units) - 1})")
+            return units[idx]
+        unit = self.get(str(ref).strip())
+        if not unit.prunable:
+            raise SlimError(f"unit '{unit.id}' cannot be removed", hint="choose one of the prunable units")
+        return unit
+
+    @property
+    def total_params(self) -> int:
+        return int(self.attrs.get("total_params") or sum(u.params for u in self.units if u.parent is None))
+
+    # -- files ------------------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "family": self.family,
+            "attrs": self.attrs,
+            "units": [asdict(u) for u in self.units],
+            "edges": [list(e) for e in self.edges],
+        }
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> UnitGraph:
+        return cls(
+            family=doc["family"],
+            units=[Unit(**u) for u in doc["units"]],
+            edges=[tuple(e) for e in doc.get("edges", [])],
+            attrs=dict(doc.get("attrs", {})),
+        )

@@ -1,0 +1,78 @@
+"""A loaded model and opening a path with the best-matching adapter."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import SlimError
+from .plugins import AdapterSpec, Plugin, Registry, discover
+from .progress import CancelToken, ProgressFn
+from .safety import check_pickle_checkpoint, is_pickle_checkpoint
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass
+class LoadedModel:
+    """What an adapter returns: the module plus what the family needs to run it."""
+
+    family: str
+    adapter: str
+    source: str
+    module: Any  # a torch.nn.Module
+    config: Any = None
+    tokenizer: Any = None
+    has_weights: bool = True
+    impl: Any = field(default=None, repr=False)  # the adapter instance that loaded it
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+Chooser = Callable[[str, list[tuple[float, Plugin, AdapterSpec]]], AdapterSpec]
+
+
+def _first(_: str, candidates: list[tuple[float, Plugin, AdapterSpec]]) -> AdapterSpec:
+    return candidates[0][2]
+
+
+def describe_path(path: Path) -> str:
+    if path.is_dir():
+        return "a folder"
+    suffix = path.suffix.lower() or "no extension"
+    return f"a {suffix} file"
+
+
+def probe(path: str, registry: Registry) -> list[tuple[float, Plugin, AdapterSpec]]:
+    """Adapters that can open ``path``, best first. Pickle checkpoints are vetted first."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        if not HUB_ID.match(path):
+            raise SlimError(f"{path} does not exist", hint="give a model folder or file")
+    elif is_pickle_checkpoint(p):
+        check_pickle_checkpoint(p)
+    return registry.match(str(p) if p.exists() else path)
+
+
+def open_model(path: str, *, registry: Registry | None = None, adapter: str | None = None,
+               choose: Chooser | None = None, progress: ProgressFn | None = None,
+               cancel: CancelToken | None = None, **options: Any) -> LoadedModel:
+    """Open ``path`` with the named adapter, or the best match; ``choose`` settles ties."""
+    registry = registry or discover()
+    if adapter is None:
+        candidates = probe(path, registry)
+        if not candidates:
+            p = Path(path)
+            kind = describe_path(p) if p.exists() else "a name"
+            families = sorted({s.family for _, s in registry.adapter_specs()})
+            raise SlimError(f"no installed plugin can open {path} ({kind})",
+                            hint=f"SlimGUI opens {', '.join(families) or 'no'} models; `slimgui plugins` lists them")
+        best = candidates[0][0]
+        tied = [c for c in candidates if abs(c[0] - best) < 1e-9]
+        spec = (choose or _first)(path, tied) if len(tied) > 1 else tied[0][2]
+        adapter = spec.name
+    impl = registry.adapter(adapter)
+    p = Path(path).expanduser()
+    return impl.load(str(p) if p.exists() else path, progress=progress, cancel=cancel, **options)

@@ -1,0 +1,123 @@
+"""Pruning plans: which units to remove, the keep-set that locks units, and the selection by budget."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import SlimError
+from .graph import UnitGraph
+from .io import read_versioned_json, write_versioned_json
+from .scores import Scores
+
+SCHEMA_VERSION = 1
+
+
+def parse_keep(spec: str | None, graph: UnitGraph) -> list[str]:
+    """Unit ids locked by a keep-set such as ``first:4,last:2`` (Taylor+ of Shortened LLaMA) or ids/indices.
+
+    Items are comma-separated: ``first:N``, ``last:N``, a 0-based index, or a unit id.
+    """
+    if not spec:
+        return []
+    units = graph.prunable()
+    locked: list[str] = []
+    for raw in spec.split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        head, _, count = item.partition(":")
+        if head in ("first", "last") and count:
+            try:
+                n = int(count)
+            except ValueError:
+                raise SlimError(f"bad keep-set item '{item}'", hint="use first:N, last:N, an index or a unit id") from None
+            if n < 0:
+                raise SlimError(f"bad keep-set item '{item}': N must be ≥ 0")
+            chosen = units[:n] if head == "first" else (units[-n:] if n else [])
+        else:
+            chosen = [graph.resolve(item)]
+        locked.extend(u.id for u in chosen if u.id not in locked)
+    return locked
+
+
+@dataclass
+class PruningPlan:
+    """Units to remove, with how they were chosen; ``locked`` units are never removed."""
+
+    remove: list[str]
+    locked: list[str] = field(default_factory=list)
+    keep: str | None = None
+    criterion: str | None = None
+    ratio: float | None = None
+    model: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self, graph: UnitGraph) -> None:
+        units = graph.prunable()
+        ids = [u.id for u in units]
+        for uid in self.remove:
+            graph.resolve(uid)
+        if len(set(self.remove)) != len(self.remove):
+            raise SlimError("the plan removes the same unit twice")
+        clash = sorted(set(self.remove) & set(self.locked), key=ids.index)
+        if clash:
+            raise SlimError(f"the plan removes locked unit(s) {', '.join(clash)}", hint="change the keep-set or the selection")
+        if not self.remove:
+            raise SlimError("the plan removes nothing", hint="pick units with --remove or a --ratio above 0")
+        if len(self.remove) >= len(units):
+            raise SlimError(f"the plan removes all {len(units)} prunable units; at least one must stay")
+
+    def kept(self, graph: UnitGraph) -> list[str]:
+        gone = set(self.remove)
+        return [u.id for u in graph.prunable() if u.id not in gone]
+
+    def params_after(self, graph: UnitGraph) -> int:
+        return graph.total_params - sum(graph.get(uid).params for uid in self.remove)
+
+    def save(self, path: str | os.PathLike) -> None:
+        write_versioned_json(path, "plan", SCHEMA_VERSION, {
+            "model": self.model, "remove": self.remove, "locked": self.locked, "keep": self.keep,
+            "criterion": self.criterion, "ratio": self.ratio, "meta": self.meta,
+        })
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> PruningPlan:
+        doc = read_versioned_json(path, "plan", SCHEMA_VERSION)
+        try:
+            return cls(remove=[str(x) for x in doc["remove"]], locked=[str(x) for x in doc.get("locked", [])],
+                       keep=doc.get("keep"), criterion=doc.get("criterion"), ratio=doc.get("ratio"),
+                       model=str(doc.get("model", "")), meta=dict(doc.get("meta", {})))
+        except (KeyError, TypeError) as exc:
+            raise SlimError(f"{path} is not a valid plan file: {exc}") from exc
+
+
+def count_for_ratio(graph: UnitGraph, ratio: float) -> int:
+    if not 0 < ratio < 1:
+        raise SlimError(f"--ratio must be between 0 and 1 (exclusive), got {ratio}")
+    return max(1, round(ratio * len(graph.prunable())))
+
+
+def plan_from_scores(graph: UnitGraph, scores: Scores, *, count: int | None = None, ratio: float | None = None,
+                     keep: str | None = None) -> PruningPlan:
+    """Remove the ``count`` (or ``ratio`` of the prunable units) least important units not locked by ``keep``."""
+    if count is None:
+        if ratio is None:
+            raise SlimError("give a number of units or a ratio to remove")
+        count = count_for_ratio(graph, ratio)
+    locked = parse_keep(keep, graph) if keep is not None else list(scores.locked)
+    prunable = {u.id for u in graph.prunable()}
+    missing = prunable - set(scores.values)
+    if missing:
+        raise SlimError(f"the scores do not cover unit(s) {', '.join(sorted(missing))}",
+                        hint="re-run the analysis on this model")
+    candidates = [uid for uid in scores.ranking() if uid in prunable and uid not in locked]
+    if count > len(candidates):
+        raise SlimError(f"cannot remove {count} units: only {len(candidates)} are not locked by the keep-set")
+    order = [u.id for u in graph.prunable()]
+    remove = sorted(candidates[:count], key=order.index)
+    plan = PruningPlan(remove=remove, locked=locked, keep=keep if keep is not None else scores.keep,
+                       criterion=scores.criterion, ratio=ratio, model=scores.model)
+    plan.validate(graph)
+    return plan

@@ -1,0 +1,58 @@
+"""Progress reporting and cancellation for long operations.
+
+Long core functions take ``progress`` (a callable ``(done, total, message)``) and ``cancel`` (a
+:class:`CancelToken`) and check the token between steps.  The CLI passes a terminal progress bar,
+the GUI a worker signal; tests pass a list's ``append``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .errors import Cancelled
+
+ProgressFn = Callable[[int, int, str], None]
+
+
+class CancelToken:
+    """Thread-safe flag; long operations call :meth:`raise_if_cancelled` between steps."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def raise_if_cancelled(self) -> None:
+        if self._event.is_set():
+            raise Cancelled("operation cancelled")
+
+
+def report(progress: ProgressFn | None, done: int, total: int, message: str = "") -> None:
+    if progress is not None:
+        progress(done, total, message)
+
+
+def check(cancel: CancelToken | None) -> None:
+    if cancel is not None:
+        cancel.raise_if_cancelled()
+
+
+@dataclass
+class EtaTracker:
+    """Estimates the remaining time of a run from the rate seen so far."""
+
+    start: float = field(default_factory=time.monotonic)
+
+    def eta(self, done: int, total: int) -> float | None:
+        if done <= 0 or total <= 0 or done > total:
+            return None
+        elapsed = time.monotonic() - self.start
+        return elapsed / done * (total - done)

@@ -1,0 +1,1 @@
+"""The Qt desktop app (views over ``slimgui.core``); nothing here computes."""

@@ -1,0 +1,127 @@
+"""Core data types: graphs, keep-sets, plans, scores, versioned JSON, atomic writes (no torch needed)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from slimgui.core.errors import SlimError
+from slimgui.core.graph import Unit, UnitGraph
+from slimgui.core.io import atomic_write_text, read_versioned_json, write_versioned_json
+from slimgui.core.plan import PruningPlan, parse_keep, plan_from_scores
+from slimgui.core.progress import CancelToken, EtaTracker
+from slimgui.core.scores import Scores
+
+
+def stack_graph(n: int = 12) -> UnitGraph:
+    units = [Unit("embed", "embedding", "Embeddings", params=1000)]
+    units += [Unit(f"block.{i}", "block", f"Block {i}", params=100, prunable=True, attrs={"index": i}) for i in range(n)]
+    return UnitGraph("llm", units, attrs={"total_params": 1000 + 100 * n})
+
+
+def test_resolve_by_index_and_id():
+    g = stack_graph()
+    assert g.resolve(3).id == "block.3"
+    assert g.resolve("7").id == "block.7"
+    assert g.resolve("block.2").id == "block.2"
+    with pytest.raises(SlimError, match="out of range"):
+        g.resolve(12)
+    with pytest.raises(SlimError, match="unknown unit"):
+        g.resolve("block.99")
+    with pytest.raises(SlimError, match="cannot be removed"):
+        g.resolve("embed")
+
+
+def test_keep_set_taylor_plus():
+    g = stack_graph()
+    assert parse_keep("first:4,last:2", g) == ["block.0", "block.1", "block.2", "block.3", "block.10", "block.11"]
+    assert parse_keep("5,block.6", g) == ["block.5", "block.6"]
+    assert parse_keep(None, g) == []
+    with pytest.raises(SlimError):
+        parse_keep("first:x", g)
+
+
+def test_plan_from_scores_respects_keep_set_and_budget():
+    g = stack_graph()
+    # block 0 least important, then 1, 2 ...: without a keep-set the first blocks go
+    scores = Scores("ppl", {f"block.{i}": float(i) for i in range(12)})
+    plan = plan_from_scores(g, scores, ratio=0.25)
+    assert plan.remove == ["block.0", "block.1", "block.2"]
+    plan = plan_from_scores(g, scores, ratio=0.25, keep="first:4,last:2")
+    assert plan.remove == ["block.4", "block.5", "block.6"]
+    assert "block.0" in plan.locked and plan.keep == "first:4,last:2"
+    assert plan.params_after(g) == 1000 + 100 * 9
+    with pytest.raises(SlimError, match="only 6 are not locked"):
+        plan_from_scores(g, scores, count=7, keep="first:4,last:2")
+
+
+def test_plan_validation():
+    g = stack_graph(3)
+    with pytest.raises(SlimError, match="all 3 prunable units"):
+        PruningPlan(remove=["block.0", "block.1", "block.2"]).validate(g)
+    with pytest.raises(SlimError, match="removes nothing"):
+        PruningPlan(remove=[]).validate(g)
+    with pytest.raises(SlimError, match="locked"):
+        PruningPlan(remove=["block.0"], locked=["block.0"]).validate(g)
+
+
+def test_scores_and_plan_roundtrip(tmp_path):
+    s = Scores("bi", {"block.0": 0.5, "block.1": 0.1, "block.2": float("inf")}, model="m", locked=["block.2"],
+               keep="last:1")
+    s.save(tmp_path / "s.json")
+    doc = json.loads((tmp_path / "s.json").read_text())
+    assert doc["schema_version"] == 1 and doc["kind"] == "scores"
+    assert doc["ranking"] == ["block.1", "block.0", "block.2"]
+    back = Scores.load(tmp_path / "s.json")
+    assert back.values == s.values and back.locked == ["block.2"] and back.keep == "last:1"
+    p = PruningPlan(remove=["block.1"], keep="last:1", criterion="bi", ratio=0.3)
+    p.save(tmp_path / "p.json")
+    assert PruningPlan.load(tmp_path / "p.json") == p
+
+
+def test_versioned_json_migrations_and_errors(tmp_path):
+    path = tmp_path / "x.json"
+    write_versioned_json(path, "thing", 1, {"a": 1})
+    doc = read_versioned_json(path, "thing", 2, migrations={1: lambda d: {**d, "b": d["a"] + 1}})
+    assert doc["b"] == 2 and doc["schema_version"] == 2
+    with pytest.raises(SlimError, match="newer SlimGUI"):
+        read_versioned_json(path, "thing", 0)
+    with pytest.raises(SlimError, match="not a SlimGUI other"):
+        read_versioned_json(path, "other", 1)
+    path.write_text("{not json")
+    with pytest.raises(SlimError, match="not a valid JSON"):
+        read_versioned_json(path, "thing", 1)
+
+
+def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    target = tmp_path / "out.txt"
+    atomic_write_text(target, "old")
+
+    def boom(*_a, **_k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(SlimError, match="No space left"):
+        atomic_write_text(target, "new")
+    monkeypatch.undo()
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_unwritable_location_is_a_user_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(SlimError, match="cannot write"):
+        atomic_write_text(blocker / "sub" / "y.txt", "data")
+
+
+def test_cancel_token_and_eta():
+    tok = CancelToken()
+    tok.raise_if_cancelled()
+    tok.cancel()
+    with pytest.raises(Exception, match="cancelled"):
+        tok.raise_if_cancelled()
+    eta = EtaTracker(start=0.0)
+    assert eta.eta(0, 10) is None
