@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from slimgui import __version__
@@ -25,12 +25,17 @@ class _Parser(argparse.ArgumentParser):
 
 
 class ProgressBar:
-    """A terminal progress bar with ETA on stderr (tqdm), fed by core progress callbacks."""
+    """A terminal progress bar with ETA on stderr (tqdm), fed by core progress callbacks.
 
-    def __init__(self, enabled: bool = True):
-        self.enabled = enabled
+    Shown when stderr is a terminal (or ``SLIMGUI_PROGRESS=1``), so logs and pipes stay clean.
+    """
+
+    def __init__(self, enabled: bool = True, stream=None, mininterval: float = 0.25):
+        self.stream = stream or sys.stderr
+        self.mininterval = mininterval
+        forced = os.environ.get("SLIMGUI_PROGRESS") == "1"
+        self.enabled = enabled and (forced or stream is not None or self.stream.isatty())
         self.bar = None
-        self.desc = None
 
     def __call__(self, done: int, total: int, message: str = "") -> None:
         if not self.enabled:
@@ -39,7 +44,7 @@ class ProgressBar:
 
         if self.bar is None or self.bar.total != total or done < self.bar.n:
             self.close()
-            self.bar = tqdm(total=total, file=sys.stderr, leave=False, dynamic_ncols=True, mininterval=0.25,
+            self.bar = tqdm(total=total, file=self.stream, leave=False, dynamic_ncols=True, mininterval=self.mininterval,
                             bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}]")
         self.bar.set_description_str(message[:48], refresh=False)
         self.bar.update(done - self.bar.n)

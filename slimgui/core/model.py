@@ -11,7 +11,7 @@ from typing import Any
 from .errors import SlimError
 from .plugins import AdapterSpec, Plugin, Registry, discover
 from .progress import CancelToken, ProgressFn
-from .safety import check_pickle_checkpoint, is_pickle_checkpoint
+from .safety import PICKLE_SUFFIXES, check_pickle_checkpoint, check_safetensors, is_pickle_checkpoint
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -53,6 +53,8 @@ def probe(path: str, registry: Registry) -> list[tuple[float, Plugin, AdapterSpe
             raise SlimError(f"{path} does not exist", hint="give a model folder or file")
     elif is_pickle_checkpoint(p):
         check_pickle_checkpoint(p)
+    elif p.is_file() and p.suffix.lower() == ".safetensors":
+        check_safetensors(p)
     return registry.match(str(p) if p.exists() else path)
 
 
@@ -67,8 +69,12 @@ def open_model(path: str, *, registry: Registry | None = None, adapter: str | No
             p = Path(path)
             kind = describe_path(p) if p.exists() else "a name"
             families = sorted({s.family for _, s in registry.adapter_specs()})
-            raise SlimError(f"no installed plugin can open {path} ({kind})",
-                            hint=f"SlimGUI opens {', '.join(families) or 'no'} models; `slimgui plugins` lists them")
+            if p.is_file() and p.suffix.lower() in PICKLE_SUFFIXES | {".safetensors"}:
+                hint = ("a bare weights file says nothing about the architecture: put it in a folder with the "
+                        "model's config.json and open the folder")
+            else:
+                hint = f"SlimGUI opens {', '.join(families) or 'no'} models; `slimgui plugins` lists them"
+            raise SlimError(f"no installed plugin can open {path} ({kind})", hint=hint)
         best = candidates[0][0]
         tied = [c for c in candidates if abs(c[0] - best) < 1e-9]
         spec = (choose or _first)(path, tied) if len(tied) > 1 else tied[0][2]

@@ -1,0 +1,111 @@
+"""The CLI contract: commands, flags, --json as the last stdout line, progress on stderr."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from slimgui.cli import ProgressBar, main
+
+
+def run_json(capsys, *argv):
+    code = main([*argv, "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_plugins_json(capsys):
+    doc = run_json(capsys, "plugins")
+    names = {p["name"] for p in doc["plugins"]}
+    assert {"core", "llm"} <= names
+    llm = next(p for p in doc["plugins"] if p["name"] == "llm")
+    assert {c["name"] for c in llm["criteria"]} == {"ppl", "bi"}
+    assert llm["demos"] == ["llm"]
+
+
+def test_inspect_json_lists_blocks_by_index(capsys, tiny_models):
+    doc = run_json(capsys, "inspect", str(tiny_models["qwen2"]))
+    assert [b["index"] for b in doc["blocks"]] == [0, 1, 2, 3]
+    assert [b["id"] for b in doc["blocks"]] == ["block.0", "block.1", "block.2", "block.3"]
+    assert doc["family"] == "llm" and doc["has_weights"] is True
+    assert doc["graph"]["attrs"]["model_type"] == "qwen2"
+    kinds = {u["kind"] for u in doc["graph"]["units"]}
+    assert {"embedding", "block", "attention", "mlp", "norm", "head"} <= kinds
+
+
+def test_inspect_human_output(capsys, tiny_models):
+    assert main(["inspect", str(tiny_models["gpt2"])]) == 0
+    out = capsys.readouterr().out
+    assert "block.3" in out and "prunable units" in out and "%" in out
+
+
+def test_analyze_with_keep_set_writes_scores(capsys, tiny_models, text_file, tmp_path):
+    doc = run_json(capsys, "analyze", str(tiny_models["llama"]), "--criterion", "ppl", "--data", str(text_file),
+                   "--keep", "first:1,last:1", "--seq-len", "32", "--samples", "8", "--out", str(tmp_path / "s.json"))
+    assert set(doc["scores"]) == {f"block.{i}" for i in range(4)}
+    assert doc["locked"] == ["block.0", "block.3"]
+    assert doc["ranking"] == sorted(doc["scores"], key=doc["scores"].get)
+    saved = json.loads((tmp_path / "s.json").read_text())
+    assert saved["keep"] == "first:1,last:1" and saved["schema_version"] == 1
+    assert saved["meta"]["data"]["seq_len"] == 32
+
+
+def test_prune_by_criterion_and_ratio(capsys, tiny_models, text_file, tmp_path):
+    out = tmp_path / "pruned"
+    doc = run_json(capsys, "prune", str(tiny_models["llama"]), "--criterion", "bi", "--ratio", "0.25",
+                   "--data", str(text_file), "--keep", "first:1", "--seq-len", "32", "--out", str(out))
+    assert len(doc["removed"]) == 1 and "block.0" not in doc["removed"]
+    assert doc["params_after"] < doc["params_before"]
+    assert doc["kept_indices"] == [i for i in range(4) if i not in doc["removed_indices"]]
+    plan = json.loads((out / "slimgui_plan.json").read_text())
+    assert plan["criterion"] == "bi" and plan["keep"] == "first:1" and plan["ratio"] == 0.25
+    from transformers import AutoModelForCausalLM
+
+    assert AutoModelForCausalLM.from_pretrained(out).config.num_hidden_layers == 3
+    # the pruned folder opens again and can be pruned further
+    doc2 = run_json(capsys, "prune", str(out), "--remove", "0", "--out", str(tmp_path / "again"))
+    assert doc2["params_after"] < doc2["params_before"] == doc["params_after"]
+
+
+def test_prune_remove_ids_and_force(capsys, tiny_models, tmp_path):
+    out = tmp_path / "o"
+    doc = run_json(capsys, "prune", str(tiny_models["opt"]), "--remove", "1,block.2", "--out", str(out))
+    assert doc["removed"] == ["block.1", "block.2"] and doc["removed_indices"] == [1, 2]
+    assert main(["prune", str(tiny_models["opt"]), "--remove", "3", "--out", str(out)]) == 2
+    capsys.readouterr()
+    doc = run_json(capsys, "prune", str(tiny_models["opt"]), "--remove", "3", "--out", str(out), "--force")
+    assert doc["removed"] == ["block.3"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp folders left
+
+
+def test_eval_json_with_generation(capsys, tiny_models, text_file):
+    doc = run_json(capsys, "eval", str(tiny_models["mistral"]), "--data", str(text_file), "--max-tokens", "600",
+                   "--prompt", "import ", "--max-new-tokens", "8")
+    assert doc["perplexity"] > 1 and doc["tokens"] == 600 - doc["windows"]
+    assert doc["generation"]["text"].startswith("import ") and doc["generation"]["new_tokens"] == 8
+
+
+def test_eval_encoder_skips_generation(capsys, tiny_models, text_file):
+    doc = run_json(capsys, "eval", str(tiny_models["bert"]), "--data", str(text_file), "--max-tokens", "500")
+    assert doc["kind"] == "masked" and "skipped" in doc["generation"]
+
+
+def test_progress_bar_shows_eta():
+    stream = io.StringIO()
+    bar = ProgressBar(stream=stream, mininterval=0)
+    for i in range(1, 4):
+        bar(i, 10, "scoring")
+    bar.close()
+    text = stream.getvalue()
+    assert "scoring" in text and "3/10" in text and "<" in text  # elapsed<remaining
+
+
+def test_help_lists_the_contract(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for cmd in ("plugins", "demo", "inspect", "analyze", "prune", "eval"):
+        assert cmd in out
