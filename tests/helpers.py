@@ -12,8 +12,8 @@ TEXT_SAMPLE = Path(__file__).resolve().parents[1] / "slimgui" / "cli.py"
 
 def sample_text() -> str:
     # real text every machine has: the Python standard library's own source
-    import json as _json
     import argparse as _argparse
+    import json as _json
 
     return Path(_json.__file__).read_text() + Path(_argparse.__file__).read_text()
 

@@ -375,8 +375,10 @@ class TransformersAdapter:
 
 
 def causal_lm_loss(logits: torch.Tensor, input_ids: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    return nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), input_ids[:, 1:].flatten(),
-                                       reduction=reduction)
+    """Next-token cross-entropy; labels are shifted instead of the (large) logits, so nothing is copied."""
+    labels = torch.cat([input_ids[:, 1:], torch.full_like(input_ids[:, :1], -100)], dim=1)
+    return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1),
+                                       ignore_index=-100, reduction=reduction)
 
 
 def mask_tokens(input_ids: torch.Tensor, tokenizer, rate: float = 0.15, seed: int = 0):

@@ -67,7 +67,7 @@ def perplexity(model, data_path: str, *, seq_len: int = 128, stride: int | None 
             for w in windows:
                 groups.setdefault(w[1] - w[0], []).append(w)
             done = 0
-            for length, ws in groups.items():
+            for ws in groups.values():
                 for i in range(0, len(ws), batch_size):
                     check(cancel)
                     chunk = ws[i:i + batch_size]

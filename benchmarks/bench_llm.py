@@ -1,0 +1,139 @@
+"""`make bench`: measured figures for the language-model family, on the demo model, side by side in one run.
+
+Prints progress on stderr and, as the last line of stdout, one JSON object (also written to --out).
+Ratios are measured within this one run so that a noisy shared machine affects both sides alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def timed(fn, repeat: int = 3) -> tuple[float, object]:
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, result
+
+
+def bench_ppl_criterion(model, data) -> dict:
+    from slimgui_llm.criteria import PerplexityDrop
+
+    # interleave the two ways so drifts in machine load hit both
+    fast_t, naive_t, fast, naive = [], [], None, None
+    for _ in range(2):
+        t, fast = timed(lambda: PerplexityDrop().score(model, data), repeat=1)
+        fast_t.append(t)
+        t, naive = timed(lambda: PerplexityDrop(naive=True).score(model, data), repeat=1)
+        naive_t.append(t)
+    rel = max(abs(fast[k] - naive[k]) / abs(naive[k]) for k in naive)
+    return {"ppl_criterion_time_ratio": min(fast_t) / min(naive_t), "ppl_criterion_max_rel_diff": rel,
+            "ppl_criterion_seconds": min(fast_t), "ppl_naive_seconds": min(naive_t), "ppl_scores": fast}
+
+
+def bench_bi(model, data) -> dict:
+    from slimgui_llm.adapter import TransformersAdapter
+    from slimgui_llm.criteria import BlockInfluence
+
+    batches = TransformersAdapter().calibration_batches(model, data)
+
+    def forward():
+        with torch.no_grad():
+            for b in batches:
+                model.module(**b, use_cache=False)
+
+    forward()  # warm-up
+    bi_t, fwd_t = [], []
+    for _ in range(3):
+        bi_t.append(timed(lambda: BlockInfluence().score(model, data), repeat=1)[0])
+        fwd_t.append(timed(forward, repeat=1)[0])
+    return {"bi_cost_forward_passes": min(bi_t) / min(fwd_t), "bi_seconds": min(bi_t),
+            "forward_pass_seconds": min(fwd_t)}
+
+
+def bench_decode(model, pruned, new_tokens: int = 96, rounds: int = 5) -> dict:
+    tok = model.tokenizer
+    enc = tok("def main(argv=None):\n    ", return_tensors="pt", add_special_tokens=False)
+
+    def gen(m):
+        with torch.no_grad():
+            m.module.generate(**enc, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+                              pad_token_id=tok.pad_token_id)
+
+    gen(model)
+    gen(pruned)
+    t_orig, t_pruned = [], []
+    for _ in range(rounds):
+        t_orig.append(timed(lambda: gen(model), repeat=1)[0])
+        t_pruned.append(timed(lambda: gen(pruned), repeat=1)[0])
+    p_orig = sum(p.numel() for p in model.module.parameters())
+    p_pruned = sum(p.numel() for p in pruned.module.parameters())
+    speedup = statistics.median(t_orig) / statistics.median(t_pruned)
+    ideal = p_orig / p_pruned
+    return {"decode_speedup": speedup, "decode_ideal_speedup": ideal, "decode_speedup_over_ideal": speedup / ideal,
+            "decode_tokens_per_s_original": new_tokens / statistics.median(t_orig),
+            "decode_tokens_per_s_pruned": new_tokens / statistics.median(t_pruned)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default="bench-report.json")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    from slimgui.core.data import CalibrationData
+    from slimgui.core.model import open_model
+    from slimgui.core.ops import prune
+    from slimgui.core.plan import plan_from_scores
+    from slimgui.core.plugins import discover
+    from slimgui.core.scores import Scores
+
+    reg = discover()
+    demo = reg.demo("llm")()
+    model = open_model(demo["model"], registry=reg)
+    data = CalibrationData(demo["train"], seq_len=128, samples=32, batch_size=8)
+    report: dict = {"machine": {"python": platform.python_version(), "torch": torch.__version__,
+                                "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine()},
+                    "model": demo["model"], "calibration": vars(data)}
+
+    log("ppl criterion: replaying prefixes vs rebuilding per block")
+    ppl = bench_ppl_criterion(model, data)
+    scores = ppl.pop("ppl_scores")
+    report.update(ppl)
+    log("block influence vs one forward pass")
+    report.update(bench_bi(model, data))
+    log("greedy decoding: original vs 25% of blocks removed by ppl")
+    graph = model.impl.to_graph(model)
+    plan = plan_from_scores(graph, Scores("ppl", scores), ratio=0.25)
+    pruned = prune(model, plan, registry=reg)
+    report["decode_removed"] = plan.remove
+    report.update(bench_decode(model, pruned))
+
+    targets = {"ppl_criterion_time_ratio": ("<=", 0.6), "ppl_criterion_max_rel_diff": ("<=", 1e-4),
+               "bi_cost_forward_passes": ("<=", 1.3), "decode_speedup_over_ideal": (">=", 0.9)}
+    report["targets_met"] = {k: (report[k] <= v if op == "<=" else report[k] >= v) for k, (op, v) in targets.items()}
+    Path(args.out).write_text(json.dumps(report, indent=2))
+    for k in targets:
+        log(f"{k} = {report[k]:.4g} (target {targets[k][0]} {targets[k][1]})")
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
