@@ -12,6 +12,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from slimgui import __version__
@@ -274,6 +275,97 @@ def cmd_eval(args) -> int:
     return 0
 
 
+ACCELERATE_CONFIG = """\
+# accelerate config for this job: multi-GPU DDP on one machine by default.
+# For several nodes set num_machines, machine_rank and main_process_ip/port on each node.
+# For FSDP use distributed_type: FSDP (and an fsdp_config block); for DeepSpeed use
+# distributed_type: DEEPSPEED with a deepspeed_config block (see `accelerate config`).
+compute_environment: LOCAL_MACHINE
+distributed_type: MULTI_GPU
+num_machines: 1
+machine_rank: 0
+num_processes: {processes}
+mixed_precision: "no"
+use_cpu: false
+"""
+
+
+def _train_config(args):
+    from slimgui.core.train import TrainConfig
+
+    model = args.model
+    if model.startswith("demo:"):
+        model = _registry().demo(model[5:])()["model"]
+    cfg = TrainConfig(
+        model=str(Path(model).resolve()) if Path(model).exists() else model,
+        data=[str(Path(d).resolve()) for d in args.data], out=str(Path(args.out).resolve()), method=args.method,
+        teacher=(str(Path(args.teacher).resolve()) if args.teacher and Path(args.teacher).exists() else args.teacher),
+        steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum, seq_len=args.seq_len, lr=args.lr,
+        warmup=args.warmup, save_every=args.save_every, keep_last=args.keep_last,
+        eval_every=args.eval_every or args.save_every, seed=args.seed, lora_r=args.lora_r,
+        lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
+        lora_targets=[t.strip() for t in args.lora_targets.split(",")] if args.lora_targets else None,
+        lora_merge=not args.keep_adapter, kd_ce=args.kd_ce, kd_kl=args.kd_kl, kd_hidden=args.kd_hidden,
+        max_train_tokens=args.max_train_tokens, trust_remote_code=args.trust_remote_code)
+    cfg.validate()
+    return cfg
+
+
+def export_job(cfg, job_dir: Path, processes: int = 2) -> Path:
+    """A folder that runs unchanged with `accelerate launch` on several GPUs or nodes."""
+    from slimgui.core.io import atomic_write_text
+
+    job_dir.mkdir(parents=True, exist_ok=True)
+    cfg.save(job_dir / "job.json")
+    atomic_write_text(job_dir / "accelerate_config.yaml", ACCELERATE_CONFIG.format(processes=processes))
+    cmd = f"accelerate launch --config_file {job_dir / 'accelerate_config.yaml'} -m slimgui.core.train {job_dir / 'job.json'}"
+    data = ", ".join(f"`{d}`" for d in cfg.data)
+    readme = [
+        f"# SlimGUI retraining job ({cfg.method})", "",
+        f"- model: `{cfg.model}`", f"- data: {data}", f"- output: `{cfg.out}`", "",
+        "Run it (the same code the desktop app runs, on every process):", "", "```", cmd, "```", "",
+        f"On a CPU-only machine: `accelerate launch --cpu --num_processes 2 -m slimgui.core.train {job_dir / 'job.json'}`.",
+        "Edit `accelerate_config.yaml` for several nodes, FSDP or DeepSpeed. The paths in `job.json` must exist on",
+        "every node. Checkpoints go to `OUT/checkpoint-STEP/`; launching the same command again resumes from the",
+        "last one. The healed model is written to `OUT/model/`.", ""]
+    atomic_write_text(job_dir / "README.md", "\n".join(readme))
+    return job_dir
+
+
+def cmd_retrain(args) -> int:
+    from slimgui.core.train import run_training
+
+    cfg = _train_config(args)
+    if args.export_job:
+        job = export_job(cfg, Path(args.export_job))
+        cmd = f"accelerate launch --config_file {job / 'accelerate_config.yaml'} -m slimgui.core.train {job / 'job.json'}"
+        _emit(args, {"job": str(job), "command": cmd}, f"job written to {job}\nrun: {cmd}")
+        return 0
+    bar = ProgressBar(not args.quiet)
+    last: dict[str, Any] = {}
+
+    def on_event(ev: dict[str, Any]) -> None:
+        if ev["event"] == "start" and not args.quiet:
+            est = ev["estimate"]
+            sys.stderr.write(f"estimate: ~{est['seconds']:.0f}s, ~{est['memory_bytes'] / 2**20:.0f} MiB, "
+                             f"{est['trainable_params']:,} trainable of {est['params']:,} parameters"
+                             + (" (resuming)" if ev["resumed"] else "") + "\n")
+        if ev["event"] == "step":
+            last.update(ev)
+            msg = f"loss {ev['train_loss']:.3f}" + (f" val ppl {ev['val_ppl']:.2f}" if "val_ppl" in ev else "")
+            bar(ev["step"], ev["total"], msg)
+
+    try:
+        result = run_training(cfg, events=on_event, resume=args.resume)
+    finally:
+        bar.close()
+    result["model"] = str(Path(cfg.out) / "model")
+    human = (f"step {result['step']}: validation perplexity {result['val_ppl']:.3f} "
+             f"(loss {result['val_loss']:.4f}), {result['tokens_seen']:,} tokens\nhealed model: {result['model']}")
+    _emit(args, result, human)
+    return 0
+
+
 def cmd_gui(args) -> int:
     try:
         from slimgui.gui.app import main as gui_main
@@ -345,6 +437,36 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--max-new-tokens", type=int, default=40)
     sp.add_argument("--no-generate", action="store_true", help="skip the generation sample")
     sp.set_defaults(func=cmd_eval)
+
+    sp = sub.add_parser("retrain", help="heal a slimmed model: LoRA, continued pretraining or distillation")
+    common(sp)
+    sp.add_argument("--method", choices=["lora", "cpt", "kd"], default="lora")
+    sp.add_argument("--teacher", help="the original model (for --method kd)")
+    sp.add_argument("--data", action="append", required=True,
+                    help="text file/folder, JSONL or a saved dataset (repeatable)")
+    sp.add_argument("--steps", type=int, default=100)
+    sp.add_argument("--save-every", type=int, default=50, help="checkpoint every N steps (default 50)")
+    sp.add_argument("--keep-last", type=int, default=2, help="checkpoints to keep (default 2)")
+    sp.add_argument("--eval-every", type=int, help="validate every N steps (default: --save-every)")
+    sp.add_argument("--out", required=True, help="run folder: checkpoints and the healed model (OUT/model)")
+    sp.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    sp.add_argument("--export-job", metavar="DIR", help="write a job folder for `accelerate launch` instead of running")
+    sp.add_argument("--batch-size", type=int, default=8)
+    sp.add_argument("--grad-accum", type=int, default=1)
+    sp.add_argument("--seq-len", type=int, default=128)
+    sp.add_argument("--lr", type=float, help="learning rate (default: 1e-3 LoRA, 2e-4 otherwise)")
+    sp.add_argument("--warmup", type=int, default=10)
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--lora-r", type=int, default=8)
+    sp.add_argument("--lora-alpha", type=int, default=16)
+    sp.add_argument("--lora-dropout", type=float, default=0.05)
+    sp.add_argument("--lora-targets", help="comma-separated module names (default: every linear layer in the blocks)")
+    sp.add_argument("--keep-adapter", action="store_true", help="save the LoRA adapter instead of merging it")
+    sp.add_argument("--kd-ce", type=float, default=1.0, help="distillation: weight of the next-token loss")
+    sp.add_argument("--kd-kl", type=float, default=1.0, help="distillation: weight of KL on logits")
+    sp.add_argument("--kd-hidden", type=float, default=1.0, help="distillation: weight of hidden-state MSE")
+    sp.add_argument("--max-train-tokens", type=int, help="use at most this many training tokens")
+    sp.set_defaults(func=cmd_retrain)
 
     sp = sub.add_parser("gui", help="open the desktop app")
     sp.add_argument("model", nargs="?", help="model to open")

@@ -298,6 +298,12 @@ class TransformersAdapter:
             model.tokenizer.save_pretrained(out_dir)
         return out_dir
 
+    # -- retraining --------------------------------------------------------------------------
+    def training_task(self, cfg, registry=None):
+        from .training import build_training_task
+
+        return build_training_task(self, cfg, registry)
+
     # -- data --------------------------------------------------------------------------------
     def default_data(self, model: LoadedModel) -> str | None:
         """The demo's training text for the demo model and models pruned from it; else None."""
@@ -307,11 +313,12 @@ class TransformersAdapter:
                 from .demo import ensure_demo
 
                 return ensure_demo()["train"]
-            plan = folder / "slimgui_plan.json"
-            if not plan.is_file():
+            link = next((folder / n for n in ("slimgui_plan.json", "slimgui_healed_from.json")
+                         if (folder / n).is_file()), None)
+            if link is None:
                 return None
             try:
-                folder = Path(json.loads(plan.read_text(encoding="utf-8")).get("model", ""))
+                folder = Path(json.loads(link.read_text(encoding="utf-8")).get("model", ""))
             except (OSError, ValueError, AttributeError):
                 return None
         return None

@@ -1,0 +1,252 @@
+"""The language-model family's training task: data, LoRA / full / distillation losses, and the final save."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from slimgui.core.data import read_text_file
+from slimgui.core.errors import SlimError
+from slimgui.core.train import TrainConfig, TrainTask
+
+from .adapter import TransformersAdapter, causal_lm_loss, mask_tokens
+
+TEXT_SUFFIXES = {".txt", ".md", ".py", ".rst", ".text", ".csv", ".tex", ".html", ".c", ".h", ".js", ".java"}
+
+
+# -- data ------------------------------------------------------------------------------------------
+def _jsonl_texts(path: Path, cfg: TrainConfig) -> list[str]:
+    texts = []
+    for n, line in enumerate(read_text_file(path, "data file").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise SlimError(f"{path} line {n} is not JSON ({exc.msg})", hint="JSONL needs one JSON object per line") from None
+        texts.append(_record_text(obj, cfg, f"{path} line {n}"))
+    return texts
+
+
+def _record_text(obj: Any, cfg: TrainConfig, where: str) -> str:
+    if not isinstance(obj, dict):
+        raise SlimError(f"{where} is not a JSON object")
+    if isinstance(obj.get(cfg.text_field), str):
+        return obj[cfg.text_field]
+    if isinstance(obj.get("instruction"), str) and isinstance(obj.get("response"), str):
+        try:
+            return cfg.prompt_template.format(**obj)
+        except KeyError as exc:
+            raise SlimError(f"the prompt template needs field {exc} that {where} lacks") from None
+    raise SlimError(f"{where} has no '{cfg.text_field}' field and no instruction/response fields",
+                    hint="set --text-field, or give instruction and response fields")
+
+
+def _dataset_texts(path: Path, cfg: TrainConfig) -> list[str]:
+    try:
+        from datasets import DatasetDict, load_from_disk
+    except ImportError:
+        raise SlimError("reading a saved dataset needs the `datasets` package", hint="pip install datasets") from None
+    try:
+        ds = load_from_disk(str(path))
+    except Exception as exc:
+        raise SlimError(f"{path} is not a dataset saved with datasets.save_to_disk ({str(exc)[:120]})") from None
+    if isinstance(ds, DatasetDict):
+        ds = ds["train"] if "train" in ds else next(iter(ds.values()))
+    return [_record_text(row, cfg, f"{path} row {i}") for i, row in enumerate(ds)]
+
+
+def load_texts(paths: list[str], cfg: TrainConfig) -> list[str]:
+    """Documents from text files, folders of text files, JSONL files and saved datasets."""
+    texts: list[str] = []
+    for raw in paths:
+        p = Path(raw).expanduser()
+        if not p.exists():
+            raise SlimError(f"data {p} does not exist")
+        if p.is_dir() and ((p / "dataset_info.json").is_file() or (p / "dataset_dict.json").is_file()
+                           or (p / "state.json").is_file()):
+            texts += _dataset_texts(p, cfg)
+        elif p.is_dir():
+            files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in TEXT_SUFFIXES | {".jsonl"})
+            if not files:
+                raise SlimError(f"data folder {p} holds no text or JSONL files")
+            texts += load_texts([str(f) for f in files], cfg)
+        elif p.suffix.lower() == ".jsonl":
+            texts += _jsonl_texts(p, cfg)
+        else:
+            texts.append(read_text_file(p, "data file"))
+    texts = [t for t in texts if t.strip()]
+    if not texts:
+        raise SlimError("the training data is empty", hint="give text, JSONL or a saved dataset with content")
+    return texts
+
+
+def token_blocks(texts: list[str], tokenizer, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Concatenate documents (separated by EOS) into ``seq_len`` blocks; every k-th block is held out."""
+    eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
+    ids: list[int] = []
+    for enc in tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]:
+        ids.extend(enc)
+        if eos is not None:
+            ids.append(eos)
+        if cfg.max_train_tokens and len(ids) >= cfg.max_train_tokens:
+            ids = ids[: cfg.max_train_tokens]
+            break
+    n = len(ids) // cfg.seq_len
+    if n < 2:
+        raise SlimError(f"the training data gives {len(ids)} tokens: fewer than two {cfg.seq_len}-token sequences",
+                        hint="give more text or a smaller --seq-len")
+    blocks = torch.tensor(ids[: n * cfg.seq_len], dtype=torch.long).view(n, cfg.seq_len)
+    every = max(2, round(1 / cfg.val_fraction))
+    val_mask = torch.zeros(n, dtype=torch.bool)
+    val_mask[every - 1::every] = True
+    if not val_mask.any():
+        val_mask[-1] = True
+    return blocks[~val_mask], blocks[val_mask]
+
+
+# -- LoRA ----------------------------------------------------------------------------------------------
+def linear_leaf_names(block_stack: nn.Module) -> list[str]:
+    from transformers.pytorch_utils import Conv1D
+
+    names = []
+    for name, mod in block_stack.named_modules():
+        if isinstance(mod, (nn.Linear, Conv1D)):
+            leaf = name.rsplit(".", 1)[-1]
+            if leaf not in names:
+                names.append(leaf)
+    return names
+
+
+def apply_lora(module: nn.Module, stack: nn.Module, cfg: TrainConfig, decoder: bool):
+    from peft import LoraConfig, get_peft_model
+
+    available = linear_leaf_names(stack)
+    targets = cfg.lora_targets or available
+    unknown = [t for t in targets if t not in available]
+    if unknown:
+        raise SlimError(f"unknown LoRA target module(s) {', '.join(unknown)}",
+                        hint=f"this model's block layers are: {', '.join(available)}")
+    if cfg.lora_r < 1:
+        raise SlimError(f"LoRA rank must be at least 1, got {cfg.lora_r}")
+    lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=list(targets), task_type="CAUSAL_LM" if decoder else None)
+    return get_peft_model(module, lcfg)
+
+
+# -- the task ------------------------------------------------------------------------------------------
+class _BlockTap:
+    """Forward hooks that keep each block's output of the latest forward pass."""
+
+    def __init__(self, layers: nn.ModuleList):
+        self.outputs: list[torch.Tensor | None] = [None] * len(layers)
+        self.handles = [layer.register_forward_hook(self._hook(i)) for i, layer in enumerate(layers)]
+
+    def _hook(self, i: int):
+        def hook(_mod, _args, out):
+            self.outputs[i] = out[0] if isinstance(out, (tuple, list)) else out
+        return hook
+
+
+def _kept_indices(student_dir: Path, n_student: int, n_teacher: int) -> list[int]:
+    plan_file = student_dir / "slimgui_plan.json"
+    if plan_file.is_file():
+        doc = json.loads(plan_file.read_text(encoding="utf-8"))
+        removed = {int(u.split(".")[1]) for u in doc.get("remove", []) if u.startswith("block.")}
+        kept = [i for i in range(n_teacher) if i not in removed]
+        if len(kept) == n_student:
+            return kept
+        raise SlimError(f"the student's plan does not map onto the teacher: {n_teacher} teacher blocks minus "
+                        f"{len(removed)} removed is not the student's {n_student}",
+                        hint="give the model the student was pruned from as --teacher")
+    if n_student == n_teacher:
+        return list(range(n_teacher))
+    raise SlimError("cannot map the student's blocks to the teacher's: the student has no slimgui_plan.json",
+                    hint="distil a model pruned by SlimGUI, or one with as many blocks as the teacher")
+
+
+def build_training_task(adapter: TransformersAdapter, cfg: TrainConfig, registry=None) -> TrainTask:
+    student = adapter.load(cfg.model, trust_remote_code=cfg.trust_remote_code)
+    if not student.has_weights:
+        raise SlimError(f"{cfg.model} has no weights to retrain")
+    tok = adapter._need_tokenizer(student)
+    decoder = adapter.is_decoder(student)
+    train_blocks, val_blocks = token_blocks(load_texts(cfg.data, cfg), tok, cfg)
+    _, layers = adapter.stack(student)
+    module = student.module
+    info = {"hidden_size": getattr(student.config, "hidden_size", 0), "layers": len(layers),
+            "vocab_size": getattr(student.config, "vocab_size", 0), "decoder": decoder,
+            "train_sequences": len(train_blocks), "val_sequences": len(val_blocks)}
+
+    def lm_loss(model, batch):
+        if decoder:
+            return causal_lm_loss(model(input_ids=batch, use_cache=False).logits, batch)
+        masked, labels = mask_tokens(batch, tok, seed=int(batch.sum()) % 100_000)
+        logits = model(input_ids=masked, attention_mask=torch.ones_like(batch)).logits
+        return nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+
+    if cfg.method == "lora":
+        module = apply_lora(module, layers, cfg, decoder)
+    else:
+        for p in module.parameters():
+            p.requires_grad_(True)
+
+    loss_fn = lambda model, batch: (lm_loss(model, batch), {})  # noqa: E731
+    if cfg.method == "kd":
+        if not decoder:
+            raise SlimError("distillation is implemented for decoder language models", hint="use lora or cpt")
+        teacher = adapter.load(cfg.teacher, trust_remote_code=cfg.trust_remote_code)
+        _, t_layers = adapter.stack(teacher)
+        kept = _kept_indices(Path(student.source), len(layers), len(t_layers))
+        if teacher.config.vocab_size != student.config.vocab_size:
+            raise SlimError("teacher and student have different vocabularies")
+        t_module = teacher.module.eval()
+        for p in t_module.parameters():
+            p.requires_grad_(False)
+        s_tap, t_tap = _BlockTap(layers), _BlockTap(t_layers)
+        info.update(teacher_params=sum(p.numel() for p in t_module.parameters()), block_map=kept)
+        temp = cfg.kd_temperature
+
+        def kd_loss(model, batch):
+            if next(t_module.parameters()).device != batch.device:
+                t_module.to(batch.device)
+            s_logits = model(input_ids=batch, use_cache=False).logits
+            with torch.no_grad():
+                t_logits = t_module(input_ids=batch, use_cache=False).logits
+            ce = causal_lm_loss(s_logits, batch)
+            v = s_logits.shape[-1]
+            kl = nn.functional.kl_div(nn.functional.log_softmax(s_logits.reshape(-1, v) / temp, dim=-1),
+                                      nn.functional.log_softmax(t_logits.reshape(-1, v) / temp, dim=-1),
+                                      log_target=True, reduction="batchmean") * temp * temp
+            hid = torch.stack([nn.functional.mse_loss(s_tap.outputs[k], t_tap.outputs[j])
+                               for k, j in enumerate(kept)]).mean()
+            total = cfg.kd_ce * ce + cfg.kd_kl * kl + cfg.kd_hidden * hid
+            return total, {"ce": ce.item(), "kl": kl.item(), "hidden_mse": hid.item()}
+
+        loss_fn = kd_loss
+
+    source_dir = Path(student.source)
+
+    def save(model, out_dir: str) -> None:
+        out = Path(out_dir)
+        tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        if cfg.method == "lora" and cfg.lora_merge:
+            model = model.merge_and_unload()
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        if (source_dir / "slimgui_plan.json").is_file():
+            shutil.copy(source_dir / "slimgui_plan.json", tmp / "slimgui_plan.json")
+        (tmp / "slimgui_healed_from.json").write_text(json.dumps({"model": str(source_dir), "method": cfg.method}))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+
+    return TrainTask(model=module, train_blocks=train_blocks, val_blocks=val_blocks, loss=loss_fn, save=save,
+                     eval_loss=lambda model, batch: lm_loss(model, batch), info=info)

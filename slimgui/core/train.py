@@ -1,0 +1,447 @@
+"""Retraining that heals slimmed models, written once on HF accelerate.
+
+The same function runs in the desktop app's background worker, in ``slimgui retrain`` and, unchanged,
+under ``accelerate launch -m slimgui.core.train JOB.json`` on several GPUs or nodes.  The model family
+supplies a *training task* (model, token blocks, loss, final save) through its adapter's
+``training_task(config, registry)``; this module owns the loop, the schedule, evaluation, progress
+events, cancellation and checkpoints.
+
+Checkpoints go to ``OUT/checkpoint-STEP/`` (as the HF Trainer names them), written into a
+``.partial`` folder and renamed when complete; the last ``keep_last`` are kept.  They hold the
+trainable weights (safetensors), optimizer and scheduler state (loaded back with
+``weights_only=True``), every process's RNG state (JSON + safetensors) and ``trainer_state.json``
+with the step, the data position and the loss history — so a run resumed after Cancel, after the
+app was closed, or after SIGKILL continues the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import Cancelled, SlimError
+from .io import atomic_write_text, read_versioned_json, write_versioned_json
+from .progress import CancelToken
+
+SCHEMA_VERSION = 1
+METHODS = ("lora", "cpt", "kd")
+DEFAULT_LR = {"lora": 1e-3, "cpt": 2e-4, "kd": 2e-4}
+
+EventFn = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class TrainConfig:
+    """Everything a retraining job needs; saved as the job's versioned JSON."""
+
+    model: str
+    data: list[str]
+    out: str
+    method: str = "lora"
+    teacher: str | None = None
+    steps: int = 100
+    batch_size: int = 8
+    grad_accum: int = 1
+    seq_len: int = 128
+    lr: float | None = None
+    warmup: int = 10
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    save_every: int = 50
+    keep_last: int = 2
+    eval_every: int = 50
+    val_fraction: float = 0.05
+    val_batches: int = 8
+    seed: int = 0
+    # LoRA (peft)
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_targets: list[str] | None = None
+    lora_merge: bool = True
+    # distillation: w_ce·CE + w_kl·KL(teacher‖student, T) + w_hidden·mean MSE(mapped block outputs)
+    kd_ce: float = 1.0
+    kd_kl: float = 1.0
+    kd_hidden: float = 1.0
+    kd_temperature: float = 2.0
+    # data
+    text_field: str = "text"
+    prompt_template: str = "### Instruction:\n{instruction}\n\n### Response:\n{response}"
+    max_train_tokens: int | None = None
+    trust_remote_code: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.data, str):
+            self.data = [self.data]
+
+    def validate(self) -> None:
+        if self.method not in METHODS:
+            raise SlimError(f"unknown retraining method '{self.method}'", hint="use lora, cpt or kd")
+        if self.method == "kd" and not self.teacher:
+            raise SlimError("distillation needs a teacher", hint="pass --teacher ORIGINAL_MODEL")
+        if not self.data:
+            raise SlimError("no training data given", hint="pass --data FILE (text, JSONL or a saved dataset)")
+        for name in ("steps", "batch_size", "grad_accum", "save_every", "eval_every", "keep_last", "seq_len"):
+            if getattr(self, name) < 1:
+                raise SlimError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if not 0 < self.val_fraction < 0.5:
+            raise SlimError(f"val-fraction must be between 0 and 0.5, got {self.val_fraction}")
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else DEFAULT_LR[self.method]
+
+    def save(self, path: str | os.PathLike) -> None:
+        write_versioned_json(path, "train-job", SCHEMA_VERSION, {"config": asdict(self)})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> TrainConfig:
+        doc = read_versioned_json(path, "train-job", SCHEMA_VERSION)
+        known = {f.name for f in fields(cls)}
+        cfg = doc.get("config", {})
+        unknown = sorted(set(cfg) - known)
+        if unknown:
+            raise SlimError(f"{path}: unknown job settings {', '.join(unknown)}")
+        try:
+            return cls(**cfg)
+        except TypeError as exc:
+            raise SlimError(f"{path} is not a valid job file: {exc}") from None
+
+
+@dataclass
+class TrainTask:
+    """What a family gives the loop.  ``loss(model, batch)`` returns (loss, metrics)."""
+
+    model: Any  # torch.nn.Module; only parameters with requires_grad are trained
+    train_blocks: Any  # LongTensor (N, seq_len)
+    val_blocks: Any  # LongTensor (M, seq_len)
+    loss: Callable[[Any, Any], tuple[Any, dict[str, float]]]
+    save: Callable[[Any, str], None]  # (unwrapped model, out_dir)
+    eval_loss: Callable[[Any, Any], Any] | None = None  # (model, batch) -> CE loss for validation perplexity
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+# -- checkpoints --------------------------------------------------------------------------------
+def checkpoints(out: str | os.PathLike) -> list[Path]:
+    """Complete checkpoints in ``out``, oldest first."""
+    root = Path(out)
+    if not root.is_dir():
+        return []
+    found = []
+    for p in root.iterdir():
+        if p.is_dir() and p.name.startswith("checkpoint-") and p.name[11:].isdigit() \
+                and (p / "trainer_state.json").is_file():
+            found.append(p)
+    return sorted(found, key=lambda p: int(p.name[11:]))
+
+
+def _rng_state() -> tuple[dict, Any]:
+    import numpy as np
+    import torch
+
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    py = random.getstate()
+    return ({"python": [py[0], list(py[1]), py[2]], "numpy": [kind, keys.tolist(), pos, has_gauss, cached]},
+            torch.get_rng_state())
+
+
+def _set_rng_state(doc: dict, torch_state) -> None:
+    import numpy as np
+    import torch
+
+    py = doc["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    kind, keys, pos, has_gauss, cached = doc["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(torch_state)
+
+
+def _trainable_state(model) -> dict:
+    return {k: v.detach().contiguous().clone() for k, v in model.named_parameters() if v.requires_grad}
+
+
+def save_checkpoint(accelerator, model, optimizer, scheduler, out: Path, step: int, state: dict, keep_last: int) -> Path:
+    import torch
+    from safetensors.torch import save_file
+
+    final = out / f"checkpoint-{step}"
+    partial = out / f".checkpoint-{step}.partial"
+    if accelerator.is_main_process:
+        if partial.exists():
+            shutil.rmtree(partial)
+        partial.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    rank = accelerator.process_index
+    rng_doc, torch_rng = _rng_state()
+    atomic_write_text(partial / f"rng_state_{rank}.json", json.dumps(rng_doc))
+    save_file({"torch": torch_rng}, str(partial / f"rng_state_{rank}.safetensors"))
+    torch.save(optimizer.state_dict(), partial / f"optimizer_{rank}.pt")
+    if accelerator.is_main_process:
+        save_file(_trainable_state(accelerator.unwrap_model(model)), str(partial / "trainable.safetensors"))
+        torch.save(scheduler.state_dict(), partial / "scheduler.pt")
+        atomic_write_text(partial / "trainer_state.json", json.dumps({**state, "global_step": step}, indent=1))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(partial, final)
+        for old in checkpoints(out)[:-keep_last]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def load_checkpoint(accelerator, model, optimizer, scheduler, ckpt: Path) -> dict:
+    import torch
+    from safetensors.torch import load_file
+
+    rank = accelerator.process_index
+    unwrapped = accelerator.unwrap_model(model)
+    weights = load_file(str(ckpt / "trainable.safetensors"))
+    missing = set(weights) - {k for k, _ in unwrapped.named_parameters()}
+    if missing:
+        raise SlimError(f"{ckpt} does not belong to this model ({len(missing)} unknown tensors)",
+                        hint="resume with the same model and method, or choose a new --out")
+    with torch.no_grad():
+        params = dict(unwrapped.named_parameters())
+        for k, v in weights.items():
+            params[k].copy_(v)
+    opt_file = ckpt / f"optimizer_{rank}.pt"
+    if not opt_file.is_file():
+        raise SlimError(f"{ckpt} was written by a run with fewer processes", hint="resume with the same launch setup")
+    optimizer.load_state_dict(torch.load(opt_file, weights_only=True, map_location="cpu"))
+    scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=True, map_location="cpu"))
+    rng_json = ckpt / f"rng_state_{rank}.json"
+    if rng_json.is_file():
+        _set_rng_state(json.loads(rng_json.read_text()), load_file(str(ckpt / f"rng_state_{rank}.safetensors"))["torch"])
+    return json.loads((ckpt / "trainer_state.json").read_text())
+
+
+# -- the loop ---------------------------------------------------------------------------------------
+def _batch_indices(n: int, step: int, global_batch: int, seed: int):
+    """Indices of the samples in step ``step`` (epoch-wise permutations, reproducible from the step alone)."""
+    import torch
+
+    out = []
+    start = step * global_batch
+    for pos in range(start, start + global_batch):
+        epoch, idx = divmod(pos, n)
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+        out.append(int(perm[idx]))
+    return out
+
+
+def build_task(cfg: TrainConfig, registry=None) -> TrainTask:
+    from .model import probe
+    from .plugins import discover
+
+    registry = registry or discover()
+    candidates = probe(cfg.model, registry)
+    if not candidates:
+        raise SlimError(f"no installed plugin can open {cfg.model}")
+    adapter = registry.adapter(candidates[0][2].name)
+    if not hasattr(adapter, "training_task"):
+        raise SlimError(f"the {candidates[0][2].family} family cannot retrain models yet")
+    return adapter.training_task(cfg, registry=registry)
+
+
+def estimate(cfg: TrainConfig, task: TrainTask, *, world: int = 1) -> dict[str, Any]:
+    """Time and memory estimate on this machine, from one measured forward/backward pass."""
+    import torch
+
+    model = task.model
+    params = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    batch = task.train_blocks[: cfg.batch_size]
+    model.train()
+    t0 = time.perf_counter()
+    loss, _ = task.loss(model, batch)
+    loss.backward()
+    step_s = (time.perf_counter() - t0) * cfg.grad_accum * 1.15  # + optimizer step
+    model.zero_grad(set_to_none=True)
+    hidden = int(task.info.get("hidden_size", 0))
+    layers = int(task.info.get("layers", 0))
+    vocab = int(task.info.get("vocab_size", 0))
+    tokens = cfg.batch_size * cfg.seq_len
+    activations = tokens * (hidden * layers * 34 + vocab * 12)
+    memory = params * 4 + trainable * 12 + activations + int(task.info.get("teacher_params", 0)) * 4
+    total_mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 0
+    return {"seconds": round(step_s * cfg.steps / world, 1), "step_seconds": round(step_s, 3),
+            "memory_bytes": int(memory), "machine_memory_bytes": int(total_mem),
+            "tokens": cfg.steps * tokens * cfg.grad_accum * world, "params": params, "trainable_params": trainable}
+
+
+def run_training(cfg: TrainConfig, *, registry=None, events: EventFn | None = None, cancel: CancelToken | None = None,
+                 resume: bool = False, task: TrainTask | None = None) -> dict[str, Any]:
+    """Train per ``cfg``; returns the final state. Raises Cancelled (after checkpointing) when cancelled."""
+    import torch
+    from accelerate import Accelerator
+
+    cfg.validate()
+    out = Path(cfg.out)
+    existing = checkpoints(out)
+    if not resume and (existing or (out / "slimgui_train.json").exists()):
+        raise SlimError(f"{out} already holds a training run", hint="pass --resume to continue it, or choose another --out")
+    if resume and not existing:
+        resume = False  # nothing saved yet: start from the beginning
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    world = accelerator.num_processes
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    task = task or build_task(cfg, registry)
+    n_train = len(task.train_blocks)
+    if n_train == 0:
+        raise SlimError("the training data gives no full training sequence", hint="give more text or a smaller --seq-len")
+    est = estimate(cfg, task, world=world)
+    if est["machine_memory_bytes"] and est["memory_bytes"] > 0.9 * est["machine_memory_bytes"]:
+        raise SlimError(f"this job needs about {est['memory_bytes'] / 2**30:.1f} GiB but the machine has "
+                        f"{est['machine_memory_bytes'] / 2**30:.1f} GiB", hint="lower --batch-size or --seq-len")
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        cfg.save(out / "job.json")
+
+    trainable = [p for p in task.model.parameters() if p.requires_grad]
+    decay = [p for p in trainable if p.dim() >= 2]
+    no_decay = [p for p in trainable if p.dim() < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.learning_rate)
+
+    def schedule(step: int) -> float:
+        if step < cfg.warmup:
+            return (step + 1) / cfg.warmup
+        t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    model, optimizer = accelerator.prepare(task.model, optimizer)
+    state: dict[str, Any] = {"history": [], "val_history": [], "tokens_seen": 0, "config": asdict(cfg)}
+    start = 0
+    if resume:
+        ckpt = existing[-1]
+        loaded = load_checkpoint(accelerator, model, optimizer, scheduler, ckpt)
+        start = int(loaded["global_step"])
+        state.update({k: loaded[k] for k in ("history", "val_history", "tokens_seen") if k in loaded})
+        state["resumed_from"] = str(ckpt)
+
+    def emit(ev: dict[str, Any]) -> None:
+        if events is not None and accelerator.is_main_process:
+            events(ev)
+
+    def validate() -> tuple[float, float]:
+        model.eval()
+        vb = task.val_blocks
+        total, count = 0.0, 0
+        with torch.no_grad():
+            for i in range(accelerator.process_index * cfg.batch_size, min(len(vb), cfg.val_batches * cfg.batch_size * world),
+                           cfg.batch_size * world):
+                batch = vb[i:i + cfg.batch_size].to(accelerator.device)
+                fn = task.eval_loss or (lambda m, b: task.loss(m, b)[0])
+                total += float(fn(model, batch)) * len(batch)
+                count += len(batch)
+        stats = accelerator.reduce(torch.tensor([total, float(count)], device=accelerator.device), reduction="sum")
+        model.train()
+        mean = float(stats[0] / max(1.0, float(stats[1])))
+        return mean, math.exp(min(mean, 50))
+
+    emit({"event": "start", "step": start, "total": cfg.steps, "estimate": est, "resumed": resume})
+    global_batch = cfg.batch_size * world * cfg.grad_accum
+    rank = accelerator.process_index
+    model.train()
+    t_start = time.perf_counter()
+    tokens_run = 0
+    step = start
+    try:
+        for step in range(start, cfg.steps):
+            if cancel is not None and cancel.cancelled:
+                raise Cancelled("retraining cancelled")
+            idx = _batch_indices(n_train, step, global_batch, cfg.seed)
+            losses = []
+            metrics: dict[str, float] = {}
+            for micro in range(cfg.grad_accum):
+                lo = (micro * world + rank) * cfg.batch_size
+                batch = task.train_blocks[idx[lo:lo + cfg.batch_size]].to(accelerator.device)
+                loss, metrics = task.loss(model, batch)
+                accelerator.backward(loss / cfg.grad_accum)
+                losses.append(loss.item())
+            if cfg.max_grad_norm:
+                accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            done = step + 1
+            train_loss = float(accelerator.reduce(torch.tensor(sum(losses) / len(losses), device=accelerator.device),
+                                                  reduction="mean"))
+            tokens_run += global_batch * cfg.seq_len
+            state["tokens_seen"] += global_batch * cfg.seq_len
+            state["history"].append([done, round(train_loss, 5)])
+            elapsed = time.perf_counter() - t_start
+            tps = tokens_run / max(elapsed, 1e-9)
+            ev = {"event": "step", "step": done, "total": cfg.steps, "train_loss": train_loss,
+                  "lr": scheduler.get_last_lr()[0], "tokens_per_s": tps,
+                  "eta_s": (cfg.steps - done) * elapsed / max(1, done - start),
+                  **{k: float(v) for k, v in metrics.items()}}
+            if done % cfg.eval_every == 0 or done == cfg.steps:
+                val_loss, val_ppl = validate()
+                state["val_history"].append([done, round(val_loss, 5)])
+                ev.update(val_loss=val_loss, val_ppl=val_ppl)
+            emit(ev)
+            if done % cfg.save_every == 0 or done == cfg.steps:
+                save_checkpoint(accelerator, model, optimizer, scheduler, out, done, state, cfg.keep_last)
+                emit({"event": "checkpoint", "step": done, "path": str(out / f"checkpoint-{done}")})
+    except (Cancelled, KeyboardInterrupt):
+        done = step if not state["history"] or state["history"][-1][0] != step + 1 else step + 1
+        if done > start:
+            save_checkpoint(accelerator, model, optimizer, scheduler, out, done, state, cfg.keep_last)
+        emit({"event": "cancelled", "step": done})
+        raise Cancelled(f"retraining cancelled at step {done}; resume continues from there") from None
+
+    val_loss, val_ppl = validate()
+    result = {"step": cfg.steps, "train_loss": state["history"][-1][1] if state["history"] else None,
+              "val_loss": val_loss, "val_ppl": val_ppl, "tokens_seen": state["tokens_seen"],
+              "seconds": round(time.perf_counter() - t_start, 2), "out": str(out), "method": cfg.method,
+              "resumed_from": state.get("resumed_from"), "processes": world}
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        task.save(accelerator.unwrap_model(model), str(out / "model"))
+        atomic_write_text(out / "slimgui_train.json", json.dumps({**result, "history": state["history"],
+                                                                  "val_history": state["val_history"]}, indent=1))
+    emit({"event": "done", **result})
+    accelerator.wait_for_everyone()
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``accelerate launch -m slimgui.core.train JOB.json [--resume]``: run an exported job."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:
+        print("usage: python -m slimgui.core.train JOB.json [--resume]", file=sys.stderr)
+        return 2
+    try:
+        cfg = TrainConfig.load(argv[0])
+
+        def log(ev: dict[str, Any]) -> None:
+            print(json.dumps(ev), flush=True)
+
+        result = run_training(cfg, events=log, resume="--resume" in argv or bool(checkpoints(cfg.out)))
+    except SlimError as exc:
+        print(f"slimgui: error: {exc.one_line()}", file=sys.stderr)
+        return 2
+    except Cancelled as exc:
+        print(f"slimgui: {exc}", file=sys.stderr)
+        return 130
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
