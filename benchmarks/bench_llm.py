@@ -89,10 +89,46 @@ def bench_decode(model, pruned, new_tokens: int = 96, rounds: int = 5) -> dict:
             "decode_tokens_per_s_pruned": new_tokens / statistics.median(t_pruned)}
 
 
+def bench_heal(reg, demo: dict, model, scores: dict, steps: int, work: Path, eval_tokens: int) -> dict:
+    """Held-out perplexity of the original, 20%/50%-pruned, and each healed with LoRA and CPT (same tokens)."""
+    from slimgui.core.model import open_model
+    from slimgui.core.ops import evaluate, prune, save
+    from slimgui.core.plan import plan_from_scores
+    from slimgui.core.scores import Scores
+    from slimgui.core.train import TrainConfig, run_training
+
+    def ppl(m) -> float:
+        return evaluate(m, demo["eval"], registry=reg, max_tokens=eval_tokens)["perplexity"]
+
+    out = {"heal_steps": steps, "heal_eval_tokens": eval_tokens, "heal_original_ppl": ppl(model)}
+    graph = model.impl.to_graph(model)
+    for pct in (20, 50):
+        plan = plan_from_scores(graph, Scores("ppl", scores), ratio=pct / 100)
+        folder = save(prune(model, plan, registry=reg), work / f"pruned{pct}", registry=reg, force=True)
+        out[f"heal_pruned{pct}_removed"] = plan.remove
+        out[f"heal_pruned{pct}_ppl"] = ppl(open_model(str(folder), registry=reg))
+        for method in ("lora", "cpt"):
+            log(f"healing the {pct}%-pruned model with {method} ({steps} steps)")
+            cfg = TrainConfig(model=str(folder), data=[demo["train"]], out=str(work / f"heal{pct}-{method}"),
+                              method=method, steps=steps, batch_size=8, seq_len=128, save_every=steps,
+                              eval_every=steps, warmup=10)
+            t0 = time.perf_counter()
+            res = run_training(cfg)
+            out[f"heal_pruned{pct}_{method}_ppl"] = ppl(open_model(str(work / f"heal{pct}-{method}" / "model"),
+                                                                   registry=reg))
+            out[f"heal_pruned{pct}_{method}_seconds"] = round(time.perf_counter() - t0, 1)
+            out["heal_tokens"] = res["tokens_seen"]
+    out["heal_cpt_beats_lora_at_50"] = out["heal_pruned50_cpt_ppl"] < out["heal_pruned50_lora_ppl"]
+    out["heal_cpt_beats_lora_at_20"] = out["heal_pruned20_cpt_ppl"] < out["heal_pruned20_lora_ppl"]
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="bench-report.json")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--heal-steps", type=int, default=150, help="retraining steps per healing run (0: skip)")
+    ap.add_argument("--eval-tokens", type=int, default=60_000, help="held-out tokens for the healing figures")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -124,6 +160,11 @@ def main() -> int:
     pruned = prune(model, plan, registry=reg)
     report["decode_removed"] = plan.remove
     report.update(bench_decode(model, pruned))
+    if args.heal_steps:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="slimgui-bench-") as work:
+            report.update(bench_heal(reg, demo, model, scores, args.heal_steps, Path(work), args.eval_tokens))
 
     targets = {"ppl_criterion_time_ratio": ("<=", 0.6), "ppl_criterion_max_rel_diff": ("<=", 1e-4),
                "bi_cost_forward_passes": ("<=", 1.3), "decode_speedup_over_ideal": (">=", 0.9)}

@@ -341,8 +341,16 @@ def cmd_retrain(args) -> int:
         cmd = f"accelerate launch --config_file {job / 'accelerate_config.yaml'} -m slimgui.core.train {job / 'job.json'}"
         _emit(args, {"job": str(job), "command": cmd}, f"job written to {job}\nrun: {cmd}")
         return 0
+    if args.estimate:
+        from slimgui.core.train import estimate_job
+
+        est = estimate_job(cfg)
+        _emit(args, est, f"~{est['seconds']:.0f}s ({est['step_seconds']:.2f}s/step), ~{est['memory_bytes'] / 2**20:.0f} MiB "
+                         f"of {est['machine_memory_bytes'] / 2**30:.0f} GiB, {est['tokens']:,} tokens, "
+                         f"{est['trainable_params']:,} of {est['params']:,} parameters trained"
+                         + ("" if est["fits"] else " — does NOT fit in memory"))
+        return 0
     bar = ProgressBar(not args.quiet)
-    last: dict[str, Any] = {}
 
     def on_event(ev: dict[str, Any]) -> None:
         if ev["event"] == "start" and not args.quiet:
@@ -351,7 +359,6 @@ def cmd_retrain(args) -> int:
                              f"{est['trainable_params']:,} trainable of {est['params']:,} parameters"
                              + (" (resuming)" if ev["resumed"] else "") + "\n")
         if ev["event"] == "step":
-            last.update(ev)
             msg = f"loss {ev['train_loss']:.3f}" + (f" val ppl {ev['val_ppl']:.2f}" if "val_ppl" in ev else "")
             bar(ev["step"], ev["total"], msg)
 
@@ -451,6 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True, help="run folder: checkpoints and the healed model (OUT/model)")
     sp.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     sp.add_argument("--export-job", metavar="DIR", help="write a job folder for `accelerate launch` instead of running")
+    sp.add_argument("--estimate", action="store_true", help="check the job and print its time/memory estimate only")
     sp.add_argument("--batch-size", type=int, default=8)
     sp.add_argument("--grad-accum", type=int, default=1)
     sp.add_argument("--seq-len", type=int, default=128)

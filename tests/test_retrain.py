@@ -195,3 +195,18 @@ def test_export_job_and_accelerate_launch_two_processes(demo_paths, tmp_path, ca
     assert [p.name for p in checkpoints(tmp_path / "run")] == ["checkpoint-2", "checkpoint-3"]
     assert (tmp_path / "run" / "checkpoint-3" / "optimizer_1.pt").is_file()  # one optimizer state per process
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
+
+
+def test_estimate_before_start(pruned_llama, text_file, tmp_path, capsys):
+    from slimgui.cli import main
+
+    code = main(["retrain", str(pruned_llama), "--data", str(text_file), "--steps", "50", "--seq-len", "32",
+                 "--out", str(tmp_path / "x"), "--estimate", "--json"])
+    assert code == 0
+    est = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert est["fits"] and est["seconds"] > 0 and est["memory_bytes"] > est["params"] * 4
+    assert est["tokens"] == 50 * 8 * 32 and 0 < est["trainable_params"] < est["params"]  # LoRA trains a few
+    assert not (tmp_path / "x").exists()  # nothing written
+    code = main(["retrain", str(pruned_llama), "--data", str(text_file), "--lora-targets", "nope", "--out",
+                 str(tmp_path / "x"), "--estimate"])
+    assert code == 2 and "unknown LoRA target" in capsys.readouterr().err

@@ -5,7 +5,6 @@ Each is a plain function; long ones take ``progress`` and ``cancel`` (see :mod:`
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -106,16 +105,3 @@ def evaluate(model: LoadedModel, data_path: str, *, registry: Registry, evaluato
         raise SlimError(f"{model.source} has no weights (config only)", hint="open a folder with weights to evaluate it")
     fn = registry.evaluator(evaluator, model.family)
     return fn(model, data_path, progress=progress, cancel=cancel, **options)
-
-
-def summary(model: LoadedModel, registry: Registry) -> dict[str, Any]:
-    graph = graph_of(model, registry)
-    return {
-        "source": model.source, "family": model.family, "adapter": model.adapter,
-        "has_weights": model.has_weights, "params": graph.total_params,
-        "prunable": [u.id for u in graph.prunable()], **{k: v for k, v in graph.attrs.items() if k != "total_params"},
-    }
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=False, default=str)

@@ -257,7 +257,6 @@ def build_task(cfg: TrainConfig, registry=None) -> TrainTask:
 
 def estimate(cfg: TrainConfig, task: TrainTask, *, world: int = 1) -> dict[str, Any]:
     """Time and memory estimate on this machine, from one measured forward/backward pass."""
-    import torch
 
     model = task.model
     params = sum(p.numel() for p in model.parameters())
@@ -279,6 +278,16 @@ def estimate(cfg: TrainConfig, task: TrainTask, *, world: int = 1) -> dict[str, 
     return {"seconds": round(step_s * cfg.steps / world, 1), "step_seconds": round(step_s, 3),
             "memory_bytes": int(memory), "machine_memory_bytes": int(total_mem),
             "tokens": cfg.steps * tokens * cfg.grad_accum * world, "params": params, "trainable_params": trainable}
+
+
+def estimate_job(cfg: TrainConfig, *, registry=None, world: int = 1) -> dict[str, Any]:
+    """Check that the job can work (model, data, LoRA targets, memory) and estimate its time and memory."""
+    cfg.validate()
+    task = build_task(cfg, registry)
+    est = estimate(cfg, task, world=world)
+    est["fits"] = not est["machine_memory_bytes"] or est["memory_bytes"] <= 0.9 * est["machine_memory_bytes"]
+    est.update({k: v for k, v in task.info.items() if k in ("train_sequences", "val_sequences")})
+    return est
 
 
 def run_training(cfg: TrainConfig, *, registry=None, events: EventFn | None = None, cancel: CancelToken | None = None,
