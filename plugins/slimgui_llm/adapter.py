@@ -44,6 +44,12 @@ class TransformersAdapter:
 
     family = FAMILY
 
+    def warm_up(self) -> None:
+        """Import transformers' modelling code ahead of the first open (the GUI calls it in the background)."""
+        _quiet_transformers()
+        import transformers.modeling_utils  # noqa: F401
+        from transformers import AutoModelForCausalLM  # noqa: F401
+
     # -- opening ------------------------------------------------------------------------------
     def load(self, path: str, *, progress: ProgressFn | None = None, cancel: CancelToken | None = None,
              trust_remote_code: bool = False, weights: bool = True, **_: Any) -> LoadedModel:

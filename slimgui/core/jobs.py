@@ -1,0 +1,253 @@
+"""Jobs: the bookkeeping of a long operation, and the composite tasks the desktop app runs.
+
+A :class:`Job` wraps one call of a core function with the progress/cancel protocol of
+:mod:`.progress`: it records status (queued → running → done | failed | cancelled), progress,
+ETA and the result or the error's one-line message.  It knows nothing about threads or Qt; the GUI
+runs :meth:`Job.run` in a worker thread and listens through :attr:`Job.listener`.
+
+The task functions below (:func:`open_task`, :func:`apply_task`, :func:`preview_task`,
+:func:`evaluate_task`) are what the app's buttons start; each is a plain function taking
+``progress`` and ``cancel`` so it is tested headless like every other core step.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import Cancelled, SlimError
+from .progress import CancelToken, EtaTracker, ProgressFn, check, report
+
+if TYPE_CHECKING:
+    from .model import LoadedModel
+    from .plan import PruningPlan
+    from .plugins import AdapterSpec, Plugin, Registry
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+_ids = itertools.count(1)
+
+
+@dataclass(eq=False)
+class Job:
+    """One long operation. ``run(fn)`` calls ``fn(progress=..., cancel=...)`` and records the outcome."""
+
+    title: str
+    kind: str = "task"
+    id: int = field(default_factory=lambda: next(_ids))
+    status: JobStatus = JobStatus.QUEUED
+    done: int = 0
+    total: int = 0
+    message: str = ""
+    created: float = field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+    error: str | None = None
+    details: str | None = None  # a traceback, for bugs only
+    result: Any = field(default=None, repr=False)
+    cancel_token: CancelToken = field(default_factory=CancelToken, repr=False)
+    listener: Callable[[Job], None] | None = field(default=None, repr=False)
+    _eta: EtaTracker | None = field(default=None, repr=False)
+    _phase: tuple[int, str] = field(default=(0, ""), repr=False)
+
+    # -- progress protocol ---------------------------------------------------------------------
+    def progress(self, done: int, total: int, message: str = "") -> None:
+        if total != self._phase[0]:  # a new phase (another total): restart the rate estimate
+            self._phase = (total, message)
+            self._eta = EtaTracker()
+        self.done, self.total, self.message = int(done), int(total), message
+        self._notify()
+
+    def cancel(self) -> None:
+        self.cancel_token.cancel()
+        if self.status == JobStatus.QUEUED:
+            self.message = "cancelling…"
+        self._notify()
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self.cancel_token.cancelled
+
+    @property
+    def fraction(self) -> float | None:
+        if self.status == JobStatus.DONE:
+            return 1.0
+        return self.done / self.total if self.total > 0 else None
+
+    @property
+    def eta(self) -> float | None:
+        if self.status != JobStatus.RUNNING or self._eta is None:
+            return None
+        return self._eta.eta(self.done, self.total)
+
+    @property
+    def elapsed(self) -> float:
+        if self.started is None:
+            return 0.0
+        return (self.finished or time.time()) - self.started
+
+    def _notify(self) -> None:
+        if self.listener is not None:
+            try:
+                self.listener(self)
+            except Exception:  # a listener's bug must not kill the work
+                pass
+
+    # -- running -------------------------------------------------------------------------------
+    def run(self, fn: Callable[..., Any]) -> Any:
+        """Run ``fn(progress=, cancel=)`` here and now; never raises (the outcome is in the fields)."""
+        self.started = time.time()
+        self._eta = EtaTracker()
+        try:
+            check(self.cancel_token)
+            self.status = JobStatus.RUNNING
+            self._notify()
+            self.result = fn(progress=self.progress, cancel=self.cancel_token)
+            self.status = JobStatus.DONE
+            self.message = self.message if self.message and self.message != "cancelling…" else "done"
+        except Cancelled:
+            self.status = JobStatus.CANCELLED
+            self.message = "cancelled"
+        except SlimError as exc:
+            self.status = JobStatus.FAILED
+            self.error = exc.one_line()
+        except Exception as exc:  # a bug: keep the traceback for the details view
+            self.status = JobStatus.FAILED
+            self.error = f"{type(exc).__name__}: {exc}"
+            self.details = traceback.format_exc()
+        finally:
+            self.finished = time.time()
+            self._notify()
+        return self.result
+
+
+def format_eta(seconds: float | None) -> str:
+    if seconds is None or seconds != seconds:
+        return ""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m {seconds % 60:02d}s"
+    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+
+
+# -- opening, with ties settled by the caller ---------------------------------------------------
+@dataclass
+class NeedsChoice:
+    """``open_task`` found several adapters with the same confidence: the caller asks the user."""
+
+    path: str
+    candidates: list[tuple[float, Plugin, AdapterSpec]]
+
+
+def file_kind(path: str) -> str:
+    """What kind of thing ``path`` is, for remembering adapter choices: "folder" or the suffix."""
+    p = Path(path)
+    if p.is_dir():
+        return "folder"
+    return p.suffix.lower() or "file"
+
+
+def open_task(path: str, *, registry: Registry, adapter: str | None = None,
+              remembered: dict[str, str] | None = None, progress: ProgressFn | None = None,
+              cancel: CancelToken | None = None, **options: Any) -> LoadedModel | NeedsChoice:
+    """Open ``path``; on a tie between adapters return :class:`NeedsChoice` unless a remembered
+    choice for this kind of file settles it.  ``demo:NAME`` opens (and if needed builds) a demo."""
+    from .model import open_model, probe
+
+    if path.startswith("demo:"):
+        path = registry.demo(path[5:])(progress=progress, cancel=cancel)["model"]
+    check(cancel)
+    if adapter is None:
+        candidates = probe(path, registry)
+        if candidates:
+            best = candidates[0][0]
+            tied = [c for c in candidates if abs(c[0] - best) < 1e-9]
+            if len(tied) > 1:
+                want = (remembered or {}).get(file_kind(path))
+                names = [spec.name for _, _, spec in tied]
+                if want in names:
+                    adapter = want
+                else:
+                    return NeedsChoice(path=path, candidates=tied)
+    return open_model(path, registry=registry, adapter=adapter, progress=progress, cancel=cancel, **options)
+
+
+# -- the app's composite steps ----------------------------------------------------------------
+def analyze_task(model: LoadedModel, criterion: str, *, registry: Registry, data: Any = None,
+                 keep: str | None = None, progress: ProgressFn | None = None, cancel: CancelToken | None = None):
+    from .ops import analyze
+
+    return analyze(model, criterion, registry=registry, data=data, keep=keep, progress=progress, cancel=cancel)
+
+
+def apply_task(model: LoadedModel, plan: PruningPlan, *, registry: Registry, out_dir: str | None = None,
+               progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> tuple[LoadedModel, str | None]:
+    """Build the slimmed model (a physically smaller copy) and, when it has weights, save it to ``out_dir``."""
+    from .ops import graph_of, prune, save
+
+    steps = 2 if out_dir and model.has_weights else 1
+    report(progress, 0, steps, "removing blocks")
+    check(cancel)
+    slim = prune(model, plan, registry=registry, copy=True)
+    graph_of(slim, registry)
+    report(progress, 1, steps, "saving the slimmed model" if steps == 2 else "built")
+    check(cancel)
+    where = None
+    if steps == 2:
+        where = str(save(slim, out_dir, registry=registry, force=True))
+        slim.source = where
+        report(progress, 2, steps, "saved")
+    return slim, where
+
+
+def preview_task(models: Sequence[LoadedModel], previewer: str, *, registry: Registry, options: dict[str, Any],
+                 progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> list[Any]:
+    """The same previewer with the same settings on each model (original first)."""
+    out = []
+    for i, model in enumerate(models):
+        check(cancel)
+        if not model.has_weights:
+            raise SlimError(f"{model.source} has no weights (config only)", hint="open a folder with weights to preview it")
+        report(progress, i, len(models), f"{previewer} on model {i + 1} of {len(models)}")
+        fn = registry.previewer(previewer, model.family)
+        out.append(fn(model, **options))
+    report(progress, len(models), len(models), "done")
+    return out
+
+
+def evaluate_task(models: Sequence[LoadedModel], data_path: str, *, registry: Registry, evaluator: str = "perplexity",
+                  progress: ProgressFn | None = None, cancel: CancelToken | None = None,
+                  **options: Any) -> list[dict[str, Any]]:
+    """The same evaluation on each model; progress spans all of them."""
+    from .ops import evaluate
+
+    out = []
+    n = len(models)
+    for i, model in enumerate(models):
+        check(cancel)
+
+        def sub(done: int, total: int, message: str = "", i: int = i) -> None:
+            report(progress, i * 1000 + (1000 * done // max(1, total)), n * 1000, f"{message} (model {i + 1} of {n})")
+
+        out.append(evaluate(model, data_path, registry=registry, evaluator=evaluator, progress=sub, cancel=cancel,
+                            **options))
+    return out

@@ -1,0 +1,486 @@
+"""Sessions (``.slim`` files) and the small pure functions the desktop app shows.
+
+A session is versioned JSON (``"kind": "session"``, ``schema_version``), never pickle: which model
+is open (path and adapter), every criterion's scores, the keep-set and the units selected for
+removal, where the slimmed model was written, and the preview/evaluation settings and results that
+were on screen.  Reopening a session restores all of it.
+
+The module also holds the arithmetic behind the app's panels, so that it is tested without a
+screen: the estimate of a plan (:func:`estimate`), selection by budget (:func:`select_by_budget`),
+score normalisation for colours (:func:`normalized`) and rank agreement between criteria
+(:func:`spearman`, :func:`kendall`, :func:`agreement`).
+
+No Qt here (enforced by import-linter).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import SlimError
+from .graph import UnitGraph
+from .io import read_versioned_json, write_versioned_json
+from .media import TableMedia, TextMedia
+from .plan import parse_keep, plan_from_scores
+from .scores import Scores
+
+if TYPE_CHECKING:
+    from .model import LoadedModel
+    from .plugins import Registry
+
+SCHEMA_VERSION = 1
+SUFFIX = ".slim"
+
+
+# -- settings kept in a session ---------------------------------------------------------------
+@dataclass
+class AnalysisSettings:
+    """How the last analysis was run: criterion and calibration data (``data`` None = family default)."""
+
+    criterion: str | None = None
+    data: str | None = None
+    seq_len: int = 128
+    samples: int = 32
+    batch_size: int = 8
+
+
+@dataclass
+class PreviewSettings:
+    """What the compare panel asks for: one previewer's options and the evaluation file."""
+
+    previewer: str = "generate"
+    prompt: str = "def "
+    max_new_tokens: int = 40
+    eval_file: str | None = None
+    eval_seq_len: int = 128
+    eval_max_tokens: int | None = 4096
+
+
+# -- media <-> JSON ----------------------------------------------------------------------------
+def media_to_json(media: Any) -> dict[str, Any] | None:
+    """A previewer's result as JSON (text and tables; other media are not stored in sessions)."""
+    if isinstance(media, TextMedia):
+        return {"type": "text", "text": media.text, "title": media.title, "meta": _jsonable(media.meta)}
+    if isinstance(media, TableMedia):
+        return {"type": "table", "columns": list(media.columns), "rows": _jsonable(media.rows), "title": media.title}
+    return None
+
+
+def media_from_json(doc: Mapping[str, Any] | None) -> Any:
+    if not isinstance(doc, Mapping):
+        return None
+    kind = doc.get("type")
+    if kind == "text":
+        return TextMedia(text=str(doc.get("text", "")), title=str(doc.get("title", "")), meta=dict(doc.get("meta") or {}))
+    if kind == "table":
+        return TableMedia(columns=list(doc.get("columns") or []), rows=list(doc.get("rows") or []),
+                          title=str(doc.get("title", "")))
+    return None
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj
+    return str(obj)
+
+
+def _scores_to_json(scores: Scores) -> dict[str, Any]:
+    return {
+        "criterion": scores.criterion, "model": scores.model,
+        "values": {k: (float(v) if math.isfinite(v) else None) for k, v in scores.values.items()},
+        "locked": list(scores.locked), "keep": scores.keep, "meta": _jsonable(scores.meta),
+    }
+
+
+def _scores_from_json(doc: Mapping[str, Any]) -> Scores:
+    values = {str(k): (math.inf if v is None else float(v)) for k, v in dict(doc["values"]).items()}
+    return Scores(criterion=str(doc["criterion"]), values=values, model=str(doc.get("model", "")),
+                  locked=[str(x) for x in doc.get("locked", [])], keep=doc.get("keep"), meta=dict(doc.get("meta") or {}))
+
+
+# -- the session -------------------------------------------------------------------------------
+@dataclass
+class Session:
+    """Everything the app restores when a ``.slim`` file is reopened."""
+
+    model_path: str | None = None
+    adapter: str | None = None
+    scores: dict[str, Scores] = field(default_factory=dict)
+    active_criterion: str | None = None
+    keep: str | None = None
+    remove: list[str] = field(default_factory=list)
+    slimmed_path: str | None = None
+    slimmed_remove: list[str] = field(default_factory=list)
+    analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
+    preview: PreviewSettings = field(default_factory=PreviewSettings)
+    # what the compare panel showed: {"generation": {"original": media, "slimmed": media},
+    #                                 "perplexity": {"original": {...}, "slimmed": {...}}}
+    results: dict[str, Any] = field(default_factory=dict)
+    view: dict[str, Any] = field(default_factory=dict)  # expanded units, open tab, ...
+
+    # -- files --------------------------------------------------------------------------------
+    def to_json(self, where: str | os.PathLike | None = None) -> dict[str, Any]:
+        base = Path(where).resolve().parent if where is not None else None
+
+        def place(path: str | None) -> dict[str, Any] | None:
+            if not path:
+                return None
+            out: dict[str, Any] = {"path": path}
+            p = Path(path)
+            if base is not None and p.is_absolute():
+                try:
+                    out["relative"] = os.path.relpath(p, base)
+                except ValueError:  # another drive on Windows
+                    pass
+            return out
+
+        results = dict(self.results)
+        gen = results.get("generation")
+        if isinstance(gen, dict):
+            results["generation"] = {k: (v if isinstance(v, dict) else media_to_json(v)) for k, v in gen.items()}
+        return {
+            "model": {**(place(self.model_path) or {"path": None}), "adapter": self.adapter},
+            "scores": [_scores_to_json(s) for s in self.scores.values()],
+            "active_criterion": self.active_criterion,
+            "keep": self.keep,
+            "remove": list(self.remove),
+            "slimmed": ({**(place(self.slimmed_path) or {"path": None}), "remove": list(self.slimmed_remove)}
+                        if (self.slimmed_path or self.slimmed_remove) else None),
+            "analysis": asdict(self.analysis),
+            "preview": asdict(self.preview),
+            "results": _jsonable(results),
+            "view": _jsonable(self.view),
+        }
+
+    def save(self, path: str | os.PathLike) -> Path:
+        return write_versioned_json(path, "session", SCHEMA_VERSION, self.to_json(path))
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any], where: str | os.PathLike | None = None) -> Session:
+        base = Path(where).resolve().parent if where is not None else None
+
+        def locate(entry: Any) -> str | None:
+            if not isinstance(entry, Mapping) or not entry.get("path"):
+                return None
+            path = str(entry["path"])
+            rel = entry.get("relative")
+            if not Path(path).exists() and base is not None and rel and (base / rel).exists():
+                return str((base / rel).resolve())  # the session moved together with its models
+            return path
+
+        model = doc.get("model") or {}
+        slimmed = doc.get("slimmed") or None
+        scores = [_scores_from_json(s) for s in doc.get("scores", [])]
+
+        def settings(kind, raw):
+            known = {f for f in kind.__dataclass_fields__}
+            return kind(**{k: v for k, v in dict(raw or {}).items() if k in known})
+
+        results = dict(doc.get("results") or {})
+        gen = results.get("generation")
+        if isinstance(gen, dict):
+            results["generation"] = {k: media_from_json(v) for k, v in gen.items()}
+        return cls(
+            model_path=locate(model), adapter=model.get("adapter") if isinstance(model, Mapping) else None,
+            scores={s.criterion: s for s in scores}, active_criterion=doc.get("active_criterion"),
+            keep=doc.get("keep"), remove=[str(x) for x in doc.get("remove", [])],
+            slimmed_path=locate(slimmed), slimmed_remove=[str(x) for x in (slimmed or {}).get("remove", [])],
+            analysis=settings(AnalysisSettings, doc.get("analysis")),
+            preview=settings(PreviewSettings, doc.get("preview")),
+            results=results, view=dict(doc.get("view") or {}),
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Session:
+        doc = read_versioned_json(path, "session", SCHEMA_VERSION)
+        try:
+            return cls.from_json(doc, path)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise SlimError(f"{path} is not a valid session file: {type(exc).__name__}: {exc}",
+                            hint="it may have been edited by hand; open the model instead") from None
+
+
+# -- the estimate panel ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Estimate:
+    params_before: int
+    params_after: int
+    units_before: int
+    units_removed: int
+    bytes_per_param: int
+
+    @property
+    def size_before(self) -> int:
+        return self.params_before * self.bytes_per_param
+
+    @property
+    def size_after(self) -> int:
+        return self.params_after * self.bytes_per_param
+
+    @property
+    def params_removed_fraction(self) -> float:
+        return 1.0 - self.params_after / self.params_before if self.params_before else 0.0
+
+    @property
+    def speedup(self) -> float:
+        """Expected speedup: the parameter ratio (a first-order estimate; the benchmark measures it)."""
+        return self.params_before / self.params_after if self.params_after else math.inf
+
+
+def bytes_per_param(model: LoadedModel) -> int:
+    """Bytes per parameter of ``model`` as loaded (4 for float32); 4 when it has no parameters."""
+    module = getattr(model, "module", None)
+    try:
+        first = next(iter(module.parameters())) if module is not None else None
+    except StopIteration:
+        first = None
+    return int(first.element_size()) if first is not None else 4
+
+
+def estimate(graph: UnitGraph, remove: Sequence[str], bytes_per_param: int = 4) -> Estimate:
+    gone = sum(graph.get(uid).params for uid in dict.fromkeys(remove))
+    total = graph.total_params
+    return Estimate(params_before=total, params_after=total - gone, units_before=len(graph.prunable()),
+                    units_removed=len(set(remove)), bytes_per_param=bytes_per_param)
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def human_count(n: float) -> str:
+    for unit, div in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= div:
+            return f"{n / div:.2f}{unit}"
+    return str(int(n))
+
+
+# -- selection by budget -----------------------------------------------------------------------
+def select_by_budget(graph: UnitGraph, scores: Scores, *, blocks: int | None = None,
+                     params_fraction: float | None = None, keep: str | None = None) -> list[str]:
+    """Least important units (by ``scores``) not locked by ``keep``, in graph order.
+
+    ``blocks``: remove exactly that many units.  ``params_fraction``: walk the ranking from the least
+    important unit and take each unit while the removed parameters stay within that fraction of the
+    model's parameters (at least one unit; the most important unit always stays).
+    """
+    if (blocks is None) == (params_fraction is None):
+        raise SlimError("give either a number of blocks or a fraction of the parameters")
+    if blocks is not None:
+        if blocks < 1:
+            raise SlimError("choose at least one block to remove")
+        return plan_from_scores(graph, scores, count=blocks, keep=keep).remove
+    assert params_fraction is not None
+    if not 0 < params_fraction < 1:
+        raise SlimError(f"the parameter budget must be between 0 and 100%, got {params_fraction * 100:g}%")
+    locked = set(parse_keep(keep, graph)) if keep is not None else set(scores.locked)
+    prunable = [u.id for u in graph.prunable()]
+    missing = set(prunable) - set(scores.values)
+    if missing:
+        raise SlimError(f"the scores do not cover unit(s) {', '.join(sorted(missing))}",
+                        hint="re-run the analysis on this model")
+    candidates = [uid for uid in scores.ranking() if uid in set(prunable) and uid not in locked]
+    budget = params_fraction * graph.total_params
+    chosen: list[str] = []
+    spent = 0
+    for uid in candidates:
+        if len(chosen) >= len(prunable) - 1:
+            break
+        size = graph.get(uid).params
+        if spent + size > budget:
+            break
+        chosen.append(uid)
+        spent += size
+    if not chosen:
+        if not candidates:
+            raise SlimError("every prunable unit is locked by the keep-set", hint="loosen the keep-set")
+        smallest = graph.get(candidates[0]).params / max(1, graph.total_params)
+        raise SlimError(f"{params_fraction * 100:g}% of the parameters is less than one block "
+                        f"({smallest * 100:.1f}%)", hint="raise the budget or select by blocks")
+    return sorted(chosen, key=prunable.index)
+
+
+# -- colours and agreement ---------------------------------------------------------------------
+def normalized(values: Mapping[str, float], scale: str = "auto") -> dict[str, float]:
+    """Scores mapped to [0, 1] for colouring (0 = least important).
+
+    ``scale``: "linear", "log" (for positive scores spanning orders of magnitude, e.g. perplexity
+    after removing the first block), "rank", or "auto" (log when all positive and max/min > 100).
+    Non-finite scores map to 1 (they mark units the model cannot do without).
+    """
+    finite = {k: float(v) for k, v in values.items() if math.isfinite(v)}
+    if not finite:
+        return {k: 1.0 for k in values}
+    if scale == "auto":
+        lo, hi = min(finite.values()), max(finite.values())
+        scale = "log" if lo > 0 and hi / lo > 100 else "linear"
+    if scale == "rank":
+        ranks = _ranks(list(finite.values()))
+        top = max(1.0, len(finite) - 1.0)
+        mapped = {k: (r - 1) / top for k, r in zip(finite, ranks)}
+    else:
+        vals = {k: (math.log(v) if scale == "log" and v > 0 else v) for k, v in finite.items()}
+        lo, hi = min(vals.values()), max(vals.values())
+        span = hi - lo
+        mapped = {k: ((v - lo) / span if span > 0 else 0.5) for k, v in vals.items()}
+    return {k: mapped.get(k, 1.0) for k in values}
+
+
+def _ranks(xs: Sequence[float]) -> list[float]:
+    """1-based ranks with ties given their average rank."""
+    order = sorted(range(len(xs)), key=lambda i: xs[i])
+    ranks = [0.0] * len(xs)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and xs[order[j + 1]] == xs[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def _pearson(a: Sequence[float], b: Sequence[float]) -> float:
+    n = len(a)
+    ma, mb = sum(a) / n, sum(b) / n
+    cov = sum((x - ma) * (y - mb) for x, y in zip(a, b))
+    va = sum((x - ma) ** 2 for x in a)
+    vb = sum((y - mb) ** 2 for y in b)
+    if va == 0 or vb == 0:
+        return math.nan
+    return cov / math.sqrt(va * vb)
+
+
+def _clean(a: Sequence[float], b: Sequence[float]) -> tuple[list[float], list[float]]:
+    if len(a) != len(b):
+        raise ValueError("rank correlation needs two sequences of the same length")
+    big = 1e300  # non-finite scores rank above every finite one
+
+    def fix(v: float) -> float:
+        return v if math.isfinite(v) else (big if v > 0 or math.isnan(v) else -big)
+
+    return [fix(float(x)) for x in a], [fix(float(y)) for y in b]
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman's rank correlation ρ (ties averaged); NaN when fewer than 2 items or a constant side."""
+    a, b = _clean(a, b)
+    if len(a) < 2:
+        return math.nan
+    return _pearson(_ranks(a), _ranks(b))
+
+
+def kendall(a: Sequence[float], b: Sequence[float]) -> float:
+    """Kendall's τ-b (handles ties); NaN when fewer than 2 items or a constant side."""
+    a, b = _clean(a, b)
+    n = len(a)
+    if n < 2:
+        return math.nan
+    concordant = discordant = ties_a = ties_b = 0
+    for i in range(n):
+        for j in range(i + 1, n):
+            da = (a[i] > a[j]) - (a[i] < a[j])
+            db = (b[i] > b[j]) - (b[i] < b[j])
+            if da == 0 and db == 0:
+                continue
+            if da == 0:
+                ties_a += 1
+            elif db == 0:
+                ties_b += 1
+            elif da == db:
+                concordant += 1
+            else:
+                discordant += 1
+    denom = math.sqrt((concordant + discordant + ties_a) * (concordant + discordant + ties_b))
+    return (concordant - discordant) / denom if denom else math.nan
+
+
+@dataclass(frozen=True)
+class Agreement:
+    criteria: list[str]
+    spearman: list[list[float]]
+    kendall: list[list[float]]
+
+
+def agreement(scores: Mapping[str, Scores], unit_ids: Sequence[str]) -> Agreement:
+    """Pairwise rank agreement of criteria over ``unit_ids`` (units a criterion did not score are skipped)."""
+    names = list(scores)
+    rho = [[math.nan] * len(names) for _ in names]
+    tau = [[math.nan] * len(names) for _ in names]
+    for i, a in enumerate(names):
+        for j, b in enumerate(names):
+            ids = [u for u in unit_ids if u in scores[a].values and u in scores[b].values]
+            xa = [scores[a].values[u] for u in ids]
+            xb = [scores[b].values[u] for u in ids]
+            rho[i][j] = 1.0 if i == j and ids else spearman(xa, xb)
+            tau[i][j] = 1.0 if i == j and ids else kendall(xa, xb)
+    return Agreement(criteria=names, spearman=rho, kendall=tau)
+
+
+def score_matrix(scores: Mapping[str, Scores], unit_ids: Sequence[str]) -> list[list[float]]:
+    """criteria × units, each row normalised to [0, 1] (NaN where a criterion has no score)."""
+    rows = []
+    for s in scores.values():
+        norm = normalized({u: s.values[u] for u in unit_ids if u in s.values})
+        rows.append([norm.get(u, math.nan) for u in unit_ids])
+    return rows
+
+
+# -- defaults ----------------------------------------------------------------------------------
+def criteria_for(registry: Registry, family: str) -> list[tuple[str, str]]:
+    """(name, description) of the criteria that apply to ``family``, family-specific ones first."""
+    specs = registry.criterion_specs(family)
+    own = [(s.name, s.description) for _, s in specs if "*" not in s.families]
+    shared = [(s.name, s.description) for _, s in specs if "*" in s.families]
+    seen: dict[str, str] = {}
+    for name, desc in own + shared:
+        seen.setdefault(name, desc)
+    return list(seen.items())
+
+
+def default_data(model: LoadedModel) -> str | None:
+    """The family's default calibration text for ``model`` (the demo's own text), if any."""
+    fn = getattr(model.impl, "default_data", None)
+    if fn is None:
+        return None
+    try:
+        return fn(model)
+    except SlimError:
+        return None
+
+
+def default_criterion(registry: Registry, model: LoadedModel, data: str | None = None) -> str | None:
+    """The analysis ``slimgui gui MODEL`` runs: "ppl" when the family offers it and the model has
+    weights and calibration text (given or the family's default), else "magnitude"; None without weights."""
+    if not model.has_weights:
+        return None
+    names = [n for n, _ in criteria_for(registry, model.family)]
+    if "ppl" in names and model.tokenizer is not None and (data or default_data(model)):
+        return "ppl"
+    return "magnitude" if "magnitude" in names else (names[0] if names else None)
+
+
+def previewers_for(registry: Registry, family: str) -> list[tuple[str, str, str]]:
+    """(name, media type, description) of the previewers that apply to ``family``."""
+    out = []
+    for plugin in registry.plugins:
+        for spec in plugin.previewers:
+            if "*" in spec.families or family in spec.families:
+                out.append((spec.name, spec.media, spec.description))
+    return out

@@ -1,0 +1,144 @@
+"""Entry point of the desktop app: ``slimgui gui [MODEL] [--screenshot out.png]`` (and bare ``slimgui``)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QTimer
+from PySide6.QtWidgets import QApplication
+
+from slimgui import __version__
+from slimgui.core.io import resources_dir
+from slimgui.core.jobs import Job
+from slimgui.core.model import LoadedModel
+from slimgui.core.session import default_criterion
+
+SCREENSHOT_SIZE = (1440, 900)
+SCREENSHOT_TIMEOUT_S = float(os.environ.get("SLIMGUI_SCREENSHOT_TIMEOUT", "900"))
+
+
+def style_sheet() -> str:
+    path = resources_dir() / "style.qss"
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return ""
+
+
+def create_app() -> QApplication:
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication([sys.argv[0] if sys.argv else "slimgui"])
+        app.setStyle("Fusion")
+    app.setApplicationName("SlimGUI")
+    app.setOrganizationName("SlimGUI")
+    app.setApplicationVersion(__version__)
+    return app
+
+
+def create_window(registry=None, settings=None):
+    from .main_window import MainWindow
+
+    window = MainWindow(registry=registry, settings=settings)
+    window.setStyleSheet(style_sheet())
+    return window
+
+
+class ScreenshotDirector(QObject):
+    """Open the model, run the default analysis, then render the window into a PNG and quit."""
+
+    def __init__(self, window, out: str, app: QApplication):
+        super().__init__(window)
+        self.window, self.out, self.app = window, out, app
+        self.code = 0
+        self.done = False
+        self._job: Job | None = None
+        QTimer.singleShot(int(SCREENSHOT_TIMEOUT_S * 1000), self._timeout)
+
+    def start(self, model: str | None) -> None:
+        if model:
+            self.window.open_path(model, then=self._opened)
+        else:
+            QTimer.singleShot(300, self.capture)
+
+    def _opened(self, model: LoadedModel | None) -> None:
+        if model is None:
+            self.code = 2
+            self.capture()
+            return
+        panel = self.window.analysis_panel
+        criterion = default_criterion(self.window.registry, model, panel.data.text() or None)
+        if criterion is None or self.window.doc.scores:
+            self.capture()
+            return
+        self._job = panel.run(criterion)
+        if self._job is None:
+            self.capture()
+            return
+        self.window.runner.jobFinished.connect(self._finished)
+
+    def _finished(self, job: Job) -> None:
+        if job is self._job:
+            self.capture()
+
+    def _timeout(self) -> None:
+        if not self.done:
+            sys.stderr.write(f"slimgui: screenshot: still busy after {SCREENSHOT_TIMEOUT_S:.0f}s; capturing as is\n")
+            self.window.runner.cancel_all()
+            self.code = 1
+            self.capture()
+
+    def capture(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        QTimer.singleShot(250, self._grab)  # let layouts and the view settle
+
+    def _grab(self) -> None:
+        self.window.model_panel.view.fit_width()
+        self.app.processEvents()
+        pixmap = self.window.grab()
+        Path(self.out).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+        if not pixmap.save(self.out, "PNG"):
+            sys.stderr.write(f"slimgui: error: could not write the screenshot {self.out}\n")
+            self.code = 2
+        else:
+            for note in self.window.notifier.errors():
+                sys.stderr.write(f"slimgui: error: {note.text}\n")
+        self.app.exit(self.code)
+
+
+def main(args) -> int:
+    """Run the app; ``args.model`` (may be ``demo:NAME`` or a ``.slim`` session), ``args.screenshot``."""
+    screenshot = getattr(args, "screenshot", None)
+    model = getattr(args, "model", None)
+    if screenshot and QApplication.instance() is None:
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # render without showing a window
+    app = create_app()
+    window = create_window()
+
+    def excepthook(kind, value, tb):  # a bug in a slot: report it, keep running
+        window.notifier.error(f"internal error: {kind.__name__}: {value}",
+                              details="".join(traceback.format_exception(kind, value, tb)))
+        sys.__excepthook__(kind, value, tb)
+
+    old_hook = sys.excepthook
+    sys.excepthook = excepthook
+    try:
+        if screenshot:
+            window.resize(*SCREENSHOT_SIZE)
+            director = ScreenshotDirector(window, screenshot, app)
+            window.show()
+            director.start(model)
+            app.exec()
+            window.runner.shutdown(15000)
+            return director.code
+        window.show()
+        if model:
+            window.open_path(model)
+        return int(app.exec())
+    finally:
+        sys.excepthook = old_hook

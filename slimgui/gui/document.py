@@ -1,0 +1,192 @@
+"""The open document: the session (Qt-free, saved as ``.slim``) plus the live models, with signals.
+
+Every panel is a view of one :class:`Document`; they change it only through its methods, and
+redraw when it signals.  The document does no heavy work: models arrive from worker jobs.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QObject, Signal
+
+from slimgui.core.errors import SlimError
+from slimgui.core.graph import UnitGraph
+from slimgui.core.model import LoadedModel
+from slimgui.core.ops import graph_of
+from slimgui.core.plan import PruningPlan, parse_keep
+from slimgui.core.plugins import Registry
+from slimgui.core.scores import Scores
+from slimgui.core.session import Estimate, PreviewSettings, Session, bytes_per_param, estimate
+
+
+class Document(QObject):
+    modelChanged = Signal()
+    scoresChanged = Signal()
+    selectionChanged = Signal()
+    slimmedChanged = Signal()
+    resultsChanged = Signal()
+
+    def __init__(self, registry: Registry, parent: QObject | None = None):
+        super().__init__(parent)
+        self.registry = registry
+        self.session = Session()
+        self.model: LoadedModel | None = None
+        self.graph: UnitGraph | None = None
+        self.slimmed: LoadedModel | None = None
+        self.locked: list[str] = []
+        self.bytes_per_param = 4
+
+    # -- the model -----------------------------------------------------------------------------
+    @property
+    def has_model(self) -> bool:
+        return self.model is not None
+
+    def set_model(self, model: LoadedModel, path: str | None = None) -> None:
+        """A newly opened model: scores, selection and the slimmed model of the previous one go."""
+        old = self.session
+        self.model = model
+        self.graph = graph_of(model, self.registry)  # cached by the open job
+        self.bytes_per_param = bytes_per_param(model)
+        preview = PreviewSettings(**{**vars(old.preview)})
+        self.session = Session(model_path=path or model.source, adapter=model.adapter, analysis=old.analysis,
+                               preview=preview)
+        self.locked = []
+        self.slimmed = None
+        self.modelChanged.emit()
+        self.scoresChanged.emit()
+        self.selectionChanged.emit()
+        self.slimmedChanged.emit()
+        self.resultsChanged.emit()
+
+    def restore(self, session: Session) -> None:
+        """Put a reopened session's scores, selection and results on screen (the model is open)."""
+        if self.graph is None:
+            raise SlimError("open the session's model first")
+        known = {u.id for u in self.graph.prunable()}
+        scores = {k: s for k, s in session.scores.items() if set(s.values) >= known}
+        if len(scores) != len(session.scores):
+            dropped = sorted(set(session.scores) - set(scores))
+            raise SlimError(f"the session's scores ({', '.join(dropped)}) do not match {self.model.source}",
+                            hint="the model changed since the session was saved; re-run the analysis")
+        self.session.scores = dict(scores)
+        self.session.active_criterion = session.active_criterion if session.active_criterion in scores else (
+            next(iter(scores), None))
+        self.session.analysis = session.analysis
+        self.session.preview = session.preview
+        self.session.results = dict(session.results)
+        self.session.view = dict(session.view)
+        self.session.slimmed_path = session.slimmed_path
+        self.session.slimmed_remove = list(session.slimmed_remove)
+        self.scoresChanged.emit()
+        self.set_keep(session.keep)
+        self.set_remove([u for u in session.remove if u in known])
+        self.resultsChanged.emit()
+
+    # -- scores --------------------------------------------------------------------------------
+    @property
+    def scores(self) -> dict[str, Scores]:
+        return self.session.scores
+
+    @property
+    def active(self) -> Scores | None:
+        name = self.session.active_criterion
+        return self.session.scores.get(name) if name else None
+
+    def add_scores(self, scores: Scores) -> None:
+        self.session.scores[scores.criterion] = scores
+        self.session.active_criterion = scores.criterion
+        self.scoresChanged.emit()
+
+    def set_active(self, criterion: str | None) -> None:
+        if criterion == self.session.active_criterion:
+            return
+        if criterion is not None and criterion not in self.session.scores:
+            raise SlimError(f"no scores for '{criterion}' yet", hint="run the analysis first")
+        self.session.active_criterion = criterion
+        self.scoresChanged.emit()
+
+    # -- keep-set and selection ----------------------------------------------------------------
+    @property
+    def remove(self) -> list[str]:
+        return list(self.session.remove)
+
+    @property
+    def keep(self) -> str | None:
+        return self.session.keep
+
+    def set_keep(self, spec: str | None) -> None:
+        """Lock units by a keep-set (``first:4,last:2``, indices, ids); raises SlimError when invalid."""
+        spec = (spec or "").strip() or None
+        locked = parse_keep(spec, self.graph) if (spec and self.graph is not None) else []
+        self.session.keep = spec
+        self.locked = locked
+        self.session.remove = [u for u in self.session.remove if u not in set(locked)]
+        self.selectionChanged.emit()
+
+    def can_remove(self, unit_id: str) -> bool:
+        if self.graph is None or unit_id not in self.graph:
+            return False
+        return self.graph.get(unit_id).prunable and unit_id not in self.locked
+
+    def toggle(self, unit_id: str) -> bool:
+        """Select or deselect one unit for removal; False (and no change) for locked or fixed units."""
+        if not self.can_remove(unit_id):
+            return False
+        current = self.session.remove
+        if unit_id in current:
+            new = [u for u in current if u != unit_id]
+        else:
+            if len(current) + 1 >= len(self.graph.prunable()):
+                raise SlimError("at least one block must stay")
+            new = current + [unit_id]
+        self.set_remove(new)
+        return True
+
+    def set_remove(self, ids: list[str]) -> None:
+        if self.graph is None:
+            return
+        order = [u.id for u in self.graph.prunable()]
+        wanted = set(ids)
+        bad = [u for u in wanted if u not in order]
+        if bad:
+            raise SlimError(f"unit(s) {', '.join(sorted(bad))} cannot be removed")
+        clash = sorted(wanted & set(self.locked), key=order.index)
+        if clash:
+            raise SlimError(f"unit(s) {', '.join(clash)} are locked by the keep-set", hint="change the keep-set first")
+        self.session.remove = [u for u in order if u in wanted]
+        self.selectionChanged.emit()
+
+    def estimate(self) -> Estimate | None:
+        if self.graph is None:
+            return None
+        return estimate(self.graph, self.session.remove, self.bytes_per_param)
+
+    def plan(self) -> PruningPlan:
+        if self.graph is None or self.model is None:
+            raise SlimError("open a model first")
+        active = self.active
+        plan = PruningPlan(remove=self.remove, locked=list(self.locked), keep=self.keep,
+                           criterion=active.criterion if active else None, model=self.model.source,
+                           meta={"selected_in": "slimgui gui"})
+        plan.validate(self.graph)
+        return plan
+
+    # -- the slimmed model ---------------------------------------------------------------------
+    def set_slimmed(self, model: LoadedModel | None, path: str | None, remove: list[str]) -> None:
+        self.slimmed = model
+        self.session.slimmed_path = path
+        self.session.slimmed_remove = list(remove) if model is not None else []
+        results = self.session.results
+        for key in ("generation", "perplexity"):  # results of another slimmed model are stale
+            if isinstance(results.get(key), dict):
+                results[key] = {k: v for k, v in results[key].items() if k != "slimmed"}
+        self.slimmedChanged.emit()
+        self.resultsChanged.emit()
+
+    @property
+    def applied_matches_selection(self) -> bool:
+        return self.slimmed is not None and self.session.slimmed_remove == self.session.remove
+
+    # -- compare results -----------------------------------------------------------------------
+    def set_results(self, kind: str, values: dict) -> None:
+        self.session.results[kind] = dict(values)
+        self.resultsChanged.emit()

@@ -1,0 +1,442 @@
+"""The main window: puts the panels together, opens models and sessions, routes drops and menus.
+
+It holds no state of its own beyond the :class:`Document` (what is open) and does no work: opening
+and everything after it run as jobs on the :class:`JobRunner`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, QUrl
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QScrollArea,
+    QSplitter,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from slimgui import __version__
+from slimgui.core.errors import SlimError
+from slimgui.core.jobs import Job, NeedsChoice, file_kind, open_task
+from slimgui.core.model import LoadedModel, open_model
+from slimgui.core.ops import graph_of
+from slimgui.core.plugins import Registry, discover
+from slimgui.core.session import SUFFIX, Session
+
+from .analysis_panel import AnalysisPanel
+from .compare_panel import ComparePanel
+from .dialogs import AdapterChooser
+from .document import Document
+from .jobs_panel import JobsPanel
+from .model_view import ModelPanel
+from .notify import MessageBar, NotificationsPanel, Notifier
+from .plan_panel import PlanPanel
+from .scores_panel import ScoresPanel
+from .settings import Settings
+from .workers import JobRunner
+
+OpenCallback = Callable[[LoadedModel | None], None]
+MODEL_WORK = ("analysis", "apply", "preview", "evaluate")  # jobs tied to the open model
+
+
+def _open_and_graph(path: str, *, registry: Registry, adapter: str | None, remembered: dict[str, str],
+                    progress=None, cancel=None):
+    """Worker side of opening: the model and its graph (so the GUI thread only draws)."""
+    result = open_task(path, registry=registry, adapter=adapter, remembered=remembered, progress=progress,
+                       cancel=cancel)
+    if isinstance(result, LoadedModel):
+        graph_of(result, registry)
+    return result
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, registry: Registry | None = None, settings: Settings | None = None,
+                 parent: QWidget | None = None):
+        super().__init__(parent)
+        self.registry = registry or discover()
+        self.settings = settings or Settings()
+        self.notifier = Notifier(self)
+        self.runner = JobRunner(self.notifier, self)
+        self.doc = Document(self.registry, self)
+        self.session_path: str | None = None
+        self.chooser: AdapterChooser | None = None
+        self.open_job: Job | None = None
+        self.setWindowTitle("SlimGUI")
+        self.setAcceptDrops(True)
+        self._build()
+        self._build_menus()
+        for rec in self.registry.broken():
+            self.notifier.warning(f"plugin '{rec.entry_point}' could not be loaded: {rec.error}")
+        geometry = self.settings.geometry("main")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1440, 900)
+        state = self.settings.geometry("state")
+        if state is not None:
+            self.restoreState(state)
+        self.doc.modelChanged.connect(self._update_title)
+        QTimer.singleShot(0, self._warm_up)
+
+    def _warm_up(self) -> None:
+        """Import the adapters' code (torch, …) in the background so the first drop opens fast."""
+        def load_adapters() -> None:
+            for _, spec in self.registry.adapter_specs():
+                try:
+                    adapter = self.registry.adapter(spec.name)
+                    warm = getattr(adapter, "warm_up", None)  # optional: an adapter may preload its library
+                    if callable(warm):
+                        warm()
+                except Exception:  # reported when the adapter is really used
+                    pass
+
+        threading.Thread(target=load_adapters, name="slimgui-warm-up", daemon=True).start()
+
+    # -- building --------------------------------------------------------------------------------
+    def _build(self) -> None:
+        self.model_panel = ModelPanel(self.doc, self.notifier)
+        self.analysis_panel = AnalysisPanel(self.doc, self.runner, self.notifier)
+        self.plan_panel = PlanPanel(self.doc, self.runner, self.notifier)
+        self.scores_panel = ScoresPanel(self.doc)
+        self.compare_panel = ComparePanel(self.doc, self.runner, self.notifier)
+        self.analysis_panel.data.setProperty("pathDrop", True)
+        self.compare_panel.eval_file.setProperty("pathDrop", True)
+        work = QWidget()
+        wl = QVBoxLayout(work)
+        wl.setContentsMargins(0, 0, 0, 0)
+        for title, panel in (("Analysis", self.analysis_panel), ("Plan", self.plan_panel)):
+            head = QLabel(title)
+            head.setObjectName("SectionTitle")
+            wl.addWidget(head)
+            wl.addWidget(panel)
+        wl.setStretch(3, 1)
+        scroll = QScrollArea()  # small screens: the panel scrolls instead of forcing a tall window
+        scroll.setWidget(work)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(scroll, "Analyse && plan")
+        self.tabs.addTab(self.scores_panel, "Scores")
+        self.tabs.addTab(self.compare_panel, "Compare")
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(self.model_panel)
+        self.splitter.addWidget(self.tabs)
+        self.splitter.setStretchFactor(0, 1)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setSizes([760, 680])
+        self.message_bar = MessageBar(self.notifier)
+        central = QWidget()
+        cl = QVBoxLayout(central)
+        cl.setContentsMargins(6, 6, 6, 0)
+        cl.addWidget(self.message_bar)
+        cl.addWidget(self.splitter, 1)
+        self.setCentralWidget(central)
+        self.jobs_panel = JobsPanel(self.runner)
+        self.messages_panel = NotificationsPanel(self.notifier)
+        self.jobs_dock = self._dock("Jobs", self.jobs_panel, "JobsDock")
+        self.messages_dock = self._dock("Messages", self.messages_panel, "MessagesDock")
+        self.tabifyDockWidget(self.jobs_dock, self.messages_dock)
+        self.jobs_dock.raise_()
+        self.resizeDocks([self.jobs_dock], [150], Qt.Orientation.Vertical)
+        self.status_label = QLabel()
+        self.statusBar().addWidget(self.status_label, 1)
+        self.notifier.posted.connect(lambda n: self.status_label.setText(n.text))
+        self.runner.jobAdded.connect(lambda j: self.jobs_dock.raise_())
+        for w in self.findChildren(QWidget):
+            if w.acceptDrops():
+                w.installEventFilter(self)
+
+    def _dock(self, title: str, widget: QWidget, name: str) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(name)
+        dock.setWidget(widget)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
+        return dock
+
+    def _action(self, menu, text: str, slot, shortcut=None, tip: str = "") -> QAction:
+        act = QAction(text, self)
+        if shortcut is not None:
+            act.setShortcut(QKeySequence(shortcut))
+        if tip:
+            act.setStatusTip(tip)
+        act.triggered.connect(slot)
+        menu.addAction(act)
+        return act
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        f = bar.addMenu("&File")
+        self._action(f, "Open Model Folder…", self._open_folder_dialog, QKeySequence.StandardKey.Open,
+                     "Open a transformers model folder")
+        self._action(f, "Open File…", self._open_file_dialog, "Ctrl+Shift+O", "Open a model file or a .slim session")
+        self.recent_menu = f.addMenu("Open &Recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        self._action(f, "Open Demo Model", lambda: self.open_path("demo:llm"), None,
+                     "The built-in 12-block demo language model")
+        f.addSeparator()
+        self._action(f, "Save Session", self.save_session_dialog, QKeySequence.StandardKey.Save)
+        self._action(f, "Save Session As…", lambda: self.save_session_dialog(ask=True), QKeySequence.StandardKey.SaveAs)
+        self._action(f, "Export Slimmed Model…", self.plan_panel._export_clicked)
+        f.addSeparator()
+        self._action(f, "Quit", self.close, QKeySequence.StandardKey.Quit)
+        v = bar.addMenu("&View")
+        self._action(v, "Fit Model", self.model_panel.view.fit, "F")
+        self._action(v, "Zoom In", lambda: self.model_panel.view.zoom(1.25), QKeySequence.StandardKey.ZoomIn)
+        self._action(v, "Zoom Out", lambda: self.model_panel.view.zoom(0.8), QKeySequence.StandardKey.ZoomOut)
+        v.addSeparator()
+        v.addAction(self.jobs_dock.toggleViewAction())
+        v.addAction(self.messages_dock.toggleViewAction())
+        a = bar.addMenu("&Analysis")
+        self._action(a, "Analyse", lambda: self.analysis_panel.run(), "Ctrl+R")
+        self._action(a, "Apply Plan", lambda: self.plan_panel.apply(), "Ctrl+Return")
+        self._action(a, "Cancel All Jobs", self.runner.cancel_all, "Ctrl+.")
+        h = bar.addMenu("&Help")
+        self._action(h, "Installed Plugins", self._show_plugins)
+        self._action(h, "About SlimGUI", lambda: self.notifier.info(
+            f"SlimGUI {__version__} — structured pruning workbench; everything runs locally."))
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        recent = self.settings.recent()
+        for path in recent:
+            act = self.recent_menu.addAction(path)
+            act.triggered.connect(partial(self.open_path, path))
+        if not recent:
+            self.recent_menu.addAction("(nothing yet)").setEnabled(False)
+        else:
+            self.recent_menu.addSeparator()
+            self.recent_menu.addAction("Clear", self.settings.clear_recent)
+
+    def _show_plugins(self) -> None:
+        for rec in self.registry.describe():
+            if rec["status"] == "ok":
+                crit = ", ".join(c["name"] for c in rec["criteria"]) or "no criteria"
+                self.notifier.info(f"plugin {rec['name']} {rec['version']} ({rec['source']}): {crit}")
+            else:
+                self.notifier.warning(f"plugin {rec['name']} is broken: {rec['error']}")
+        self.messages_dock.raise_()
+
+    def _update_title(self) -> None:
+        m = self.doc.model
+        name = (Path(m.source).name or m.source) if m else ""
+        session = f" [{Path(self.session_path).name}]" if self.session_path else ""
+        self.setWindowTitle(f"{name}{session} — SlimGUI" if name else "SlimGUI")
+
+    # -- opening ---------------------------------------------------------------------------------
+    def _open_folder_dialog(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open a model folder")
+        if path:
+            self.open_path(path)
+
+    def _open_file_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open a model or session", "",
+                                              f"SlimGUI sessions (*{SUFFIX});;Models (config.json *.safetensors "
+                                              "*.bin *.pt *.pth);;All files (*)")
+        if path:
+            self.open_path(path)
+
+    def open_path(self, path: str, then: OpenCallback | None = None, adapter: str | None = None) -> Job | None:
+        """Open a model (folder, file, hub id or ``demo:NAME``) or a ``.slim`` session, in the background."""
+        path = str(path)
+        if path.lower().endswith(SUFFIX):
+            return self.open_session(path, then=then)
+        return self._open_model(path, then=then, adapter=adapter)
+
+    def _open_model(self, path: str, *, then: OpenCallback | None = None, adapter: str | None = None,
+                    after: Callable[[LoadedModel], None] | None = None) -> Job:
+        name = path if path.startswith("demo:") else (Path(path).name or path)
+
+        def done(result: Any) -> None:
+            if isinstance(result, NeedsChoice):
+                self._ask_adapter(result, then=then, after=after)
+                return
+            self.session_path = None
+            for job in self.runner.active():  # work on the previous model is no longer wanted
+                if job.kind in MODEL_WORK:
+                    self.runner.cancel(job)
+            self.doc.set_model(result, result.source)
+            self.settings.add_recent(result.source)
+            how = "" if result.has_weights else " (config only: structure without weights)"
+            self.notifier.info(f"Opened {result.source}{how}")
+            if after is not None:
+                after(result)
+            if then is not None:
+                then(result)
+
+        def failed(job: Job) -> None:
+            if then is not None:
+                then(None)
+
+        self.open_job = self.runner.submit(
+            f"Open {name}",
+            partial(_open_and_graph, path, registry=self.registry, adapter=adapter,
+                    remembered=self.settings.adapter_choices()),
+            kind="open", lane="io", on_done=done, on_failed=failed,
+            on_cancelled=lambda _j: then(None) if then else None)
+        return self.open_job
+
+    def _ask_adapter(self, need: NeedsChoice, *, then: OpenCallback | None, after) -> None:
+        def chosen(name: str, remember: bool) -> None:
+            if remember:
+                self.settings.remember_adapter(file_kind(need.path), name)
+            self._open_model(need.path, then=then, adapter=name, after=after)
+
+        self.chooser = AdapterChooser(need, chosen, self)
+        self.chooser.rejected.connect(lambda: then(None) if then else None)
+        self.chooser.open()
+
+    # -- sessions --------------------------------------------------------------------------------
+    def open_session(self, path: str, then: OpenCallback | None = None) -> Job | None:
+        try:
+            session = Session.load(path)
+        except SlimError as exc:
+            self.notifier.error(f"Could not open the session: {exc.one_line()}")
+            if then is not None:
+                then(None)
+            return None
+        if not session.model_path:
+            self.notifier.error(f"The session {path} names no model")
+            return None
+
+        def after(model: LoadedModel) -> None:
+            self.session_path = path
+            self._update_title()
+            self._restore(session, model)
+
+        return self._open_model(session.model_path, then=then, adapter=session.adapter, after=after)
+
+    def _restore(self, session: Session, model: LoadedModel) -> None:
+        try:
+            self.doc.restore(session)
+        except SlimError as exc:
+            self.notifier.warning(exc.one_line())
+        self.analysis_panel.apply_settings()
+        self.plan_panel.update_estimate()
+        self.compare_panel.apply_settings()
+        self.model_panel.view.set_expanded(session.view.get("expanded", []))
+        if isinstance(session.view.get("tab"), int):
+            self.tabs.setCurrentIndex(session.view["tab"])
+        results = {k: (dict(v) if isinstance(v, dict) else v) for k, v in session.results.items()}
+        if session.slimmed_path and Path(session.slimmed_path).exists():
+            def load(progress=None, cancel=None):
+                slim = open_model(session.slimmed_path, registry=self.registry, adapter=model.adapter,
+                                  progress=progress, cancel=cancel)
+                graph_of(slim, self.registry)
+                return slim
+            title = f"Open slimmed model {Path(session.slimmed_path).name}"
+        elif session.slimmed_remove:
+            from slimgui.core.jobs import apply_task
+            from slimgui.core.plan import PruningPlan
+
+            plan = PruningPlan(remove=list(session.slimmed_remove), locked=list(self.doc.locked),
+                               keep=self.doc.keep, model=model.source)
+
+            def load(progress=None, cancel=None):
+                return apply_task(model, plan, registry=self.registry, progress=progress, cancel=cancel)[0]
+            title = "Rebuild the slimmed model"
+        else:
+            self.notifier.info(f"Session restored from {self.session_path}")
+            return
+
+        def done(slim: LoadedModel, m=model) -> None:
+            if self.doc.model is not m:
+                return
+            self.doc.set_slimmed(slim, session.slimmed_path, session.slimmed_remove)
+            self.doc.session.results = results  # what was on screen, slimmed side included
+            self.doc.resultsChanged.emit()
+            self.notifier.info(f"Session restored from {self.session_path}")
+
+        self.runner.submit(title, load, kind="open", lane="model", on_done=done)
+
+    def save_session(self, path: str) -> Path:
+        """Write the session (versioned JSON) to ``path``; raises SlimError when it cannot."""
+        if self.doc.model is None:
+            raise SlimError("nothing to save: open a model first")
+        if not str(path).lower().endswith(SUFFIX):
+            path = f"{path}{SUFFIX}"
+        self.doc.session.view = {"expanded": sorted(self.model_panel.view.expanded), "tab": self.tabs.currentIndex()}
+        out = self.doc.session.save(path)
+        self.session_path = str(out)
+        self.settings.add_recent(str(out))
+        self._update_title()
+        self.notifier.info(f"Session saved to {out}")
+        return out
+
+    def save_session_dialog(self, ask: bool = False) -> None:
+        path = self.session_path
+        if ask or not path:
+            default = str(Path.home() / f"{Path(self.doc.model.source).name if self.doc.model else 'session'}{SUFFIX}")
+            path, _ = QFileDialog.getSaveFileName(self, "Save session", path or default,
+                                                  f"SlimGUI sessions (*{SUFFIX})")
+        if path:
+            try:
+                self.save_session(path)
+            except SlimError as exc:
+                self.notifier.error(exc.one_line())
+
+    # -- drag and drop anywhere ------------------------------------------------------------------
+    @staticmethod
+    def _local_paths(mime) -> list[str]:
+        if mime is None or not mime.hasUrls():
+            return []
+        return [u.toLocalFile() if u.isLocalFile() else u.toString() for u in mime.urls()]
+
+    def dragEnterEvent(self, event) -> None:  # noqa: N802
+        if self._local_paths(event.mimeData()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event) -> None:  # noqa: N802
+        self.dragEnterEvent(event)
+
+    def dropEvent(self, event) -> None:  # noqa: N802
+        paths = self._local_paths(event.mimeData())
+        if not paths:
+            event.ignore()
+            return
+        event.acceptProposedAction()
+        if len(paths) > 1:
+            self.notifier.info(f"{len(paths)} items dropped: opening the first, {paths[0]}")
+        self.open_path(paths[0])
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802
+        t = event.type()
+        if t in (QEvent.Type.DragEnter, QEvent.Type.DragMove, QEvent.Type.Drop) and isinstance(obj, QWidget):
+            paths = self._local_paths(event.mimeData())
+            if paths:
+                if t != QEvent.Type.Drop:
+                    event.acceptProposedAction()
+                elif obj.property("pathDrop") and Path(paths[0]).is_file():
+                    obj.setText(paths[0])  # a text file dropped on a file field fills it
+                    event.acceptProposedAction()
+                else:
+                    self.dropEvent(event)
+                return True
+        return super().eventFilter(obj, event)
+
+    # -- closing ---------------------------------------------------------------------------------
+    def closeEvent(self, event) -> None:  # noqa: N802
+        self.settings.set_geometry("main", self.saveGeometry())
+        self.settings.set_geometry("state", self.saveState())
+        self.settings.sync()
+        if not self.runner.shutdown(15000):
+            self.notifier.warning("some jobs did not stop in time")
+        super().closeEvent(event)
+
+
+def url_for(path: str | Path) -> QUrl:
+    return QUrl.fromLocalFile(str(path))

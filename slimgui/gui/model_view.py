@@ -1,0 +1,560 @@
+"""The model view: the UnitGraph drawn as blocks, coloured by the active criterion.
+
+How the graph is placed comes from its ``attrs["layout"]`` hint through :data:`LAYOUTS` — a block
+stack for language models today; a U-Net family registers its own layout and every other part of
+the view (colours, locks, tooltips, clicks) works unchanged.  Click a block to select it for
+removal, click its arrow (or double-click) to show its children; Ctrl+wheel zooms, drag pans.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QPainterPath, QPen, QPolygonF
+from PySide6.QtWidgets import (
+    QComboBox,
+    QGraphicsItem,
+    QGraphicsPathItem,
+    QGraphicsScene,
+    QGraphicsView,
+    QHBoxLayout,
+    QLabel,
+    QSizePolicy,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from slimgui.core.errors import SlimError
+from slimgui.core.graph import Unit, UnitGraph
+from slimgui.core.session import human_count, normalized
+
+from . import colors
+from .document import Document
+from .legend import ColorLegend, draw_padlock, removed_brush
+from .notify import Notifier
+
+BLOCK_W, BLOCK_H, CHILD_H, GAP, INDENT = 340.0, 34.0, 24.0, 10.0, 26.0
+BAR_GAP, BAR_W = 14.0, 110.0
+ARROW_W = 22.0
+
+
+# -- layouts ---------------------------------------------------------------------------------
+@dataclass
+class Placement:
+    unit: Unit
+    rect: QRectF
+    depth: int
+
+
+class StackLayout:
+    """Top-level units one under another in edge order; an expanded unit's children are indented below it."""
+
+    name = "stack"
+
+    def order(self, graph: UnitGraph) -> list[Unit]:
+        top = [u for u in graph.units if u.parent is None]
+        ids = {u.id for u in top}
+        nxt: dict[str, str] = {}
+        incoming: set[str] = set()
+        for a, b in graph.edges:
+            if a in ids and b in ids and a not in nxt:
+                nxt[a] = b
+                incoming.add(b)
+        starts = [u for u in top if u.id not in incoming and u.id in nxt]
+        if not starts:
+            return top
+        seen: list[str] = []
+        cur: str | None = starts[0].id
+        while cur is not None and cur not in seen:
+            seen.append(cur)
+            cur = nxt.get(cur)
+        rest = [u.id for u in top if u.id not in seen]
+        return [graph.get(i) for i in seen + rest]
+
+    def place(self, graph: UnitGraph, expanded: set[str]) -> list[Placement]:
+        out: list[Placement] = []
+        y = 0.0
+
+        def add(unit: Unit, depth: int) -> None:
+            nonlocal y
+            h = BLOCK_H if depth == 0 else CHILD_H
+            out.append(Placement(unit, QRectF(depth * INDENT, y, BLOCK_W - depth * INDENT, h), depth))
+            y += h + (GAP if depth == 0 else 4)
+            if unit.id in expanded:
+                for child in graph.children(unit.id):
+                    add(child, depth + 1)
+                y += 4
+
+        for unit in self.order(graph):
+            add(unit, 0)
+        return out
+
+
+LAYOUTS: dict[str, StackLayout] = {"stack": StackLayout()}
+
+
+def layout_for(graph: UnitGraph):
+    return LAYOUTS.get(str(graph.attrs.get("layout", "stack")), LAYOUTS["stack"])
+
+
+# -- items -----------------------------------------------------------------------------------
+class UnitItem(QGraphicsItem):
+    """One unit: a rounded box with its label, parameters and score, plus a parameter bar."""
+
+    def __init__(self, unit: Unit, has_children: bool, param_share: float):
+        super().__init__()
+        self.unit = unit
+        self.has_children = has_children
+        self.param_share = param_share  # of the largest top-level unit, for the capacity bar
+        self.rect = QRectF(0, 0, BLOCK_W, BLOCK_H)
+        self.depth = 0
+        self.fill = colors.FIXED if not unit.prunable else colors.UNSCORED
+        self.score_text = ""
+        self.removed = False
+        self.locked = False
+        self.expanded = False
+        self.setAcceptHoverEvents(True)
+        self.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+        self._hover = False
+
+    def boundingRect(self) -> QRectF:  # noqa: N802
+        return QRectF(-2, -2, self.rect.width() + BAR_GAP + BAR_W + 60, self.rect.height() + 4)
+
+    def set_geometry(self, rect: QRectF, depth: int) -> None:
+        self.prepareGeometryChange()
+        self.rect = QRectF(0, 0, rect.width(), rect.height())
+        self.depth = depth
+        self.setPos(rect.topLeft())
+
+    def set_state(self, fill: QColor, score_text: str, removed: bool, locked: bool, tooltip: str) -> None:
+        if (fill.rgba(), score_text, removed, locked) != (self.fill.rgba(), self.score_text, self.removed, self.locked):
+            self.fill, self.score_text, self.removed, self.locked = QColor(fill), score_text, removed, locked
+            self.update()
+        self.setToolTip(tooltip)
+
+    def arrow_hit(self, local: QPointF) -> bool:
+        return self.has_children and local.x() < ARROW_W
+
+    def hoverEnterEvent(self, event) -> None:  # noqa: N802
+        self._hover = True
+        self.update()
+
+    def hoverLeaveEvent(self, event) -> None:  # noqa: N802
+        self._hover = False
+        self.update()
+
+    def paint(self, p: QPainter, option, widget=None) -> None:
+        r = self.rect
+        fill = QColor(self.fill) if not self.removed else colors.REMOVED_FILL
+        radius = 5.0 if self.depth == 0 else 3.0
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        path = QPainterPath()
+        path.addRoundedRect(r, radius, radius)
+        p.fillPath(path, fill)
+        if self.removed:
+            p.fillPath(path, removed_brush())
+            strip = QPainterPath()  # keep the importance colour visible as a strip on the left
+            strip.addRoundedRect(QRectF(r.left(), r.top(), 6, r.height()), 2, 2)
+            p.fillPath(strip, self.fill)
+        if self.removed:
+            pen = QPen(colors.REMOVED_EDGE, 2.0, Qt.PenStyle.DashLine)
+        elif self.locked:
+            pen = QPen(colors.LOCKED_EDGE, 2.2)
+        elif self._hover and self.unit.prunable:
+            pen = QPen(QColor("#2563eb"), 2.0)
+        else:
+            pen = QPen(QColor("#94a3b8"), 1.0)
+        p.setPen(pen)
+        p.drawPath(path)
+        text_col = colors.text_colour_on(fill) if not self.removed else colors.SELECTED_TEXT
+        font = QFont(p.font())
+        font.setPointSizeF(9.5 if self.depth == 0 else 8.5)
+        font.setBold(self.depth == 0 and self.unit.prunable)
+        font.setStrikeOut(self.removed)
+        p.setFont(font)
+        p.setPen(text_col)
+        x = 8.0
+        if self.has_children:
+            tri = QPolygonF()
+            cy = r.center().y()
+            if self.expanded:
+                tri.append(QPointF(6, cy - 3))
+                tri.append(QPointF(16, cy - 3))
+                tri.append(QPointF(11, cy + 4))
+            else:
+                tri.append(QPointF(8, cy - 5))
+                tri.append(QPointF(15, cy))
+                tri.append(QPointF(8, cy + 5))
+            p.setBrush(text_col)
+            p.setPen(Qt.PenStyle.NoPen)
+            p.drawPolygon(tri)
+            p.setPen(text_col)
+            x = ARROW_W
+        label_rect = QRectF(x, r.top(), r.width() * 0.5 - x, r.height())
+        p.drawText(label_rect, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, self.unit.label)
+        small = QFont(font)
+        small.setBold(False)
+        small.setPointSizeF(font.pointSizeF() - 0.5)
+        p.setFont(small)
+        right = r.right() - (24 if self.locked else 8)
+        if self.score_text:
+            p.drawText(QRectF(r.width() * 0.5, r.top(), right - r.width() * 0.5, r.height()),
+                       Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight, self.score_text)
+        elif self.depth > 0:
+            p.drawText(QRectF(r.width() * 0.5, r.top(), right - r.width() * 0.5, r.height()),
+                       Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight,
+                       human_count(self.unit.params) + " params")
+        if self.locked:
+            draw_padlock(p, QRectF(r.right() - 18, r.center().y() - 7, 11, 14),
+                         colors.text_colour_on(fill))
+        # capacity bar: where the parameters sit
+        if self.depth == 0:
+            bx = r.right() + BAR_GAP
+            bw = max(1.0, BAR_W * self.param_share)
+            bar = QRectF(bx, r.center().y() - 4, bw, 8)
+            p.fillRect(QRectF(bx, bar.top(), BAR_W, 8), QColor("#eef2f7"))
+            p.fillRect(bar, QColor("#94a3b8") if not self.removed else QColor("#fca5a5"))
+            p.setPen(QColor("#4b5563") if not self.removed else colors.SELECTED_TEXT)
+            p.setFont(small)
+            p.drawText(QRectF(bx + BAR_W + 6, r.top(), 60, r.height()),
+                       Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, human_count(self.unit.params))
+
+
+class GraphView(QGraphicsView):
+    """Draws a UnitGraph; emits ``unitClicked`` for a click, handles expand, zoom, pan and fit."""
+
+    unitClicked = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setScene(QGraphicsScene(self))
+        self.setRenderHints(QPainter.RenderHint.Antialiasing | QPainter.RenderHint.TextAntialiasing)
+        self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
+        self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.SmartViewportUpdate)
+        self.setOptimizationFlag(QGraphicsView.OptimizationFlag.DontSavePainterState, True)
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
+        self.setBackgroundBrush(QBrush(QColor("#fbfcfe")))
+        self.setAcceptDrops(False)  # drops go to the window (open a model anywhere)
+        self.graph: UnitGraph | None = None
+        self.unit_items: dict[str, UnitItem] = {}
+        self.expanded: set[str] = set()
+        self._edges: list[QGraphicsPathItem] = []
+        self._press: QPointF | None = None
+
+    # -- building ------------------------------------------------------------------------------
+    def set_graph(self, graph: UnitGraph | None) -> None:
+        scene = self.scene()
+        scene.clear()
+        self.unit_items, self._edges, self.expanded = {}, [], set()
+        self.graph = graph
+        if graph is None:
+            return
+        with_children = {u.parent for u in graph.units if u.parent is not None}
+        top = [u for u in graph.units if u.parent is None]
+        biggest = max((u.params for u in top), default=1) or 1
+        for unit in graph.units:
+            parent_params = graph.get(unit.parent).params if unit.parent else biggest
+            item = UnitItem(unit, unit.id in with_children, unit.params / max(1, parent_params))
+            item.setZValue(2 if unit.parent is None else 3)
+            scene.addItem(item)
+            self.unit_items[unit.id] = item
+        self.relayout()
+
+    def relayout(self) -> None:
+        if self.graph is None:
+            return
+        placed = layout_for(self.graph).place(self.graph, self.expanded)
+        shown = set()
+        for pl in placed:
+            item = self.unit_items[pl.unit.id]
+            item.set_geometry(pl.rect, pl.depth)
+            expanded = pl.unit.id in self.expanded
+            if item.expanded != expanded:
+                item.expanded = expanded
+                item.update()
+            item.setVisible(True)
+            shown.add(pl.unit.id)
+        for uid, item in self.unit_items.items():
+            if uid not in shown:
+                item.setVisible(False)
+        for edge in self._edges:
+            self.scene().removeItem(edge)
+        self._edges = []
+        pen = QPen(QColor("#94a3b8"), 1.4)
+        for a, b in self.graph.edges:
+            if a in shown and b in shown:
+                ia, ib = self.unit_items[a], self.unit_items[b]
+                x_a = ia.pos().x() + ia.rect.width() / 2
+                x_b = ib.pos().x() + ib.rect.width() / 2
+                start = QPointF(x_a, ia.pos().y() + ia.rect.height())
+                end = QPointF(x_b, ib.pos().y())
+                path = QPainterPath(start)
+                if a in self.expanded:  # route around the children on the left
+                    left = -10.0
+                    path.lineTo(start.x(), start.y() + 3)
+                    path.lineTo(left, start.y() + 3)
+                    path.lineTo(left, end.y() - 4)
+                    path.lineTo(end.x(), end.y() - 4)
+                path.lineTo(end)
+                edge = QGraphicsPathItem(path)
+                edge.setPen(pen)
+                edge.setZValue(1)
+                self.scene().addItem(edge)
+                self._edges.append(edge)
+        bounds = self.scene().itemsBoundingRect().adjusted(-20, -20, 20, 20)
+        self.scene().setSceneRect(bounds)
+
+    def toggle_expanded(self, unit_id: str) -> None:
+        if unit_id in self.expanded:
+            self.expanded.discard(unit_id)
+        elif self.graph is not None and self.graph.children(unit_id):
+            self.expanded.add(unit_id)
+        self.relayout()
+
+    def set_expanded(self, ids) -> None:
+        self.expanded = {i for i in ids if i in self.unit_items}
+        self.relayout()
+
+    # -- navigation ----------------------------------------------------------------------------
+    def zoom(self, factor: float) -> None:
+        current = self.transform().m11()
+        factor = min(max(factor, 0.05 / current), 8.0 / current)
+        self.scale(factor, factor)
+
+    def fit(self) -> None:
+        """The whole graph in view."""
+        if self.graph is None:
+            return
+        self.resetTransform()
+        self.fitInView(self.scene().itemsBoundingRect().adjusted(-12, -12, 12, 12), Qt.AspectRatioMode.KeepAspectRatio)
+
+    def fit_width(self) -> None:
+        """Scale so the blocks fill the width (capped), scrolled to the top: readable for deep stacks."""
+        if self.graph is None:
+            return
+        bounds = self.scene().itemsBoundingRect().adjusted(-12, -12, 12, 12)
+        avail = max(50, self.viewport().width() - 4)
+        s = min(1.0, max(0.3, avail / bounds.width()))
+        whole = (self.viewport().height() - 4) / bounds.height()
+        if whole >= 0.6:  # the whole graph is readable at once: show all of it
+            s = min(s, whole)
+        self.resetTransform()
+        self.scale(s, s)
+        self.centerOn(bounds.center().x(), bounds.top() + self.viewport().height() / (2 * s))
+
+    def wheelEvent(self, event) -> None:  # noqa: N802
+        if event.modifiers() & Qt.KeyboardModifier.ControlModifier:
+            self.zoom(1.15 ** (event.angleDelta().y() / 120))
+            event.accept()
+        else:
+            super().wheelEvent(event)
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802
+        key = event.key()
+        if key in (Qt.Key.Key_Plus, Qt.Key.Key_Equal):
+            self.zoom(1.25)
+        elif key == Qt.Key.Key_Minus:
+            self.zoom(0.8)
+        elif key == Qt.Key.Key_F:
+            self.fit()
+        else:
+            super().keyPressEvent(event)
+
+    # -- clicks (a press and release without dragging) ---------------------------------------
+    def mousePressEvent(self, event) -> None:  # noqa: N802
+        self._press = event.position()
+        super().mousePressEvent(event)
+
+    def mouseReleaseEvent(self, event) -> None:  # noqa: N802
+        super().mouseReleaseEvent(event)
+        if self._press is None or event.button() != Qt.MouseButton.LeftButton:
+            return
+        moved = (event.position() - self._press).manhattanLength()
+        self._press = None
+        if moved > 4:
+            return
+        self.click_at(event.position().toPoint())
+
+    def mouseDoubleClickEvent(self, event) -> None:  # noqa: N802
+        item = self._item_at(event.position().toPoint())
+        if item is not None and item.has_children:
+            self.toggle_expanded(item.unit.id)
+
+    def _item_at(self, pos) -> UnitItem | None:
+        for item in self.items_at(pos):
+            return item
+        return None
+
+    def items_at(self, pos) -> list[UnitItem]:
+        return [i for i in QGraphicsView.items(self, pos) if isinstance(i, UnitItem)]
+
+    def click_at(self, pos) -> None:
+        hits = self.items_at(pos)
+        if not hits:
+            return
+        item = max(hits, key=lambda i: i.zValue())
+        local = item.mapFromScene(self.mapToScene(pos))
+        if item.arrow_hit(local):
+            self.toggle_expanded(item.unit.id)
+        else:
+            self.unitClicked.emit(item.unit.id)
+
+    def click_unit(self, unit_id: str) -> None:
+        """Click the middle of a unit's box (what a user's click does; used by tests and shortcuts)."""
+        item = self.unit_items[unit_id]
+        self.ensureVisible(item)
+        centre = item.mapToScene(item.rect.center() + QPointF(item.rect.width() * 0.2, 0))
+        self.click_at(self.mapFromScene(centre))
+
+
+# -- the panel -------------------------------------------------------------------------------
+class ModelPanel(QWidget):
+    """Header (model summary, colour-by, zoom), the graph view and the legend."""
+
+    def __init__(self, document: Document, notifier: Notifier, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.doc, self.notifier = document, notifier
+        self.title = QLabel("Drop a model folder here, or use File → Open")
+        self.title.setObjectName("ModelTitle")
+        self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.title.setWordWrap(True)
+        self.title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.colour_by = QComboBox()
+        self.colour_by.setToolTip("Which criterion's scores colour the blocks")
+        self.colour_by.setMinimumWidth(120)
+        self.colour_by.currentTextChanged.connect(self._colour_by_changed)
+        self.view = GraphView()
+        self.legend = ColorLegend()
+        head = QHBoxLayout()
+        head.addWidget(self.title, 1)
+        head.addWidget(QLabel("Colour by"))
+        head.addWidget(self.colour_by)
+        for text, tip, slot in (("−", "Zoom out (Ctrl+wheel)", lambda: self.view.zoom(0.8)),
+                                ("+", "Zoom in (Ctrl+wheel)", lambda: self.view.zoom(1.25)),
+                                ("Fit", "Show the whole model (F)", self.view.fit)):
+            b = QToolButton()
+            b.setText(text)
+            b.setToolTip(tip)
+            b.clicked.connect(slot)
+            head.addWidget(b)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(6, 6, 6, 6)
+        lay.addLayout(head)
+        lay.addWidget(self.view, 1)
+        lay.addWidget(self.legend)
+        self.view.unitClicked.connect(self._clicked)
+        document.modelChanged.connect(self._model_changed)
+        document.scoresChanged.connect(self.refresh)
+        document.selectionChanged.connect(self.refresh)
+        self._updating_combo = False
+
+    @property
+    def items(self) -> dict[str, UnitItem]:
+        return self.view.unit_items
+
+    def _model_changed(self) -> None:
+        g, m = self.doc.graph, self.doc.model
+        self.view.set_graph(g)
+        if g is not None and m is not None:
+            name = m.source.rstrip("/").split("/")[-1] or m.source
+            kind = g.attrs.get("architecture") or g.family
+            weights = "" if m.has_weights else "  ·  config only (no weights)"
+            self.title.setText(f"<b>{name}</b>  ·  {kind}  ·  {human_count(g.total_params)} params  ·  "
+                               f"{len(g.prunable())} prunable blocks{weights}")
+            self.title.setToolTip(m.source)
+        self.refresh()
+        self.view.fit_width()
+
+    def _colour_by_changed(self, name: str) -> None:
+        if self._updating_combo or not name:
+            return
+        try:
+            self.doc.set_active(name)
+        except SlimError as exc:
+            self.notifier.error(exc.one_line())
+
+    def _clicked(self, unit_id: str) -> None:
+        try:
+            if not self.doc.toggle(unit_id):
+                unit = self.doc.graph.get(unit_id)
+                why = "is locked by the keep-set" if unit_id in self.doc.locked else "cannot be removed"
+                self.notifier.info(f"{unit.label} {why}")
+        except SlimError as exc:
+            self.notifier.warning(exc.one_line())
+
+    def refresh(self) -> None:
+        self._updating_combo = True
+        try:
+            names = list(self.doc.scores)
+            if [self.colour_by.itemText(i) for i in range(self.colour_by.count())] != names:
+                self.colour_by.clear()
+                self.colour_by.addItems(names)
+            active = self.doc.active
+            if active is not None:
+                self.colour_by.setCurrentText(active.criterion)
+        finally:
+            self._updating_combo = False
+        g = self.doc.graph
+        if g is None:
+            self.legend.set_range(None, None, None)
+            return
+        active = self.doc.active
+        values = {u.id: active.values[u.id] for u in g.prunable() if active and u.id in active.values}
+        norm = normalized(values) if values else {}
+        finite = [v for v in values.values() if math.isfinite(v)]
+        if active and finite:
+            lo, hi = min(finite), max(finite)
+            scale = "log" if lo > 0 and hi / lo > 100 else "linear"
+            self.legend.set_range(active.criterion, lo, hi, scale)
+        else:
+            self.legend.set_range(None, None, None)
+        ranks = {name: {u: i + 1 for i, u in enumerate(sc.ranking())} for name, sc in self.doc.scores.items()}
+        removing = set(self.doc.remove)
+        locked = set(self.doc.locked)
+        total = max(1, g.total_params)
+        for uid, item in self.view.unit_items.items():
+            unit = item.unit
+            if unit.prunable:
+                fill = colors.colour_at(norm[uid]) if uid in norm else colors.UNSCORED
+            else:
+                fill = colors.FIXED if unit.parent is None else colors.CHILD
+            score_text = ""
+            if uid in values:
+                score_text = _fmt(values[uid])
+            item.set_state(fill, score_text, uid in removing, uid in locked,
+                           self._tooltip(unit, total, ranks, removing, locked))
+
+    def _tooltip(self, unit: Unit, total: int, ranks, removing, locked) -> str:
+        lines = [f"<b>{unit.label}</b> <span style='color:#6b7280'>({unit.id})</span>",
+                 f"parameters: {unit.params:,} ({100 * unit.params / total:.2f}% of the model)"]
+        if unit.macs:
+            lines.append(f"MACs per token: {unit.macs:,}")
+        for key in ("type", "module"):
+            if unit.attrs.get(key):
+                lines.append(f"{key}: {unit.attrs[key]}")
+        for name, s in self.doc.scores.items():
+            if unit.id in s.values:
+                mark = " ◀" if self.doc.active is s else ""
+                r = ranks[name].get(unit.id)
+                lines.append(f"{name}: {s.values[unit.id]:.6g} (rank {r} of {len(s.values)}, 1 = least important){mark}")
+        if unit.id in locked:
+            lines.append("<i>locked by the keep-set</i>")
+        elif unit.id in removing:
+            lines.append("<b style='color:#dc2626'>selected for removal</b> — click to keep")
+        elif unit.prunable:
+            lines.append("click to select for removal")
+        if unit.attrs.get("note"):
+            lines.append(f"<i>{unit.attrs['note']}</i>")
+        return "<br>".join(lines)
+
+
+def _fmt(v: float) -> str:
+    if not math.isfinite(v):
+        return "∞"
+    a = abs(v)
+    if a != 0 and (a >= 1e5 or a < 1e-3):
+        return f"{v:.3g}"
+    return f"{v:.4g}"

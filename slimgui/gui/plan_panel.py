@@ -1,0 +1,290 @@
+"""The Plan panel: keep-set, selection by budget, the live estimate, and Apply (build the slimmed model)."""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from pathlib import Path
+
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from slimgui.core.errors import SlimError
+from slimgui.core.io import cache_dir
+from slimgui.core.jobs import Job, apply_task
+from slimgui.core.ops import save
+from slimgui.core.session import human_bytes, human_count, select_by_budget
+
+from .document import Document
+from .notify import Notifier
+from .workers import JobRunner
+
+BUDGET_PARAMS = "% of parameters"
+BUDGET_BLOCKS = "blocks"
+
+
+def workspace_dir() -> Path:
+    """Where Apply writes slimmed models (per user, under the cache; ``SLIMGUI_CACHE_DIR`` moves it)."""
+    path = cache_dir() / "slimmed"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+class PlanPanel(QWidget):
+    def __init__(self, document: Document, runner: JobRunner, notifier: Notifier, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.doc, self.runner, self.notifier = document, runner, notifier
+        # keep-set
+        self.keep = QLineEdit()
+        self.keep.setPlaceholderText("e.g. first:4,last:2  (Taylor+), or block indices / ids")
+        self.keep.setToolTip("Blocks that are never removed (drawn with a padlock)")
+        self.keep.editingFinished.connect(self._keep_edited)
+        # budget
+        self.amount = QDoubleSpinBox()
+        self.amount.setRange(0, 100)
+        self.amount.setDecimals(1)
+        self.amount.setValue(25)
+        self.unit = QComboBox()
+        self.unit.addItems([BUDGET_PARAMS, BUDGET_BLOCKS])
+        self.unit.currentTextChanged.connect(self._unit_changed)
+        self.by = QComboBox()
+        self.by.setToolTip("Rank blocks by this criterion's scores (least important first)")
+        self.select_button = QPushButton("Select")
+        self.select_button.setToolTip("Select the least important blocks within the budget, honouring the keep-set")
+        self.select_button.clicked.connect(lambda: self.select_budget())
+        clear = QPushButton("Clear")
+        clear.setToolTip("Deselect every block")
+        clear.clicked.connect(lambda: self.doc.set_remove([]))
+        budget = QHBoxLayout()
+        budget.addWidget(QLabel("remove"))
+        budget.addWidget(self.amount)
+        budget.addWidget(self.unit)
+        budget.addWidget(QLabel("least important by"))
+        budget.addWidget(self.by, 1)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.select_button)
+        buttons.addWidget(clear)
+        buttons.addStretch(1)
+        # estimate
+        est = QGroupBox("Estimate")
+        grid = QGridLayout(est)
+        self.est_labels: dict[str, QLabel] = {}
+        for row, (key, title) in enumerate((("blocks", "Blocks"), ("params", "Parameters"),
+                                            ("size", "Size on disk"), ("speedup", "Expected speedup"))):
+            grid.addWidget(QLabel(title), row, 0)
+            value = QLabel("—")
+            value.setObjectName("Value")
+            grid.addWidget(value, row, 1)
+            self.est_labels[key] = value
+        grid.setColumnStretch(1, 1)
+        self.selected = QLabel()
+        self.selected.setWordWrap(True)
+        self.selected.setObjectName("Hint")
+        grid.addWidget(self.selected, 4, 0, 1, 2)
+        # apply
+        self.apply_button = QPushButton("Apply — build the slimmed model")
+        self.apply_button.setObjectName("Primary")
+        self.apply_button.setToolTip("Remove the selected blocks for real: a smaller model that loads back "
+                                     "with from_pretrained (runs in the background)")
+        self.apply_button.clicked.connect(lambda: self.apply())
+        self.export_button = QPushButton("Export…")
+        self.export_button.setToolTip("Save the slimmed model into a folder of your choice")
+        self.export_button.clicked.connect(self._export_clicked)
+        self.slim_status = QLabel("No slimmed model yet.")
+        self.slim_status.setWordWrap(True)
+        form = QFormLayout()
+        form.addRow("Keep-set", self.keep)
+        form.addRow("Budget", budget)
+        form.addRow("", buttons)
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addWidget(est)
+        row = QHBoxLayout()
+        row.addWidget(self.apply_button, 1)
+        row.addWidget(self.export_button)
+        lay.addLayout(row)
+        lay.addWidget(self.slim_status)
+        lay.addStretch(1)
+        self.job: Job | None = None
+        document.modelChanged.connect(self._model_changed)
+        document.scoresChanged.connect(self._scores_changed)
+        document.selectionChanged.connect(self.update_estimate)
+        document.slimmedChanged.connect(self._slimmed_changed)
+        self._model_changed()
+
+    # -- keep-set ------------------------------------------------------------------------------
+    def _keep_edited(self) -> None:
+        text = self.keep.text().strip() or None
+        if text == self.doc.keep:
+            return
+        try:
+            self.doc.set_keep(text)
+            self.keep.setStyleSheet("")
+        except SlimError as exc:
+            self.keep.setStyleSheet("border: 1px solid #dc2626;")
+            self.notifier.error(f"Keep-set: {exc.one_line()}")
+
+    def set_keep(self, text: str) -> None:
+        """Type a keep-set and confirm it (as pressing Enter does)."""
+        self.keep.setText(text)
+        self._keep_edited()
+
+    # -- budget --------------------------------------------------------------------------------
+    def _unit_changed(self, unit: str) -> None:
+        if unit == BUDGET_BLOCKS:
+            self.amount.setDecimals(0)
+            self.amount.setRange(1, max(1, len(self.doc.graph.prunable()) - 1) if self.doc.graph else 1)
+            self.amount.setValue(max(1, min(self.amount.value(), self.amount.maximum())))
+        else:
+            self.amount.setDecimals(1)
+            self.amount.setRange(0.1, 99.9)
+
+    def select_budget(self, amount: float | None = None, unit: str | None = None, criterion: str | None = None) -> list[str]:
+        """Select the least important unlocked blocks within the budget; returns the selection."""
+        if amount is not None or unit is not None:
+            if unit is not None:
+                self.unit.setCurrentText(unit)
+            if amount is not None:
+                self.amount.setValue(amount)
+        if criterion is not None:
+            self.by.setCurrentText(criterion)
+        g = self.doc.graph
+        name = self.by.currentText()
+        scores = self.doc.scores.get(name)
+        if g is None or scores is None:
+            self.notifier.warning("Run an analysis first: the budget is spent on the least important blocks.")
+            return []
+        try:
+            if self.unit.currentText() == BUDGET_BLOCKS:
+                chosen = select_by_budget(g, scores, blocks=int(self.amount.value()), keep=self.doc.keep or "")
+            else:
+                chosen = select_by_budget(g, scores, params_fraction=self.amount.value() / 100,
+                                          keep=self.doc.keep or "")
+            self.doc.set_remove(chosen)
+        except SlimError as exc:
+            self.notifier.warning(exc.one_line())
+            return []
+        return chosen
+
+    # -- reacting to the document --------------------------------------------------------------
+    def _model_changed(self) -> None:
+        self.keep.setText(self.doc.keep or "")
+        self.keep.setStyleSheet("")
+        self._unit_changed(self.unit.currentText())
+        self._scores_changed()
+        self.update_estimate()
+        self._slimmed_changed()
+
+    def _scores_changed(self) -> None:
+        names = list(self.doc.scores)
+        current = self.by.currentText()
+        self.by.blockSignals(True)
+        self.by.clear()
+        self.by.addItems(names)
+        active = self.doc.active
+        self.by.setCurrentText(current if current in names else (active.criterion if active else ""))
+        if active is not None:
+            self.by.setCurrentText(active.criterion)
+        self.by.blockSignals(False)
+        self.select_button.setEnabled(bool(names))
+
+    def update_estimate(self) -> None:
+        if self.keep.text().strip() != (self.doc.keep or ""):
+            self.keep.setText(self.doc.keep or "")
+        est = self.doc.estimate()
+        g = self.doc.graph
+        if est is None or g is None:
+            for label in self.est_labels.values():
+                label.setText("—")
+            self.selected.setText("Open a model, then click blocks or select by budget.")
+            self.apply_button.setEnabled(False)
+            return
+        kept = est.units_before - est.units_removed
+        self.est_labels["blocks"].setText(f"{est.units_before} → <b>{kept}</b>  (removing {est.units_removed})")
+        self.est_labels["params"].setText(
+            f"{human_count(est.params_before)} → <b>{human_count(est.params_after)}</b>  "
+            f"(−{100 * est.params_removed_fraction:.1f}%)")
+        self.est_labels["size"].setText(
+            f"{human_bytes(est.size_before)} → <b>{human_bytes(est.size_after)}</b>  "
+            f"({est.bytes_per_param} bytes/param)")
+        self.est_labels["speedup"].setText(f"<b>×{est.speedup:.2f}</b>  (parameter ratio)")
+        for label in self.est_labels.values():
+            label.setToolTip(f"{est.params_before:,} → {est.params_after:,} parameters")
+        removing = self.doc.remove
+        if removing:
+            names = ", ".join(g.get(u).label for u in removing)
+            self.selected.setText(f"Selected for removal: {names}")
+        else:
+            self.selected.setText("Nothing selected: click blocks in the model view or select by budget.")
+        self.apply_button.setEnabled(bool(removing) and self.doc.model is not None)
+        self._slimmed_changed()
+
+    def _slimmed_changed(self) -> None:
+        slim, s = self.doc.slimmed, self.doc.session
+        self.export_button.setEnabled(slim is not None and slim.has_weights)
+        if slim is None:
+            self.slim_status.setText("No slimmed model yet: select blocks and Apply.")
+            return
+        where = f" — saved in {s.slimmed_path}" if s.slimmed_path else " (in memory: a config-only model cannot be saved)"
+        stale = "" if self.doc.applied_matches_selection else (
+            "  <span style='color:#b45309'>The selection changed since: Apply again to rebuild.</span>")
+        n = len(self.doc.graph.prunable()) - len(s.slimmed_remove) if self.doc.graph else "?"
+        self.slim_status.setText(f"<b>Slimmed model:</b> {n} blocks{where}.{stale}")
+        self.slim_status.setToolTip(s.slimmed_path or "")
+
+    # -- apply / export ------------------------------------------------------------------------
+    def apply(self) -> Job | None:
+        model = self.doc.model
+        try:
+            plan = self.doc.plan()
+        except SlimError as exc:
+            self.notifier.warning(exc.one_line())
+            return None
+        name = Path(model.source).name or "model"
+        out = None
+        if model.has_weights:
+            out = str(workspace_dir() / f"{name}-minus{len(plan.remove)}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+        removed = list(plan.remove)
+
+        def done(result, m=model) -> None:
+            slim, where = result
+            if self.doc.model is not m:
+                self.notifier.info("a slimmed model of a model that is no longer open was discarded")
+                return
+            self.doc.set_slimmed(slim, where, removed)
+            self.notifier.info(f"Slimmed model built: {len(removed)} blocks removed" + (f", saved in {where}" if where else ""))
+
+        self.job = self.runner.submit(f"Apply plan to {name} (remove {len(plan.remove)})",
+                                      partial(apply_task, model, plan, registry=self.doc.registry, out_dir=out),
+                                      kind="apply", lane="model", on_done=done)
+        return self.job
+
+    def _export_clicked(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Export the slimmed model into an empty folder")
+        if folder:
+            self.export(folder)
+
+    def export(self, folder: str) -> Job | None:
+        slim = self.doc.slimmed
+        if slim is None:
+            self.notifier.warning("Apply a plan first: there is no slimmed model to export.")
+            return None
+
+        def task(progress=None, cancel=None):
+            return str(save(slim, folder, registry=self.doc.registry))
+
+        return self.runner.submit(f"Export slimmed model to {folder}", task, kind="export", lane="model",
+                                  on_done=lambda where: self.notifier.info(f"Slimmed model saved in {where}"))

@@ -1,0 +1,137 @@
+"""The Scores panel: criteria × blocks heatmap (pyqtgraph ImageItem + ColorBarItem) and rank agreement."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (
+    QHeaderView,
+    QLabel,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from slimgui.core.session import agreement, score_matrix
+
+from . import colors
+from .document import Document
+
+MAX_TICKS = 24
+
+
+class ScoresPanel(QWidget):
+    def __init__(self, document: Document, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.doc = document
+        self.plot = pg.PlotWidget(background="w")
+        self.plot.setMenuEnabled(False)
+        self.plot.setMouseEnabled(x=True, y=False)
+        self.plot.hideButtons()
+        item = self.plot.getPlotItem()
+        item.setTitle("Importance per block (each criterion normalised to 0–1)", color="#111827", size="10pt")
+        for axis in ("left", "bottom"):
+            ax = item.getAxis(axis)
+            ax.setPen(pg.mkPen("#6b7280"))
+            ax.setTextPen(pg.mkPen("#111827"))
+        item.invertY(True)  # criteria read top-down in the order they were run
+        self.image = pg.ImageItem(axisOrder="row-major")
+        item.addItem(self.image)
+        self.colorbar = pg.ColorBarItem(values=(0, 1), colorMap=colors.colormap(), label="importance",
+                                        interactive=False, width=14)
+        self.colorbar.setImageItem(self.image, insert_in=item)
+        self.matrix = np.zeros((0, 0))
+        self.unit_ids: list[str] = []
+        self.criteria: list[str] = []
+        self.table = QTableWidget()
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.setToolTip("Rank agreement between criteria over the blocks: Spearman ρ / Kendall τ "
+                              "(1 = same order, 0 = unrelated, −1 = reversed)")
+        caption = QLabel("Agreement between criteria — Spearman ρ / Kendall τ over the block ranking")
+        caption.setObjectName("Hint")
+        self.empty = QLabel("Run an analysis: each criterion adds a row to the heatmap; "
+                            "two or more give their agreement.")
+        self.empty.setObjectName("Hint")
+        self.empty.setWordWrap(True)
+        lower = QWidget()
+        ll = QVBoxLayout(lower)
+        ll.setContentsMargins(0, 0, 0, 0)
+        ll.addWidget(caption)
+        ll.addWidget(self.table)
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(self.plot)
+        split.addWidget(lower)
+        split.setSizes([300, 160])
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.empty)
+        lay.addWidget(split, 1)
+        self.plot.scene().sigMouseMoved.connect(self._hover)
+        document.modelChanged.connect(self.refresh)
+        document.scoresChanged.connect(self.refresh)
+        self.refresh()
+
+    def refresh(self) -> None:
+        g = self.doc.graph
+        scores = self.doc.scores
+        self.unit_ids = [u.id for u in g.prunable()] if g is not None else []
+        self.criteria = list(scores)
+        self.empty.setVisible(not scores)
+        item = self.plot.getPlotItem()
+        if not scores or not self.unit_ids:
+            self.matrix = np.zeros((0, 0))
+            self.image.clear()
+            self._fill_table()
+            return
+        self.matrix = np.array(score_matrix(scores, self.unit_ids), dtype=float)
+        self.image.setImage(np.nan_to_num(self.matrix, nan=0.0), levels=(0, 1), autoLevels=False)
+        self.image.setRect(0, 0, len(self.unit_ids), len(self.criteria))
+        labels = [g.get(u).label.replace("Block ", "") for u in self.unit_ids]
+        step = max(1, math.ceil(len(labels) / MAX_TICKS))
+        item.getAxis("bottom").setTicks([[(i + 0.5, labels[i]) for i in range(0, len(labels), step)]])
+        item.getAxis("bottom").setLabel("block", color="#374151")
+        item.getAxis("left").setTicks([[(j + 0.5, c) for j, c in enumerate(self.criteria)]])
+        item.setLimits(xMin=0, xMax=len(self.unit_ids), yMin=0, yMax=len(self.criteria))
+        item.setRange(xRange=(0, len(self.unit_ids)), yRange=(0, len(self.criteria)), padding=0)
+        self._fill_table()
+
+    def _fill_table(self) -> None:
+        scores = self.doc.scores
+        names = list(scores)
+        self.table.clear()
+        self.table.setRowCount(len(names))
+        self.table.setColumnCount(len(names))
+        self.table.setHorizontalHeaderLabels(names)
+        self.table.setVerticalHeaderLabels(names)
+        if not names:
+            return
+        agr = agreement(scores, self.unit_ids)
+        self.agreement = agr
+        for i in range(len(names)):
+            for j in range(len(names)):
+                rho, tau = agr.spearman[i][j], agr.kendall[i][j]
+                text = "—" if math.isnan(rho) else f"{rho:+.2f} / {tau:+.2f}"
+                cell = QTableWidgetItem(text)
+                cell.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+                if not math.isnan(rho):
+                    shade = QColor.fromHsvF(0.58 if rho >= 0 else 0.0, min(1.0, abs(rho)) * 0.45, 1.0)
+                    cell.setBackground(shade)
+                cell.setToolTip(f"{names[i]} vs {names[j]}: Spearman ρ = {rho:.4f}, Kendall τ = {tau:.4f}")
+                self.table.setItem(i, j, cell)
+
+    def _hover(self, pos) -> None:
+        if not self.matrix.size:
+            return
+        p = self.plot.getPlotItem().vb.mapSceneToView(pos)
+        x, y = int(math.floor(p.x())), int(math.floor(p.y()))
+        if 0 <= x < len(self.unit_ids) and 0 <= y < len(self.criteria):
+            crit, uid = self.criteria[y], self.unit_ids[x]
+            raw = self.doc.scores[crit].values.get(uid)
+            self.plot.setToolTip(f"{crit} · {uid}: {raw:.6g} (normalised {self.matrix[y, x]:.2f})")
