@@ -429,6 +429,40 @@ def run_training(cfg: TrainConfig, *, registry=None, events: EventFn | None = No
     return result
 
 
+ACCELERATE_CONFIG = """\
+# accelerate config for this job: multi-GPU DDP on one machine by default.
+# For several nodes set num_machines, machine_rank and main_process_ip/port on each node.
+# For FSDP use distributed_type: FSDP (and an fsdp_config block); for DeepSpeed use
+# distributed_type: DEEPSPEED with a deepspeed_config block (see `accelerate config`).
+compute_environment: LOCAL_MACHINE
+distributed_type: MULTI_GPU
+num_machines: 1
+machine_rank: 0
+num_processes: {processes}
+mixed_precision: "no"
+use_cpu: false
+"""
+
+
+def export_job(cfg: TrainConfig, job_dir: Path, processes: int = 2) -> tuple[Path, str]:
+    """A folder that runs unchanged with `accelerate launch` on several GPUs or nodes."""
+    job_dir.mkdir(parents=True, exist_ok=True)
+    cfg.save(job_dir / "job.json")
+    atomic_write_text(job_dir / "accelerate_config.yaml", ACCELERATE_CONFIG.format(processes=processes))
+    cmd = f"accelerate launch --config_file {job_dir / 'accelerate_config.yaml'} -m slimgui.core.train {job_dir / 'job.json'}"
+    data = ", ".join(f"`{d}`" for d in cfg.data)
+    readme = [
+        f"# SlimGUI retraining job ({cfg.method})", "",
+        f"- model: `{cfg.model}`", f"- data: {data}", f"- output: `{cfg.out}`", "",
+        "Run it (the same code the desktop app runs, on every process):", "", "```", cmd, "```", "",
+        f"On a CPU-only machine: `accelerate launch --cpu --num_processes 2 -m slimgui.core.train {job_dir / 'job.json'}`.",
+        "Edit `accelerate_config.yaml` for several nodes, FSDP or DeepSpeed. The paths in `job.json` must exist on",
+        "every node. Checkpoints go to `OUT/checkpoint-STEP/`; launching the same command again resumes from the",
+        "last one. The healed model is written to `OUT/model/`.", ""]
+    atomic_write_text(job_dir / "README.md", "\n".join(readme))
+    return job_dir, cmd
+
+
 def main(argv: list[str] | None = None) -> int:
     """``accelerate launch -m slimgui.core.train JOB.json [--resume]``: run an exported job."""
     argv = list(sys.argv[1:] if argv is None else argv)
