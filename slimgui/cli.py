@@ -338,6 +338,99 @@ def cmd_retrain(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from slimgui.core.ops import save
+
+    reg = _registry()
+    bar = ProgressBar(not args.quiet)
+    out = Path(args.out)
+    try:
+        model = _open(args, reg, bar)
+        if args.format == "hf":
+            if args.int8 or args.mixed or args.past:
+                raise SlimError("--int8, --mixed and --past apply to --format onnx")
+            path = save(model, out, registry=reg, force=args.force)
+            payload = {"format": "hf", "out": str(path), "model": model.source}
+            human = f"saved {model.source} as a transformers folder in {path}"
+        else:
+            if not hasattr(model.impl, "export_onnx"):
+                raise SlimError(f"the {model.family} family cannot export to ONNX yet")
+            if out.exists() and not args.force:
+                raise SlimError(f"{out} already exists", hint="choose another --out or pass --force")
+            if args.int8 and args.mixed:
+                raise SlimError("choose one of --int8 and --mixed")
+            mode = "mixed" if args.mixed else "int8" if args.int8 else "fp32"
+            options: dict[str, Any] = {"progress": bar}
+            if args.data:
+                from slimgui.core.data import read_text_file
+
+                options["sample_text"] = read_text_file(args.data, "sample text file")[:200_000]
+            if mode == "mixed":
+                options["fp32_fraction"] = args.fp32_fraction
+                if args.keep_fp32:
+                    options["keep_fp32"] = [x.strip() for x in args.keep_fp32.split(",") if x.strip()]
+            if mode != "fp32" and args.past:
+                raise SlimError("--past is available for the FP32 export only")
+            result = model.impl.export_onnx(model, str(out), mode=mode, with_past=args.past, **options)
+            payload = {"format": "onnx", "mode": mode, "out": str(out), "model": model.source,
+                       **{k: v for k, v in result.items() if k != "layers"}}
+            if mode == "mixed":
+                payload["sensitivity"] = {x["layer"]: x["sensitivity"] for x in result["layers"]}
+            human = (f"wrote {out} ({result['bytes'] / 2**20:.1f} MiB, {mode}); vs torch: cosine "
+                     f"{result['cosine']:.6f}, max abs diff {result['max_abs_diff']:.3g}; report in {out}.check.json")
+            if mode != "fp32":
+                human += f"\nsize {100 * result['size_ratio']:.0f}% of FP32, relative output error {result['output_rel_error']:.2e}"
+                if mode == "mixed":
+                    human += f"\nkept in FP32: {', '.join(result['fp32_layers'])}"
+    finally:
+        bar.close()
+    _emit(args, payload, human)
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from slimgui.core.bench import benchmark
+
+    reg = _registry()
+    bar = ProgressBar(not args.quiet)
+    try:
+        batches = [int(b) for b in args.batch.split(",") if b.strip()]
+    except ValueError:
+        raise SlimError(f"--batch must be comma-separated integers, got {args.batch!r}") from None
+    if not batches or min(batches) < 1:
+        raise SlimError("--batch needs sizes of at least 1")
+    try:
+        entries: list[tuple[str, Any]] = []
+        for path in [args.model, *(args.vs or [])]:
+            if path.endswith(".onnx"):
+                if not Path(path).is_file():
+                    raise SlimError(f"{path} does not exist")
+                entries.append((path, path))
+                continue
+            ns = argparse.Namespace(model=path, adapter=None, trust_remote_code=args.trust_remote_code)
+            entries.append((path, _open(ns, reg, bar)))
+        if args.width_variant:
+            if len(entries) < 2 or isinstance(entries[1][1], str):
+                raise SlimError("--width-variant needs a torch model to match: give the depth-pruned one with --vs")
+            target = sum(p.numel() for p in entries[1][1].module.parameters())
+            entries.append((f"width-pruned ({target:,} params)", entries[0][1].impl.width_variant(entries[0][1], target)))
+        result = benchmark(entries, batches=batches, seq=args.seq, new_tokens=args.new_tokens, threads=args.threads,
+                           repeats=args.repeats, decode=not args.no_decode, progress=bar)
+    finally:
+        bar.close()
+    lines = [f"{'model':<40} {'rt':<5} {'batch':>5} {'prefill ms':>11} {'p90':>8} {'tok/s':>9} {'decode ms/tok':>14} "
+             f"{'speedup':>8} {'ideal':>6}"]
+    for r in result["rows"]:
+        sp = r.get("decode_speedup", r.get("prefill_speedup"))
+        lines.append(f"{Path(r['model']).name[:40]:<40} {r['runtime'][:5]:<5} {r['batch']:>5} {r['prefill_median_ms']:>11.2f} "
+                     f"{r['prefill_p90_ms']:>8.2f} {r['prefill_tokens_per_s']:>9.0f} "
+                     f"{r.get('decode_ms_per_token', float('nan')):>14.2f} "
+                     f"{(sp if sp else float('nan')):>8.2f} {r.get('ideal_speedup', float('nan')):>6.2f}")
+    lines.append(f"threads {result['threads']}, sequence {result['seq']}, {result['repeats']} runs after warm-up")
+    _emit(args, result, "\n".join(lines))
+    return 0
+
+
 def cmd_gui(args) -> int:
     try:
         from slimgui.gui.app import main as gui_main
@@ -440,6 +533,32 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--kd-hidden", type=float, default=1.0, help="distillation: weight of hidden-state MSE")
     sp.add_argument("--max-train-tokens", type=int, help="use at most this many training tokens")
     sp.set_defaults(func=cmd_retrain)
+
+    sp = sub.add_parser("export", help="save as a transformers folder or ONNX (FP32, INT8 or mixed precision)")
+    common(sp)
+    sp.add_argument("--format", choices=["hf", "onnx"], required=True)
+    sp.add_argument("--out", required=True, help="output folder (hf) or .onnx file")
+    sp.add_argument("--int8", action="store_true", help="dynamic INT8 quantisation of every weight MatMul")
+    sp.add_argument("--mixed", action="store_true", help="INT8 except the layers a sensitivity scan marks sensitive")
+    sp.add_argument("--fp32-fraction", type=float, default=0.1, help="--mixed: share of layers kept FP32 (default 0.1)")
+    sp.add_argument("--keep-fp32", help="--mixed: comma-separated layers to keep FP32 (instead of the scan's choice)")
+    sp.add_argument("--past", action="store_true", help="ONNX with past key/values inputs for incremental decoding")
+    sp.add_argument("--data", help="text to draw the comparison inputs from (default: random tokens)")
+    sp.add_argument("--force", action="store_true", help="replace an existing output")
+    sp.set_defaults(func=cmd_export)
+
+    sp = sub.add_parser("bench", help="latency and throughput, side by side, across batch sizes")
+    common(sp)
+    sp.add_argument("--vs", nargs="+", help="other models or .onnx files to measure beside MODEL")
+    sp.add_argument("--batch", default="1,8,32", help="batch sizes (default 1,8,32)")
+    sp.add_argument("--seq", type=int, default=128, help="sequence length (default 128)")
+    sp.add_argument("--new-tokens", type=int, default=16, help="tokens generated per decode run (default 16)")
+    sp.add_argument("--threads", type=int, default=2, help="threads for torch and onnxruntime (default 2)")
+    sp.add_argument("--repeats", type=int, default=5, help="timed runs after warm-up (default 5)")
+    sp.add_argument("--no-decode", action="store_true", help="measure forward passes only")
+    sp.add_argument("--width-variant", action="store_true",
+                    help="also measure MODEL width-pruned to the parameter count of the first --vs model")
+    sp.set_defaults(func=cmd_bench)
 
     sp = sub.add_parser("gui", help="open the desktop app")
     sp.add_argument("model", nargs="?", help="model to open")

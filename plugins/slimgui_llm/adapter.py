@@ -304,6 +304,42 @@ class TransformersAdapter:
             model.tokenizer.save_pretrained(out_dir)
         return out_dir
 
+    # -- export and benchmark ------------------------------------------------------------------
+    def export_onnx(self, model: LoadedModel, out: str, *, mode: str = "fp32", with_past: bool = False, **options):
+        from . import export
+
+        if mode == "fp32":
+            return export.export_onnx(model, out, with_past=with_past, **options)
+        return export.export_quantized(model, out, mode=mode, **options)
+
+    def width_variant(self, model: LoadedModel, target_params: int) -> LoadedModel:
+        from .width import width_prune
+
+        return width_prune(model, target_params)
+
+    def bench_runner(self, model: LoadedModel, batch: int, seq: int, mode: str, new_tokens: int = 16):
+        """One prefill (forward over batch×seq tokens) or one greedy decode of ``new_tokens`` with the KV cache."""
+        if not model.has_weights:
+            raise SlimError(f"{model.source} has no weights to benchmark")
+        gen = torch.Generator().manual_seed(0)
+        ids = torch.randint(0, model.config.vocab_size, (batch, seq), generator=gen)
+        module = model.module.eval()
+        if mode == "prefill":
+            def run():
+                with torch.no_grad():
+                    module(input_ids=ids, use_cache=False)
+            return run
+        if not self.is_decoder(model):
+            raise SlimError("decoding latency needs a decoder model")
+        prompt = ids[:, : min(seq, 16)]
+        pad = model.tokenizer.pad_token_id if model.tokenizer is not None else 0
+
+        def decode():
+            with torch.no_grad():
+                module.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=new_tokens,
+                                min_new_tokens=new_tokens, do_sample=False, pad_token_id=pad)
+        return decode
+
     # -- retraining --------------------------------------------------------------------------
     def training_task(self, cfg, registry=None):
         from .training import build_training_task

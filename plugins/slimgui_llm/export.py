@@ -1,0 +1,332 @@
+"""ONNX export of language models, parity checks against torch, INT8 and mixed-precision quantisation.
+
+Every ONNX file is written to a temporary name in the target folder, checked with the ONNX checker,
+loaded in onnxruntime and compared with the torch model on the same inputs; only then is it moved
+into place, with its check report (``NAME.check.json``) beside it.  Mixed precision follows the
+Wav2Lip compression paper: a per-layer sensitivity scan (quantise one layer at a time, measure the
+change of the output) marks the sensitive layers, which stay FP32 while the rest become INT8.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from slimgui.core.bench import check_onnx_file
+from slimgui.core.bench import onnx_session as session
+from slimgui.core.errors import SlimError
+from slimgui.core.io import atomic_write_text
+from slimgui.core.progress import CancelToken, ProgressFn, check, report
+
+from .adapter import TransformersAdapter
+
+OPSET = 17
+PARITY_MIN_COSINE = 0.999  # below this an export is refused rather than shipped
+
+
+class _Logits(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask):
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+
+
+class _LogitsWithPast(nn.Module):
+    """(input_ids, attention_mask, past_key_0, past_value_0, ...) -> (logits, present_key_0, ...)."""
+
+    def __init__(self, model: nn.Module, layers: int):
+        super().__init__()
+        self.model = model
+        self.layers = layers
+
+    def forward(self, input_ids, attention_mask, *past):
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=self.model.config)
+        for i in range(self.layers):
+            cache.update(past[2 * i], past[2 * i + 1], i)
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, cache=cache, use_cache=True)
+        present = []
+        for layer in out.cache.layers[: self.layers]:
+            present += [layer.keys, layer.values]
+        return (out.logits, *present)
+
+
+def _kv_shape(config) -> tuple[int, int]:
+    heads = config.num_attention_heads
+    kv = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    return kv, head_dim
+
+
+def sample_inputs(model, batch: int = 2, seq: int = 32, text: str | None = None) -> dict[str, torch.Tensor]:
+    """Real token ids (from ``text`` or the tokenizer's own vocabulary order) with a padded row."""
+    gen = torch.Generator().manual_seed(0)
+    vocab = model.config.vocab_size
+    if text and model.tokenizer is not None:
+        ids = model.tokenizer(text, add_special_tokens=False)["input_ids"][: batch * seq]
+        if len(ids) == batch * seq:
+            input_ids = torch.tensor(ids).view(batch, seq)
+        else:
+            input_ids = torch.randint(0, vocab, (batch, seq), generator=gen)
+    else:
+        input_ids = torch.randint(0, vocab, (batch, seq), generator=gen)
+    return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30))
+
+
+def parity(onnx_path: str | Path, model, inputs: dict[str, torch.Tensor], with_past: bool = False) -> dict[str, Any]:
+    """Max abs difference and cosine similarity of the logits of torch and onnxruntime on the same inputs."""
+    sess = session(onnx_path)
+    feed = {k: v.numpy() for k, v in inputs.items()}
+    if with_past:
+        kv, hd = _kv_shape(model.config)
+        b = inputs["input_ids"].shape[0]
+        for i in range(model.config.num_hidden_layers):
+            for k in ("key", "value"):
+                feed[f"past_{k}_{i}"] = np.zeros((b, kv, 0, hd), dtype=np.float32)
+    got = sess.run(["logits"], feed)[0]
+    with torch.no_grad():
+        ref = model.module(**inputs, use_cache=False).logits.numpy()
+    return {"max_abs_diff": float(np.abs(got - ref).max()), "cosine": _cosine(got, ref),
+            "inputs": {k: list(v.shape) for k, v in inputs.items()}}
+
+
+def export_onnx(model, out: str | Path, *, with_past: bool = False, sample_text: str | None = None,
+                progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> dict[str, Any]:
+    """Export ``model`` (a loaded decoder LM) to ``out`` and check it; returns the check report."""
+    adapter = model.impl if isinstance(model.impl, TransformersAdapter) else TransformersAdapter()
+    if not adapter.is_decoder(model):
+        raise SlimError("ONNX export is implemented for decoder language models", hint="export to --format hf")
+    if not model.has_weights:
+        raise SlimError(f"{model.source} has no weights to export")
+    out = Path(out)
+    _writable(out)
+    tmp = out.with_name(f".{out.stem}.partial{out.suffix}")
+    module = model.module.eval()
+    inputs = sample_inputs(model, text=sample_text)
+    layers = model.config.num_hidden_layers
+    report(progress, 0, 3, "tracing the model")
+    if with_past:
+        kv, hd = _kv_shape(model.config)
+        b = inputs["input_ids"].shape[0]
+        past = [torch.zeros(b, kv, 3, hd) for _ in range(2 * layers)]
+        wrapper: nn.Module = _LogitsWithPast(module, layers)
+        args = (inputs["input_ids"], torch.ones(b, inputs["input_ids"].shape[1] + 3, dtype=torch.long), *past)
+        names = ["input_ids", "attention_mask"] + [f"past_{k}_{i}" for i in range(layers) for k in ("key", "value")]
+        outs = ["logits"] + [f"present_{k}_{i}" for i in range(layers) for k in ("key", "value")]
+        axes = {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "total_seq"},
+                "logits": {0: "batch", 1: "seq"}}
+        axes.update({n: {0: "batch", 2: "past_seq"} for n in names[2:]})
+        axes.update({n: {0: "batch", 2: "total_seq"} for n in outs[1:]})
+    else:
+        wrapper = _Logits(module)
+        args = (inputs["input_ids"], inputs["attention_mask"])
+        names, outs = ["input_ids", "attention_mask"], ["logits"]
+        axes = {n: {0: "batch", 1: "seq"} for n in names + outs}
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(wrapper, args, str(tmp), input_names=names, output_names=outs, dynamic_axes=axes,
+                              opset_version=OPSET, dynamo=False, do_constant_folding=True)
+    except SlimError:
+        raise
+    except Exception as exc:
+        _remove(tmp)
+        raise SlimError(f"the model cannot be traced for ONNX: {type(exc).__name__}: "
+                        f"{str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}",
+                        hint="export to --format hf instead, or report the architecture") from None
+    try:
+        check(cancel)
+        report(progress, 1, 3, "ONNX checker")
+        check_onnx_file(tmp)
+        report(progress, 2, 3, "comparing with torch")
+        result = parity(tmp, model, inputs, with_past=with_past)
+        if with_past:
+            result["incremental"] = incremental_parity(tmp, model, inputs["input_ids"][:1])
+        worst = min(result["cosine"], result.get("incremental", {}).get("cosine", 1.0))
+        if worst < PARITY_MIN_COSINE:
+            raise SlimError(f"the ONNX export of this {model.config.model_type} model does not match torch "
+                            f"(cosine {worst:.4f}, max abs diff {result['max_abs_diff']:.3g}); nothing was written",
+                            hint="export to --format hf instead; please report the architecture")
+        os.replace(tmp, out)
+    except BaseException:
+        _remove(tmp)
+        raise
+    result.update({"file": str(out), "bytes": out.stat().st_size, "opset": OPSET, "with_past": with_past,
+                   "inputs_names": names, "source": model.source})
+    atomic_write_text(str(out) + ".check.json", json.dumps(result, indent=1))
+    report(progress, 3, 3, "exported")
+    return result
+
+
+def incremental_parity(path: str | Path, model, ids: torch.Tensor, prompt: int = 8) -> dict[str, float]:
+    """Prompt through the past-KV graph, then one token at a time: logits must match torch's full pass."""
+    sess = session(path)
+    kv, hd = _kv_shape(model.config)
+    layers = model.config.num_hidden_layers
+    pasts = {f"past_{k}_{i}": np.zeros((1, kv, 0, hd), dtype=np.float32) for i in range(layers) for k in ("key", "value")}
+    got = []
+    steps = [ids[:, :prompt]] + [ids[:, t:t + 1] for t in range(prompt, min(ids.shape[1], prompt + 4))]
+    seen = 0
+    for chunk in steps:
+        seen += chunk.shape[1]
+        res = sess.run(None, {"input_ids": chunk.numpy(), "attention_mask": np.ones((1, seen), dtype=np.int64), **pasts})
+        got.append(res[0])
+        pasts = {name: res[j + 1] for j, name in enumerate(pasts)}
+    got_all = np.concatenate(got, axis=1)
+    with torch.no_grad():
+        ref = model.module(input_ids=ids[:, :seen], use_cache=False).logits.numpy()
+    return {"max_abs_diff": float(np.abs(got_all - ref).max()), "cosine": _cosine(got_all, ref), "tokens": seen}
+
+
+# -- quantisation ---------------------------------------------------------------------------------------
+def weight_matmuls(path: str | Path) -> list[dict[str, str]]:
+    """MatMul/Gemm nodes whose second input is a weight initializer: the layers quantisation acts on."""
+    import onnx
+
+    m = onnx.load(str(path), load_external_data=False)
+    inits = {i.name for i in m.graph.initializer if len(i.dims) == 2}
+    layers = []
+    for node in m.graph.node:
+        if node.op_type in ("MatMul", "Gemm") and len(node.input) > 1 and node.input[1] in inits:
+            layers.append({"node": node.name, "layer": layer_name(node.name), "unit": unit_of(node.name)})
+    return layers
+
+
+def layer_name(node: str) -> str:
+    """'/model/model/layers.3/self_attn/q_proj/MatMul' -> 'model.layers.3.self_attn.q_proj'."""
+    parts = [p for p in node.split("/") if p and p not in ("MatMul", "Gemm")]
+    if parts and parts[0] == "model":
+        parts = parts[1:]
+    return ".".join(parts) or node
+
+
+def unit_of(node: str) -> str | None:
+    m = re.search(r"layers\.(\d+)|/h\.(\d+)/|layer\.(\d+)", node)
+    if not m:
+        return "head" if "lm_head" in node else None
+    idx = next(g for g in m.groups() if g is not None)
+    kind = "attn" if re.search(r"attn|attention", node) else "mlp"
+    return f"block.{idx}.{kind}"
+
+
+def quantize(src: str | Path, dst: str | Path, *, nodes: list[str] | None = None, exclude: list[str] | None = None) -> None:
+    """Dynamic INT8 (weights int8, activations quantised on the fly) of the weight MatMuls."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    dst = Path(dst)
+    _writable(dst)
+    tmp = dst.with_name(f".{dst.stem}.partial{dst.suffix}")
+    try:
+        quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"],
+                         nodes_to_quantize=nodes or None, nodes_to_exclude=exclude or None,
+                         extra_options={"MatMulConstBOnly": True})
+        os.replace(tmp, dst)
+    except SlimError:
+        raise
+    except Exception as exc:
+        _remove(tmp)
+        raise SlimError(f"quantisation of {Path(src).name} failed: {str(exc).strip().splitlines()[0][:200]}") from None
+
+
+def output_error(path: str | Path, feed: dict[str, np.ndarray], reference: np.ndarray) -> float:
+    """Relative squared error of the logits against the FP32 reference."""
+    got = session(path).run(["logits"], feed)[0]
+    return float(((got - reference) ** 2).mean() / ((reference ** 2).mean() + 1e-30))
+
+
+def sensitivity_scan(fp32: str | Path, work: Path, feed: dict[str, np.ndarray], *, progress: ProgressFn | None = None,
+                     cancel: CancelToken | None = None) -> list[dict[str, Any]]:
+    """Quantise one layer at a time and measure how much the output changes."""
+    reference = session(fp32).run(["logits"], feed)[0]
+    layers = weight_matmuls(fp32)
+    for i, layer in enumerate(layers):
+        check(cancel)
+        probe = work / f"probe-{i}.onnx"
+        quantize(fp32, probe, nodes=[layer["node"]])
+        layer["sensitivity"] = output_error(probe, feed, reference)
+        probe.unlink()
+        report(progress, i + 1, len(layers), f"sensitivity of {layer['layer']}")
+    return layers
+
+
+def _writable(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SlimError(f"cannot create {path.parent}: {exc.strerror or exc}", hint="choose a writable --out") from None
+    if not os.access(path.parent, os.W_OK):
+        raise SlimError(f"cannot write into {path.parent}", hint="choose a writable --out")
+    if path.is_dir():
+        raise SlimError(f"{path} is a folder", hint="give a file name ending in .onnx")
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass
+
+
+def calibration_feed(model, batch: int = 2, seq: int = 64, text: str | None = None) -> dict[str, np.ndarray]:
+    return {k: v.numpy() for k, v in sample_inputs(model, batch=batch, seq=seq, text=text).items()}
+
+
+def export_quantized(model, out: str | Path, *, mode: str = "int8", fp32_fraction: float = 0.1,
+                     keep_fp32: list[str] | None = None, sample_text: str | None = None,
+                     progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> dict[str, Any]:
+    """FP32 export + check, then INT8 (all weight MatMuls) or mixed (sensitive layers stay FP32)."""
+    import tempfile
+
+    out = Path(out)
+    _writable(out)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".slimgui-export-") as work_dir:
+        work = Path(work_dir)
+        fp32 = work / "fp32.onnx"
+        base = export_onnx(model, fp32, sample_text=sample_text, cancel=cancel)
+        feed = calibration_feed(model, text=sample_text)
+        reference = session(fp32).run(["logits"], feed)[0]
+        layers = weight_matmuls(fp32)
+        exclude: list[str] = []
+        result: dict[str, Any] = {"mode": mode, "fp32_parity": {k: base[k] for k in ("max_abs_diff", "cosine")}}
+        if mode == "mixed":
+            layers = sensitivity_scan(fp32, work, feed, progress=progress, cancel=cancel)
+            ranked = sorted(layers, key=lambda x: -x["sensitivity"])
+            n_keep = max(1, round(fp32_fraction * len(layers))) if keep_fp32 is None else 0
+            keep = {x["node"] for x in ranked[:n_keep]}
+            for name in keep_fp32 or []:
+                match = [x["node"] for x in layers if name in (x["node"], x["layer"])]
+                if not match:
+                    raise SlimError(f"no quantisable layer named '{name}'",
+                                    hint="see the sensitivity report for the layer names")
+                keep.update(match)
+            exclude = sorted(keep)
+            for x in layers:
+                x["precision"] = "fp32" if x["node"] in keep else "int8"
+        quantize(fp32, out, exclude=exclude)
+        err = output_error(out, feed, reference)
+        got = session(out).run(["logits"], feed)[0]
+        result.update({"file": str(out), "bytes": out.stat().st_size, "fp32_bytes": fp32.stat().st_size,
+                       "size_ratio": out.stat().st_size / fp32.stat().st_size, "output_rel_error": err,
+                       "cosine": _cosine(got, reference), "max_abs_diff": float(np.abs(got - reference).max()),
+                       "layers": layers, "fp32_layers": [x["layer"] for x in layers if x["node"] in exclude],
+                       "seconds": round(time.perf_counter() - t0, 2)})
+    atomic_write_text(str(out) + ".check.json", json.dumps(result, indent=1))
+    return result

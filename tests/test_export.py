@@ -1,0 +1,139 @@
+"""Export: ONNX (FP32, past key/values, INT8, mixed precision) checked against torch; bench; bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from slimgui.cli import main
+
+
+def run_json(capsys, *argv):
+    code = main([*argv, "--json", "-q"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def one_line_error(capsys, *argv) -> str:
+    code = main([*argv, "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("slimgui: error: "), err
+    return err[0]
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_models, tmp_path_factory):
+    """FP32, INT8 and mixed exports of the tiny LLaMA, made once through the CLI."""
+    out = tmp_path_factory.mktemp("onnx")
+    m = str(tiny_models["llama"])
+    docs = {}
+    for mode, flags in (("fp32", []), ("int8", ["--int8"]), ("mixed", ["--mixed", "--fp32-fraction", "0.2"])):
+        assert main(["export", m, "--format", "onnx", *flags, "--out", str(out / f"{mode}.onnx"), "--json", "-q"]) == 0
+        docs[mode] = json.loads((out / f"{mode}.onnx.check.json").read_text())
+    return out, docs
+
+
+def test_fp32_onnx_matches_torch_and_runs(exported, tiny_models, registry):
+    out, docs = exported
+    doc = docs["fp32"]
+    assert doc["cosine"] >= 0.9999 and doc["max_abs_diff"] < 1e-3
+    sess = ort.InferenceSession(str(out / "fp32.onnx"))
+    assert [i.name for i in sess.get_inputs()] == ["input_ids", "attention_mask"]
+    ids = np.arange(30, dtype=np.int64).reshape(3, 10)  # another batch and length than the trace
+    logits = sess.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0]
+    assert logits.shape == (3, 10, 300)
+
+
+def test_past_key_values_variant_decodes_incrementally(tiny_models, tmp_path, capsys):
+    doc = run_json(capsys, "export", str(tiny_models["qwen2"]), "--format", "onnx", "--past",
+                   "--out", str(tmp_path / "past.onnx"))
+    assert doc["with_past"] and doc["incremental"]["cosine"] > 0.9999 and doc["incremental"]["tokens"] >= 9
+    names = [i.name for i in ort.InferenceSession(str(tmp_path / "past.onnx")).get_inputs()]
+    assert names[:4] == ["input_ids", "attention_mask", "past_key_0", "past_value_0"]
+
+
+def test_int8_and_mixed_precision(exported):
+    _, docs = exported
+    int8, mixed = docs["int8"], docs["mixed"]
+    assert int8["size_ratio"] < 1 and int8["output_rel_error"] < 0.05 and int8["cosine"] > 0.99
+    layers = mixed["layers"]
+    assert len(layers) == 4 * 7 + 1  # q,k,v,o,gate,up,down per block + lm_head
+    assert all(x["sensitivity"] >= 0 and x["precision"] in ("int8", "fp32") for x in layers)
+    kept = [x for x in layers if x["precision"] == "fp32"]
+    assert len(kept) == round(0.2 * len(layers))
+    # the layers kept in FP32 are the most sensitive ones
+    assert min(x["sensitivity"] for x in kept) >= max(x["sensitivity"] for x in layers if x["precision"] == "int8")
+    assert {x["unit"] for x in layers} >= {"block.0.attn", "block.3.mlp", "head"}
+    assert mixed["output_rel_error"] < int8["output_rel_error"]
+    assert int8["size_ratio"] < mixed["size_ratio"]  # FP32 layers weigh more (tiny models: even above 1)
+
+
+def test_flipping_a_layer_to_fp32(tiny_models, tmp_path, capsys):
+    doc = run_json(capsys, "export", str(tiny_models["llama"]), "--format", "onnx", "--mixed",
+                   "--keep-fp32", "model.layers.2.mlp.down_proj", "--out", str(tmp_path / "m.onnx"))
+    assert doc["fp32_layers"] == ["model.layers.2.mlp.down_proj"]
+    err = one_line_error(capsys, "export", str(tiny_models["llama"]), "--format", "onnx", "--mixed",
+                         "--keep-fp32", "nope", "--out", str(tmp_path / "n.onnx"))
+    assert "no quantisable layer named 'nope'" in err
+    assert not (tmp_path / "n.onnx").exists()
+
+
+def test_hf_export_roundtrip(tiny_models, tmp_path, capsys):
+    doc = run_json(capsys, "export", str(tiny_models["opt"]), "--format", "hf", "--out", str(tmp_path / "hf"))
+    from transformers import AutoModelForCausalLM
+
+    assert AutoModelForCausalLM.from_pretrained(doc["out"]).config.num_hidden_layers == 4
+
+
+def test_bad_exports_leave_nothing_behind(tiny_models, tmp_path, capsys):
+    # GPT-2's ONNX graph does not reproduce torch's outputs here: refused, not shipped
+    err = one_line_error(capsys, "export", str(tiny_models["gpt2"]), "--format", "onnx", "--out", str(tmp_path / "g.onnx"))
+    assert "does not match torch" in err
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    err = one_line_error(capsys, "export", str(tiny_models["llama"]), "--format", "onnx",
+                         "--out", str(blocker / "sub" / "m.onnx"))
+    assert "cannot create" in err
+    err = one_line_error(capsys, "export", str(tiny_models["bert"]), "--format", "onnx", "--out", str(tmp_path / "b.onnx"))
+    assert "decoder language models" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_onnx_file_failing_the_checker(tmp_path, capsys):
+    import onnx
+    from onnx import TensorProto, helper
+
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"\x00not an onnx file" * 10)
+    assert "fails the ONNX checker" in one_line_error(capsys, "bench", str(garbage), "--batch", "1")
+    # well-formed protobuf, invalid graph: a node reads an input nobody defines
+    node = helper.make_node("Relu", ["nobody"], ["y"])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])])
+    bad = tmp_path / "bad.onnx"
+    onnx.save(helper.make_model(graph), str(bad))
+    assert "fails the ONNX checker" in one_line_error(capsys, "bench", str(bad), "--batch", "1")
+
+
+def test_bench_side_by_side_with_width_variant(tiny_models, registry, tmp_path, capsys, exported):
+    out, _ = exported
+    pruned = tmp_path / "depth"
+    assert main(["prune", str(tiny_models["llama"]), "--remove", "1", "--out", str(pruned), "-q"]) == 0
+    capsys.readouterr()
+    doc = run_json(capsys, "bench", str(tiny_models["llama"]), "--vs", str(pruned), str(out / "int8.onnx"),
+                   "--batch", "1,2", "--seq", "16", "--new-tokens", "4", "--repeats", "2", "--width-variant")
+    assert doc["threads"] == 2 and doc["seq"] == 16
+    rows = doc["rows"]
+    assert len(rows) == 4 * 2
+    by = {(Path(r["model"]).name, r["batch"]): r for r in rows}
+    depth = by[("depth", 1)]
+    width = next(r for r in rows if r["model"].startswith("width-pruned") and r["batch"] == 1)
+    assert abs(width["params"] - depth["params"]) / depth["params"] < 0.02  # equal size, other shape
+    assert depth["ideal_speedup"] > 1 and depth["decode_ms_per_token"] > 0 and depth["prefill_p90_ms"] >= 0
+    onnx_row = by[("int8.onnx", 2)]
+    assert onnx_row["runtime"] == "onnxruntime" and onnx_row["prefill_tokens_per_s"] > 0
