@@ -431,6 +431,14 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from slimgui.core.report import session_report
+
+    out = session_report(args.session, args.out, bench=args.bench, exports=args.export or [])
+    _emit(args, {"out": str(out)}, f"report written to {out} (open it in a browser)")
+    return 0
+
+
 def cmd_gui(args) -> int:
     try:
         from slimgui.gui.app import main as gui_main
@@ -559,6 +567,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--width-variant", action="store_true",
                     help="also measure MODEL width-pruned to the parameter count of the first --vs model")
     sp.set_defaults(func=cmd_bench)
+
+    sp = sub.add_parser("report", help="an HTML report of a session (scores, plan, healing, benchmark, exports)")
+    sp.add_argument("session", metavar="SESSION.slim")
+    sp.add_argument("--out", required=True, help="the .html file to write")
+    sp.add_argument("--bench", help="a `slimgui bench --json` output to include")
+    sp.add_argument("--export", action="append", help="an exported .onnx whose check report to include (repeatable)")
+    common(sp, model=False)
+    sp.set_defaults(func=cmd_report)
 
     sp = sub.add_parser("gui", help="open the desktop app")
     sp.add_argument("model", nargs="?", help="model to open")

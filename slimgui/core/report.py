@@ -1,0 +1,217 @@
+"""A self-contained HTML report of a session: model, plan, scores, healing curves, benchmark, export checks.
+
+Charts are inline SVG drawn from the numbers (no plotting library, no network): the file opens in
+any browser and can be mailed as one attachment.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import SlimError
+from .io import atomic_write_text
+
+PALETTE = ["#2b6cb0", "#dd6b20", "#38a169", "#805ad5", "#d53f8c", "#718096"]
+
+
+def _esc(x: Any) -> str:
+    return html.escape(str(x))
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}" if math.isfinite(v) else "∞"
+    if isinstance(v, int) and abs(v) >= 10_000:
+        return f"{v:,}"
+    return _esc(v)
+
+
+def line_chart(series: dict[str, Sequence[tuple[float, float]]], *, title: str, x_label: str, y_label: str,
+               width: int = 640, height: int = 300, log_x: bool = False) -> str:
+    """An SVG line chart of named (x, y) series."""
+    pts = [(x, y) for s in series.values() for x, y in s if y is not None and math.isfinite(y)]
+    if not pts:
+        return f"<p><em>{_esc(title)}: no data</em></p>"
+    fx = (lambda v: math.log2(max(v, 1e-12))) if log_x else (lambda v: v)
+    xs, ys = [fx(x) for x, _ in pts], [y for _, y in pts]
+    x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
+    y0, y1 = min(ys), max(ys) if max(ys) > min(ys) else min(ys) + 1
+    pad = (y1 - y0) * 0.05
+    y0, y1 = y0 - pad, y1 + pad
+    L, R, T, B = 60, 20, 30, 40
+    W, H = width - L - R, height - T - B
+
+    def px(x: float) -> float:
+        return L + (fx(x) - x0) / (x1 - x0) * W
+
+    def py(y: float) -> float:
+        return T + (1 - (y - y0) / (y1 - y0)) * H
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" class="chart">',
+           f'<text x="{width / 2}" y="18" text-anchor="middle" class="t">{_esc(title)}</text>',
+           f'<rect x="{L}" y="{T}" width="{W}" height="{H}" fill="none" stroke="#ccc"/>']
+    for i in range(5):
+        yv = y0 + (y1 - y0) * i / 4
+        out.append(f'<text x="{L - 6}" y="{py(yv) + 4:.1f}" text-anchor="end" class="a">{yv:.3g}</text>')
+        out.append(f'<line x1="{L}" x2="{L + W}" y1="{py(yv):.1f}" y2="{py(yv):.1f}" stroke="#eee"/>')
+    xticks = sorted({x for x, _ in pts})
+    if len(xticks) > 8:
+        xticks = [xticks[round(i * (len(xticks) - 1) / 6)] for i in range(7)]
+    for xv in xticks:
+        out.append(f'<text x="{px(xv):.1f}" y="{T + H + 16}" text-anchor="middle" class="a">{xv:g}</text>')
+    out.append(f'<text x="{L + W / 2}" y="{height - 4}" text-anchor="middle" class="a">{_esc(x_label)}</text>')
+    out.append(f'<text x="14" y="{T + H / 2}" text-anchor="middle" class="a" '
+               f'transform="rotate(-90 14 {T + H / 2})">{_esc(y_label)}</text>')
+    for i, (name, s) in enumerate(series.items()):
+        good = [(x, y) for x, y in s if y is not None and math.isfinite(y)]
+        if not good:
+            continue
+        color = PALETTE[i % len(PALETTE)]
+        path = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in good)
+        out.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{path}"/>')
+        if len(good) <= 40:
+            out += [f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3" fill="{color}"/>' for x, y in good]
+        out.append(f'<text x="{L + 8}" y="{T + 16 + 14 * i}" fill="{color}" class="a">{_esc(name)}</text>')
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def bar_chart(values: dict[str, float], *, title: str, locked: Sequence[str] = (), removed: Sequence[str] = (),
+              width: int = 640) -> str:
+    if not values:
+        return ""
+    finite = [v for v in values.values() if math.isfinite(v)]
+    hi, lo = (max(finite), min(min(finite), 0.0)) if finite else (1.0, 0.0)
+    row, L = 18, 110
+    height = 30 + row * len(values)
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" class="chart">',
+           f'<text x="{width / 2}" y="18" text-anchor="middle" class="t">{_esc(title)}</text>']
+    for i, (uid, v) in enumerate(values.items()):
+        y = 26 + i * row
+        w = 0 if not math.isfinite(v) or hi == lo else (v - lo) / (hi - lo) * (width - L - 90)
+        color = "#a0aec0" if uid in locked else "#e53e3e" if uid in removed else "#2b6cb0"
+        out.append(f'<text x="{L - 6}" y="{y + 12}" text-anchor="end" class="a">{_esc(uid)}</text>')
+        out.append(f'<rect x="{L}" y="{y + 2}" width="{w:.1f}" height="{row - 5}" fill="{color}"/>')
+        tag = " (locked)" if uid in locked else " (removed)" if uid in removed else ""
+        out.append(f'<text x="{L + w + 4:.1f}" y="{y + 12}" class="a">{_fmt(v)}{tag}</text>')
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def table(rows: list[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
+    if not rows:
+        return ""
+    columns = list(columns or rows[0].keys())
+    head = "".join(f"<th>{_esc(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(c, ''))}</td>" for c in columns) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:980px;color:#1a202c}
+h1{font-size:1.6em}h2{border-bottom:1px solid #e2e8f0;padding-bottom:.2em;margin-top:1.6em}
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #e2e8f0;padding:3px 8px;font-size:13px;text-align:right}
+th{background:#f7fafc}td:first-child{text-align:left}.chart .t{font-size:14px;font-weight:600}.chart .a{font-size:11px}
+.ok{color:#2f855a}.bad{color:#c53030}code{background:#f7fafc;padding:1px 4px}"""
+
+
+def render(*, title: str, model: dict[str, Any] | None = None, plan: dict[str, Any] | None = None,
+           scores: dict[str, dict[str, float]] | None = None, locked: Sequence[str] = (),
+           training: list[dict[str, Any]] | None = None, bench: dict[str, Any] | None = None,
+           exports: list[dict[str, Any]] | None = None, evaluations: dict[str, Any] | None = None) -> str:
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{_esc(title)}</title>",
+             f"<style>{CSS}</style></head><body><h1>{_esc(title)}</h1>",
+             f"<p>Written by SlimGUI on {time.strftime('%Y-%m-%d %H:%M')}.</p>"]
+    if model:
+        parts.append("<h2>Model</h2>" + table([{"": k, "value": v} for k, v in model.items()], ["", "value"]))
+    if plan:
+        removed = plan.get("remove", [])
+        parts.append("<h2>Plan</h2>" + table([{"": k, "value": (", ".join(v) if isinstance(v, list) else v)}
+                                               for k, v in plan.items() if v not in (None, [], {})], ["", "value"]))
+    else:
+        removed = []
+    for criterion, values in (scores or {}).items():
+        parts.append(f"<h2>Scores: {_esc(criterion)}</h2>")
+        parts.append(bar_chart(values, title=f"{criterion} (higher = more important)", locked=locked, removed=removed))
+    if evaluations:
+        parts.append("<h2>Evaluation</h2>" + table([{"model": k, **v} if isinstance(v, dict) else {"model": k, "value": v}
+                                                    for k, v in evaluations.items()]))
+    for run in training or []:
+        name = run.get("name", "retraining")
+        series = {"train loss": [tuple(p) for p in run.get("history", [])],
+                  "validation loss": [tuple(p) for p in run.get("val_history", [])]}
+        parts.append(f"<h2>Healing: {_esc(name)}</h2>")
+        parts.append(line_chart(series, title=f"{name}: loss", x_label="step", y_label="loss"))
+        parts.append(table([{k: run[k] for k in ("method", "step", "val_ppl", "tokens_seen", "seconds") if k in run}]))
+    if bench and bench.get("rows"):
+        parts.append("<h2>Benchmark</h2>")
+        rows = bench["rows"]
+        for metric, label in (("decode_ms_per_token", "decode ms / token"), ("prefill_median_ms", "prefill ms")):
+            series: dict[str, list[tuple[float, float]]] = {}
+            for r in rows:
+                if metric in r:
+                    series.setdefault(Path(str(r["model"])).name, []).append((r["batch"], r[metric]))
+            if series:
+                parts.append(line_chart(series, title=f"{label} vs batch size", x_label="batch size", y_label=label,
+                                        log_x=True))
+        cols = ["model", "runtime", "batch", "prefill_median_ms", "prefill_p90_ms", "decode_ms_per_token",
+                "decode_speedup", "ideal_speedup", "peak_mem_mib"]
+        parts.append(table([{**r, "model": Path(str(r["model"])).name} for r in rows], cols))
+        parts.append(f"<p>threads {bench.get('threads')}, sequence {bench.get('seq')}, {bench.get('repeats')} runs "
+                     "after warm-up; medians and p90.</p>")
+    for ex in exports or []:
+        ok = ex.get("cosine", 0) >= 0.999 or ex.get("mode") in ("int8", "mixed")
+        parts.append(f"<h2>Export: {_esc(Path(str(ex.get('file', '?'))).name)}</h2>")
+        parts.append(f"<p class='{'ok' if ok else 'bad'}'>ONNX checker passed; onnxruntime vs torch: cosine "
+                     f"{_fmt(ex.get('cosine'))}, max abs diff {_fmt(ex.get('max_abs_diff'))}</p>")
+        if ex.get("layers"):
+            parts.append(bar_chart({x["layer"]: x["sensitivity"] for x in ex["layers"]},
+                                   title="per-layer INT8 sensitivity (red: kept FP32)",
+                                   removed=[x["layer"] for x in ex["layers"] if x.get("precision") == "fp32"]))
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def session_report(session_path: str | Path, out: str | Path, *, bench: str | Path | None = None,
+                   exports: Sequence[str | Path] = ()) -> Path:
+    """Write the HTML report of a ``.slim`` session (plus optional bench JSON and ONNX check reports)."""
+    from .session import Session
+
+    sess = Session.load(session_path)
+    scores = {name: sc.values for name, sc in sess.scores.items()}
+    locked = sorted({u for sc in sess.scores.values() for u in sc.locked})
+    model = {"path": sess.model_path, "adapter": sess.adapter, "slimmed model": sess.slimmed_path,
+             "active criterion": sess.active_criterion}
+    plan = {"remove": list(sess.slimmed_remove or sess.remove), "keep-set": sess.keep}
+    training = []
+    if sess.retrain.out:
+        summary = _read_json(Path(sess.retrain.out) / "slimgui_train.json")
+        if summary:
+            training.append({"name": Path(sess.retrain.out).name, **summary})
+    ppl = sess.results.get("perplexity") if isinstance(sess.results, dict) else None
+    evaluations = {k: {m: v[m] for m in ("perplexity", "tokens") if m in v} for k, v in (ppl or {}).items()
+                   if isinstance(v, dict)}
+    bench_doc = _read_json(Path(bench)) if bench else None
+    if bench and bench_doc is None:
+        raise SlimError(f"{bench} is not a benchmark JSON file", hint="write one with `slimgui bench ... --json`")
+    checks = []
+    for e in exports:
+        c = _read_json(Path(str(e) + ".check.json")) or _read_json(Path(e))
+        if c is None:
+            raise SlimError(f"no export check report for {e}", hint="export with `slimgui export` first")
+        checks.append(c)
+    page = render(title=f"SlimGUI report: {Path(str(model['path'])).name}", model=model, plan=plan, scores=scores,
+                  locked=locked, training=training, bench=bench_doc, exports=checks, evaluations=evaluations or None)
+    return atomic_write_text(out, page)

@@ -1,0 +1,59 @@
+"""The HTML session report: every section drawn from real files, charts as inline SVG."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from slimgui.cli import main
+from slimgui.core.scores import Scores
+from slimgui.core.session import Session
+
+
+def test_report_of_a_session(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "slimgui_train.json").write_text(json.dumps({
+        "method": "lora", "step": 3, "val_ppl": 41.5, "tokens_seen": 3072, "seconds": 2.0,
+        "history": [[1, 4.1], [2, 3.9], [3, 3.7]], "val_history": [[3, 3.8]]}))
+    sess = Session(model_path=str(tmp_path / "model"), adapter="transformers", keep="first:1",
+                   scores={"ppl": Scores("ppl", {"block.0": 90.0, "block.1": 20.5, "block.2": 31.0}, locked=["block.0"])},
+                   remove=["block.1"], slimmed_remove=["block.1"])
+    sess.retrain.out = str(run)
+    sess.save(tmp_path / "s.slim")
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps({"threads": 2, "seq": 128, "repeats": 3, "rows": [
+        {"model": "orig", "runtime": "torch", "batch": 1, "prefill_median_ms": 10.0, "prefill_p90_ms": 11.0,
+         "decode_ms_per_token": 5.0},
+        {"model": "orig", "runtime": "torch", "batch": 8, "prefill_median_ms": 40.0, "prefill_p90_ms": 44.0,
+         "decode_ms_per_token": 7.0},
+        {"model": "slim", "runtime": "torch", "batch": 1, "prefill_median_ms": 7.5, "prefill_p90_ms": 8.0,
+         "decode_ms_per_token": 3.9, "decode_speedup": 1.28, "ideal_speedup": 1.3}]}))
+    onnx_file = tmp_path / "m.onnx"
+    (tmp_path / "m.onnx.check.json").write_text(json.dumps({
+        "file": str(onnx_file), "mode": "mixed", "cosine": 0.99991, "max_abs_diff": 0.01,
+        "layers": [{"layer": "model.layers.0.mlp.up_proj", "sensitivity": 1e-4, "precision": "fp32"},
+                   {"layer": "model.layers.0.mlp.down_proj", "sensitivity": 2e-5, "precision": "int8"}]}))
+    out = tmp_path / "report.html"
+    assert main(["report", str(tmp_path / "s.slim"), "--out", str(out), "--bench", str(bench),
+                 "--export", str(onnx_file), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["out"] == str(out)
+    page = out.read_text()
+    assert page.startswith("<!doctype html>") and page.rstrip().endswith("</html>")
+    assert page.count("<svg") == 1 + 1 + 2 + 1  # scores, healing, two bench plots, sensitivity
+    for needle in ("20.5 (removed)", "90 (locked)", "first:1", "lora", "41.5", "decode ms / token vs batch size",
+                   "model.layers.0.mlp.up_proj", "0.9999"):
+        assert needle in page, needle
+    # the loss curve has a point per step
+    healing = page.split("Healing: run")[1]
+    assert len(re.findall(r"<circle", healing.split("</svg>")[0])) == 4
+
+
+def test_report_errors_are_one_line(tmp_path, capsys):
+    Session(model_path="m").save(tmp_path / "s.slim")
+    assert main(["report", str(tmp_path / "s.slim"), "--out", str(tmp_path / "r.html"),
+                 "--export", str(tmp_path / "missing.onnx")]) == 2
+    assert "no export check report" in capsys.readouterr().err
+    (tmp_path / "x.slim").write_text("{}")
+    assert main(["report", str(tmp_path / "x.slim"), "--out", str(tmp_path / "r.html")]) == 2
+    assert not (tmp_path / "r.html").exists()
