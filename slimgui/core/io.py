@@ -12,6 +12,12 @@ from typing import Any
 from .errors import SlimError
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write to a temporary file in the same folder, then ``os.replace`` it into place."""
     path = Path(path)
@@ -21,6 +27,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     except OSError as exc:
         raise SlimError(f"cannot write {path}: {exc.strerror or exc}", hint="choose a writable location") from exc
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the user's usual permissions
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
