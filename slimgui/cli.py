@@ -186,7 +186,8 @@ def cmd_analyze(args) -> int:
     hi = max(scores.values.values()) if scores.values else 1.0
     lo = min(scores.values.values()) if scores.values else 0.0
     lines = [f"criterion {scores.criterion} on {model.source} ({scores.meta.get('seconds', 0):.1f}s)"
-             + (f"; keep-set {scores.keep}" if scores.keep else ""),
+             + (f"; keep-set {scores.keep}" if scores.keep else "")
+             + (f"; full model {scores.meta['baseline_ppl']:.3f}" if "baseline_ppl" in scores.meta else ""),
              f"  {'#':>3}  {'unit':<12} {'score':>12} {'rank':>5}  (rank 0 = least important)"]
     for u in graph.prunable():
         v = scores.values[u.id]
@@ -197,6 +198,7 @@ def cmd_analyze(args) -> int:
         lines.append(f"scores written to {args.out}")
     payload = {"criterion": scores.criterion, "model": model.source, "scores": scores.values, "ranking": ranking,
                "locked": scores.locked, "keep": scores.keep, "seconds": scores.meta.get("seconds"),
+               "baseline": scores.meta.get("baseline_ppl"),
                "out": str(args.out) if args.out else None}
     _emit(args, payload, "\n".join(lines))
     return 0

@@ -48,6 +48,7 @@ def test_analyze_with_keep_set_writes_scores(capsys, tiny_models, text_file, tmp
     assert set(doc["scores"]) == {f"block.{i}" for i in range(4)}
     assert doc["locked"] == ["block.0", "block.3"]
     assert doc["ranking"] == sorted(doc["scores"], key=doc["scores"].get)
+    assert doc["baseline"] > 1  # the full model's calibration perplexity, for reading the scores
     saved = json.loads((tmp_path / "s.json").read_text())
     assert saved["keep"] == "first:1,last:1" and saved["schema_version"] == 1
     assert saved["meta"]["data"]["seq_len"] == 32

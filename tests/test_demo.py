@@ -63,6 +63,8 @@ def test_held_out_perplexity_far_below_unigram(demo_model, demo_paths, registry)
 def test_ppl_criterion_beats_random_block_removal(demo_model, demo_paths, registry):
     graph = demo_model.impl.to_graph(demo_model)
     scores = analyze(demo_model, "ppl", registry=registry)  # default data: the demo's training text
+    # removing any block makes the calibration perplexity worse than the full model's
+    assert min(scores.values.values()) > scores.meta["baseline_ppl"]
     plan = plan_from_scores(graph, scores, ratio=0.25)
     n = len(plan.remove)
     assert n == 3

@@ -90,6 +90,7 @@ class PerplexityDrop:
 
     def __init__(self, naive: bool = False):
         self.naive = naive
+        self.last_info: dict[str, float] = {}
 
     def score(self, model, data: Any = None, *, progress: ProgressFn | None = None,
               cancel: CancelToken | None = None) -> dict[str, float]:
@@ -138,7 +139,7 @@ class PerplexityDrop:
                     report(progress, i + 2, n + 1, f"block {i} removed")
         finally:
             model.module.train(was_training)
-        model.extra["baseline_ppl" if objective.decoder else "baseline_change"] = baseline
+        self.last_info = {"baseline_ppl": baseline} if objective.decoder else {}
         return scores
 
 

@@ -47,6 +47,7 @@ def analyze(model: LoadedModel, criterion: str, *, registry: Registry, data: Any
     if missing:
         raise SlimError(f"criterion '{criterion}' returned no score for {', '.join(missing[:5])}")
     meta = {"seconds": round(time.perf_counter() - t0, 3)}
+    meta.update(getattr(impl, "last_info", None) or {})  # e.g. the full model's perplexity
     if data is not None:
         meta["data"] = {k: v for k, v in vars(data).items()} if hasattr(data, "__dict__") else str(data)
     return Scores(criterion=criterion, values={k: float(v) for k, v in values.items()}, model=model.source,
