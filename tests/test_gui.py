@@ -40,6 +40,7 @@ def make_window(qtbot, registry, tmp_path):
 
     def make(reg=None):
         w = create_window(registry=reg or registry, settings=Settings(tmp_path / "config" / "slimgui.ini"))
+        _RUNNERS.append(w.runner)
         qtbot.addWidget(w)
         w.resize(1280, 800)
         w.show()
@@ -49,6 +50,7 @@ def make_window(qtbot, registry, tmp_path):
     yield make
     for w in made:
         w.runner.shutdown(30_000)
+        _RUNNERS.remove(w.runner)
 
 
 @pytest.fixture
@@ -83,11 +85,23 @@ def use_tiny_calibration(window, text_file) -> None:
     panel.batch_size.setValue(4)
 
 
+_RUNNERS: list = []
+
+
+def window_runner_active(job) -> set:
+    """The active job ids of the runner that runs ``job`` (any window made in this test)."""
+    for runner in _RUNNERS:
+        if job.id in runner._active:
+            return runner._active
+    return set()
+
+
 def run_and_wait(qtbot, job):
     assert job is not None
-    qtbot.waitUntil(lambda: job.status.finished, timeout=WAIT_MS)
+    # finished, and its outcome delivered to the views (the runner drops it from its active set then)
+    qtbot.waitUntil(lambda: job.status.finished and job.id not in window_runner_active(job), timeout=WAIT_MS)
     assert job.status == JobStatus.DONE, job.error
-    QApplication.processEvents()  # deliver the job's result to the views
+    QApplication.processEvents()
     return job
 
 
@@ -341,10 +355,10 @@ def test_cancelling_a_running_job_stops_it(qtbot, window, tiny_models, text_file
     job = panel.evaluate()
     qtbot.waitUntil(lambda: job.status == JobStatus.RUNNING and job.done > 0, timeout=WAIT_MS)
     window.jobs_panel.cancel_button(job).click()
-    qtbot.waitUntil(lambda: job.status.finished, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: job.status.finished and job.id not in window.runner._active, timeout=WAIT_MS)
     assert job.status == JobStatus.CANCELLED and job.done < job.total
     QApplication.processEvents()
-    assert window.jobs_panel.item_for(job).text(1) == "cancelled"
+    qtbot.waitUntil(lambda: window.jobs_panel.item_for(job).text(1) == "cancelled", timeout=WAIT_MS)
     assert window.jobs_panel.cancel_button(job) is None  # nothing left to cancel
     assert "perplexity" not in window.doc.session.results
     assert any("cancelled" in n.text for n in window.notifier.notifications)

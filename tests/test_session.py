@@ -233,3 +233,19 @@ def test_default_criterion(tiny_models, registry, text_file, tmp_path):
     meta = open_model(str(cfg), registry=registry)
     assert not meta.has_weights and default_criterion(registry, meta) is None
     _ = CalibrationData(str(text_file))
+
+
+def test_retrain_settings_roundtrip_and_run_state(tmp_path):
+    from slimgui.core.jobs import run_state
+    from slimgui.core.session import RetrainSettings, Session
+
+    run = tmp_path / "run"
+    run.mkdir()
+    sess = Session(model_path=str(tmp_path / "m"))
+    sess.retrain = RetrainSettings(out=str(run), method="kd", steps=77, lora_targets=["q_proj"], kd_hidden=0.5)
+    sess.save(tmp_path / "s.slim")
+    back = Session.load(tmp_path / "s.slim")
+    assert back.retrain.method == "kd" and back.retrain.steps == 77 and back.retrain.kd_hidden == 0.5
+    assert back.retrain.lora_targets == ["q_proj"] and back.retrain.out == str(run)
+    state = run_state(str(run))
+    assert state["step"] == 0 and state["history"] == []

@@ -10,6 +10,7 @@ change of the output) marks the sensitive layers, which stay FP32 while the rest
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import time
@@ -233,6 +234,9 @@ def quantize(src: str | Path, dst: str | Path, *, nodes: list[str] | None = None
     dst = Path(dst)
     _writable(dst)
     tmp = dst.with_name(f".{dst.stem}.partial{dst.suffix}")
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # onnxruntime's quantiser logs advice through the root logger
     try:
         quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"],
                          nodes_to_quantize=nodes or None, nodes_to_exclude=exclude or None,
@@ -243,6 +247,8 @@ def quantize(src: str | Path, dst: str | Path, *, nodes: list[str] | None = None
     except Exception as exc:
         _remove(tmp)
         raise SlimError(f"quantisation of {Path(src).name} failed: {str(exc).strip().splitlines()[0][:200]}") from None
+    finally:
+        root.setLevel(level)
 
 
 def output_error(path: str | Path, feed: dict[str, np.ndarray], reference: np.ndarray) -> float:

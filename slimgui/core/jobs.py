@@ -6,7 +6,8 @@ ETA and the result or the error's one-line message.  It knows nothing about thre
 runs :meth:`Job.run` in a worker thread and listens through :attr:`Job.listener`.
 
 The task functions below (:func:`open_task`, :func:`apply_task`, :func:`preview_task`,
-:func:`evaluate_task`) are what the app's buttons start; each is a plain function taking
+:func:`evaluate_task`, and for retraining :func:`retrain_check_task`, :func:`retrain_task`,
+:func:`evaluate_healed_task`) are what the app's buttons start; each is a plain function taking
 ``progress`` and ``cancel`` so it is tested headless like every other core step.
 """
 
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from .model import LoadedModel
     from .plan import PruningPlan
     from .plugins import AdapterSpec, Plugin, Registry
+    from .train import TrainConfig, TrainTask
 
 
 class JobStatus(StrEnum):
@@ -251,3 +253,132 @@ def evaluate_task(models: Sequence[LoadedModel], data_path: str, *, registry: Re
         out.append(evaluate(model, data_path, registry=registry, evaluator=evaluator, progress=sub, cancel=cancel,
                             **options))
     return out
+
+
+# -- retraining ------------------------------------------------------------------------------------
+def retrain_check_task(cfg: TrainConfig, *, registry: Registry, resume: bool = False, check_out: bool = True,
+                       progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> tuple[dict, TrainTask]:
+    """Check a retraining job before it starts and estimate its time and memory on this machine.
+
+    Returns ``(estimate, task)``; the prepared task (model with adapters, token blocks) is handed to
+    :func:`retrain_task` so the model is loaded once.  Raises :class:`SlimError` saying what to change
+    when the job cannot work: unknown LoRA target modules, empty or too little data, a batch that
+    cannot fit in memory, an output folder that already holds another run (unless ``check_out`` is
+    False: an estimate only).
+    """
+    import random
+
+    import torch
+
+    from .train import build_task, checkpoints, estimate
+
+    cfg.validate()
+    out = Path(cfg.out)
+    if check_out and not resume and (checkpoints(out) or (out / "slimgui_train.json").exists()):
+        raise SlimError(f"{out} already holds a training run", hint="resume it, or choose another run folder")
+    report(progress, 0, 2, "loading the model and the data")
+    torch.manual_seed(cfg.seed)  # as run_training does before building, so adapters start the same
+    random.seed(cfg.seed)
+    task = build_task(cfg, registry)
+    check(cancel)
+    if len(task.train_blocks) == 0:
+        raise SlimError("the training data gives no full training sequence", hint="give more text or a smaller sequence length")
+    report(progress, 1, 2, "timing one training step")
+    est = estimate(cfg, task)
+    if est["step_seconds"] < 10:  # the first pass pays one-time costs: time a warm one when that is cheap
+        check(cancel)
+        est = estimate(cfg, task)
+    machine = est["machine_memory_bytes"]
+    est["fits"] = not machine or est["memory_bytes"] <= 0.9 * machine
+    est.update({k: v for k, v in task.info.items() if k in ("train_sequences", "val_sequences")})
+    if not est["fits"]:
+        raise SlimError(f"this job needs about {est['memory_bytes'] / 2**30:.1f} GiB but the machine has "
+                        f"{machine / 2**30:.1f} GiB", hint="lower the batch size or the sequence length")
+    done = run_state(out)["step"] if resume else 0
+    est["steps_left"] = max(0, cfg.steps - done)
+    est["seconds_left"] = round(est["step_seconds"] * est["steps_left"], 1)
+    est["epochs"] = round(cfg.steps * cfg.batch_size * cfg.grad_accum / max(1, len(task.train_blocks)), 2)
+    report(progress, 2, 2, "checked")
+    return est, task
+
+
+def retrain_task(cfg: TrainConfig, *, registry: Registry, task: TrainTask | None = None, resume: bool = False,
+                 events: Callable[[dict[str, Any]], None] | None = None, progress: ProgressFn | None = None,
+                 cancel: CancelToken | None = None) -> dict[str, Any]:
+    """:func:`slimgui.core.train.run_training` with the job protocol: its step events also drive
+    ``progress`` (steps of this session of the run, so the ETA is right after a resume)."""
+    from .train import run_training
+
+    first = [0]
+
+    def on_event(ev: dict[str, Any]) -> None:
+        kind = ev.get("event")
+        if kind == "start":
+            first[0] = int(ev.get("step", 0))
+            report(progress, 0, max(1, ev["total"] - first[0]), f"step {first[0]}/{ev['total']}")
+        elif kind == "step":
+            msg = f"step {ev['step']}/{ev['total']} · loss {ev['train_loss']:.3f}"
+            report(progress, ev["step"] - first[0], max(1, ev["total"] - first[0]), msg)
+        if events is not None:
+            events(ev)
+
+    return run_training(cfg, registry=registry, events=on_event, cancel=cancel, resume=resume, task=task)
+
+
+def run_state(out: str | Path) -> dict[str, Any]:
+    """What a run folder holds, for showing it again (curves after reopening, Resume):
+    ``{"step", "steps", "history": [[step, loss]], "val_history": [[step, loss]], "finished", "checkpoints",
+    "result"}``.  An empty folder gives step 0 and empty histories."""
+    import json
+
+    from .train import checkpoints
+
+    root = Path(out)
+    ckpts = checkpoints(root)
+    state: dict[str, Any] = {"step": 0, "steps": None, "history": [], "val_history": [], "finished": False,
+                             "checkpoints": [str(c) for c in ckpts], "result": None}
+    try:
+        job = json.loads((root / "job.json").read_text(encoding="utf-8"))
+        state["steps"] = int(job["config"]["steps"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    doc = None
+    if ckpts:
+        try:
+            doc = json.loads((ckpts[-1] / "trainer_state.json").read_text(encoding="utf-8"))
+            state["step"] = int(doc.get("global_step", 0))
+        except (OSError, ValueError):
+            doc = None
+    try:
+        final = json.loads((root / "slimgui_train.json").read_text(encoding="utf-8"))
+        if int(final.get("step", 0)) >= state["step"]:
+            doc, state["finished"], state["step"] = final, True, int(final.get("step", 0))
+            state["result"] = {k: v for k, v in final.items() if k not in ("history", "val_history")}
+    except (OSError, ValueError, TypeError):
+        pass
+    if doc is not None:
+        state["history"] = [list(p) for p in doc.get("history", []) if int(p[0]) <= state["step"]]
+        state["val_history"] = [list(p) for p in doc.get("val_history", []) if int(p[0]) <= state["step"]]
+    return state
+
+
+def evaluate_healed_task(models: dict[str, LoadedModel], healed_path: str, data_path: str, *, registry: Registry,
+                         progress: ProgressFn | None = None, cancel: CancelToken | None = None,
+                         **options: Any) -> tuple[LoadedModel, dict[str, dict[str, Any]]]:
+    """Open the healed model and measure it next to ``models`` (e.g. original and slimmed) on one file.
+
+    Returns the healed model (with its graph, ready to show or compare) and ``{name: evaluation}``
+    with "healed" last."""
+    from .model import open_model
+    from .ops import graph_of
+
+    first = next(iter(models.values()), None)
+    report(progress, 0, 1, "opening the healed model")
+    healed = open_model(healed_path, registry=registry, adapter=first.adapter if first is not None else None,
+                        cancel=cancel)
+    graph_of(healed, registry)
+    check(cancel)
+    names = [*models, "healed"]
+    results = evaluate_task([*models.values(), healed], data_path, registry=registry, progress=progress,
+                            cancel=cancel, **options)
+    return healed, dict(zip(names, results))

@@ -2,8 +2,9 @@
 
 A session is versioned JSON (``"kind": "session"``, ``schema_version``), never pickle: which model
 is open (path and adapter), every criterion's scores, the keep-set and the units selected for
-removal, where the slimmed model was written, and the preview/evaluation settings and results that
-were on screen.  Reopening a session restores all of it.
+removal, where the slimmed model was written, the preview/evaluation settings and results that
+were on screen, and the retraining settings with the run folder (so a reopened session offers to
+resume the run).  Reopening a session restores all of it.
 
 The module also holds the arithmetic behind the app's panels, so that it is tested without a
 screen: the estimate of a plan (:func:`estimate`), selection by budget (:func:`select_by_budget`),
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import SlimError
 from .graph import UnitGraph
-from .io import read_versioned_json, write_versioned_json
+from .io import cache_dir, read_versioned_json, write_versioned_json
 from .media import TableMedia, TextMedia
 from .plan import parse_keep, plan_from_scores
 from .scores import Scores
@@ -32,6 +34,7 @@ from .scores import Scores
 if TYPE_CHECKING:
     from .model import LoadedModel
     from .plugins import Registry
+    from .train import TrainConfig
 
 SCHEMA_VERSION = 1
 SUFFIX = ".slim"
@@ -59,6 +62,74 @@ class PreviewSettings:
     eval_file: str | None = None
     eval_seq_len: int = 128
     eval_max_tokens: int | None = 4096
+
+
+@dataclass
+class RetrainSettings:
+    """The Retrain panel's settings and its run folder (``out``; None until a run is started).
+
+    ``data`` empty means the family's default text (the demo's own); ``lr`` None means the method's
+    default learning rate; ``lora_targets`` None means every linear layer in the blocks.
+    """
+
+    method: str = "lora"
+    data: list[str] = field(default_factory=list)
+    eval_file: str | None = None
+    out: str | None = None
+    steps: int = 100
+    batch_size: int = 8
+    seq_len: int = 128
+    lr: float | None = None
+    warmup: int = 10
+    save_every: int = 50
+    eval_every: int = 50
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_targets: list[str] | None = None
+    lora_merge: bool = True
+    kd_ce: float = 1.0
+    kd_kl: float = 1.0
+    kd_hidden: float = 1.0
+
+    def to_config(self, *, model: str, teacher: str | None, data: Sequence[str], out: str) -> TrainConfig:
+        """The training job for ``model`` (the student; ``teacher`` is used by distillation only)."""
+        from .train import TrainConfig
+
+        return TrainConfig(
+            model=str(model), data=[str(d) for d in data], out=str(out), method=self.method,
+            teacher=str(teacher) if (teacher and self.method == "kd") else None, steps=self.steps,
+            batch_size=self.batch_size, seq_len=self.seq_len, lr=self.lr, warmup=min(self.warmup, self.steps),
+            save_every=self.save_every, eval_every=self.eval_every, lora_r=self.lora_r, lora_alpha=self.lora_alpha,
+            lora_dropout=self.lora_dropout, lora_targets=list(self.lora_targets) if self.lora_targets else None,
+            lora_merge=self.lora_merge, kd_ce=self.kd_ce, kd_kl=self.kd_kl, kd_hidden=self.kd_hidden)
+
+    def take(self, cfg: TrainConfig) -> None:
+        """Show a run's own configuration (when resuming it)."""
+        for name in ("method", "steps", "batch_size", "seq_len", "lr", "warmup", "save_every", "eval_every", "lora_r",
+                     "lora_alpha", "lora_dropout", "lora_merge", "kd_ce", "kd_kl", "kd_hidden"):
+            setattr(self, name, getattr(cfg, name))
+        self.lora_targets = list(cfg.lora_targets) if cfg.lora_targets else None
+        self.data = list(cfg.data)
+        self.out = cfg.out
+
+
+def runs_dir() -> Path:
+    """Where the app puts retraining runs (per user, under the cache)."""
+    path = cache_dir() / "runs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def new_run_dir(model_name: str, method: str) -> Path:
+    """A fresh, not yet existing run folder under :func:`runs_dir` (created by the run itself)."""
+    stem = f"{model_name or 'model'}-{method}-{time.strftime('%Y%m%d-%H%M%S')}"
+    root = runs_dir()
+    path, n = root / stem, 1
+    while path.exists():
+        n += 1
+        path = root / f"{stem}-{n}"
+    return path
 
 
 # -- media <-> JSON ----------------------------------------------------------------------------
@@ -124,6 +195,7 @@ class Session:
     slimmed_remove: list[str] = field(default_factory=list)
     analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
     preview: PreviewSettings = field(default_factory=PreviewSettings)
+    retrain: RetrainSettings = field(default_factory=RetrainSettings)
     # what the compare panel showed: {"generation": {"original": media, "slimmed": media},
     #                                 "perplexity": {"original": {...}, "slimmed": {...}}}
     results: dict[str, Any] = field(default_factory=dict)
@@ -159,6 +231,7 @@ class Session:
                         if (self.slimmed_path or self.slimmed_remove) else None),
             "analysis": asdict(self.analysis),
             "preview": asdict(self.preview),
+            "retrain": {**asdict(self.retrain), "out": place(self.retrain.out)},
             "results": _jsonable(results),
             "view": _jsonable(self.view),
         }
@@ -187,6 +260,9 @@ class Session:
             known = {f for f in kind.__dataclass_fields__}
             return kind(**{k: v for k, v in dict(raw or {}).items() if k in known})
 
+        retrain = dict(doc.get("retrain") or {})
+        retrain["out"] = locate(retrain.get("out"))
+        retrain["data"] = [str(d) for d in (retrain.get("data") or [])]
         results = dict(doc.get("results") or {})
         gen = results.get("generation")
         if isinstance(gen, dict):
@@ -198,6 +274,7 @@ class Session:
             slimmed_path=locate(slimmed), slimmed_remove=[str(x) for x in (slimmed or {}).get("remove", [])],
             analysis=settings(AnalysisSettings, doc.get("analysis")),
             preview=settings(PreviewSettings, doc.get("preview")),
+            retrain=settings(RetrainSettings, retrain),
             results=results, view=dict(doc.get("view") or {}),
         )
 

@@ -263,11 +263,16 @@ def estimate(cfg: TrainConfig, task: TrainTask, *, world: int = 1) -> dict[str, 
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     batch = task.train_blocks[: cfg.batch_size]
     model.train()
-    t0 = time.perf_counter()
-    loss, _ = task.loss(model, batch)
-    loss.backward()
-    step_s = (time.perf_counter() - t0) * cfg.grad_accum * 1.15  # + optimizer step
-    model.zero_grad(set_to_none=True)
+
+    def one_pass() -> float:
+        t0 = time.perf_counter()
+        loss, _ = task.loss(model, batch)
+        loss.backward()
+        model.zero_grad(set_to_none=True)
+        return time.perf_counter() - t0
+
+    first = one_pass()  # cold: allocations, lazy imports
+    step_s = (one_pass() if first < 10 else first) * cfg.grad_accum * 1.15  # + optimizer step
     hidden = int(task.info.get("hidden_size", 0))
     layers = int(task.info.get("layers", 0))
     vocab = int(task.info.get("vocab_size", 0))

@@ -6,6 +6,8 @@ redraw when it signals.  The document does no heavy work: models arrive from wor
 
 from __future__ import annotations
 
+import copy
+
 from PySide6.QtCore import QObject, Signal
 
 from slimgui.core.errors import SlimError
@@ -15,7 +17,7 @@ from slimgui.core.ops import graph_of
 from slimgui.core.plan import PruningPlan, parse_keep
 from slimgui.core.plugins import Registry
 from slimgui.core.scores import Scores
-from slimgui.core.session import Estimate, PreviewSettings, Session, bytes_per_param, estimate
+from slimgui.core.session import Estimate, PreviewSettings, RetrainSettings, Session, bytes_per_param, estimate
 
 
 class Document(QObject):
@@ -47,8 +49,9 @@ class Document(QObject):
         self.graph = graph_of(model, self.registry)  # cached by the open job
         self.bytes_per_param = bytes_per_param(model)
         preview = PreviewSettings(**{**vars(old.preview)})
+        retrain = RetrainSettings(**{**copy.deepcopy(vars(old.retrain)), "out": None})  # settings stay, the run is new
         self.session = Session(model_path=path or model.source, adapter=model.adapter, analysis=old.analysis,
-                               preview=preview)
+                               preview=preview, retrain=retrain)
         self.locked = []
         self.slimmed = None
         self.modelChanged.emit()
@@ -72,6 +75,7 @@ class Document(QObject):
             next(iter(scores), None))
         self.session.analysis = session.analysis
         self.session.preview = session.preview
+        self.session.retrain = session.retrain
         self.session.results = dict(session.results)
         self.session.view = dict(session.view)
         self.session.slimmed_path = session.slimmed_path

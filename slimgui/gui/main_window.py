@@ -42,6 +42,7 @@ from .jobs_panel import JobsPanel
 from .model_view import ModelPanel
 from .notify import MessageBar, NotificationsPanel, Notifier
 from .plan_panel import PlanPanel
+from .retrain_panel import FitScrollArea, RetrainPanel
 from .scores_panel import ScoresPanel
 from .settings import Settings
 from .workers import JobRunner
@@ -110,8 +111,10 @@ class MainWindow(QMainWindow):
         self.plan_panel = PlanPanel(self.doc, self.runner, self.notifier)
         self.scores_panel = ScoresPanel(self.doc)
         self.compare_panel = ComparePanel(self.doc, self.runner, self.notifier)
-        self.analysis_panel.data.setProperty("pathDrop", True)
-        self.compare_panel.eval_file.setProperty("pathDrop", True)
+        self.retrain_panel = RetrainPanel(self.doc, self.runner, self.notifier, self.settings)
+        for field in (self.analysis_panel.data, self.compare_panel.eval_file, self.retrain_panel.data,
+                      self.retrain_panel.eval_file):
+            field.setProperty("pathDrop", True)
         work = QWidget()
         wl = QVBoxLayout(work)
         wl.setContentsMargins(0, 0, 0, 0)
@@ -129,6 +132,9 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(scroll, "Analyse && plan")
         self.tabs.addTab(self.scores_panel, "Scores")
         self.tabs.addTab(self.compare_panel, "Compare")
+        self.tabs.addTab(FitScrollArea(self.retrain_panel), "Retrain")  # small screens: the tab scrolls
+        self.retrain_panel.openRequested.connect(self.open_path)
+        self.retrain_panel.compareRequested.connect(lambda: self.tabs.setCurrentWidget(self.compare_panel))
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.addWidget(self.model_panel)
         self.splitter.addWidget(self.tabs)
@@ -202,6 +208,8 @@ class MainWindow(QMainWindow):
         a = bar.addMenu("&Analysis")
         self._action(a, "Analyse", lambda: self.analysis_panel.run(), "Ctrl+R")
         self._action(a, "Apply Plan", lambda: self.plan_panel.apply(), "Ctrl+Return")
+        self._action(a, "Retrain…", lambda: self.tabs.setCurrentIndex(self.tabs.count() - 1), None,
+                     "Heal the slimmed model: LoRA, continued pretraining or distillation")
         self._action(a, "Cancel All Jobs", self.runner.cancel_all, "Ctrl+.")
         h = bar.addMenu("&Help")
         self._action(h, "Installed Plugins", self._show_plugins)
@@ -326,6 +334,7 @@ class MainWindow(QMainWindow):
         self.analysis_panel.apply_settings()
         self.plan_panel.update_estimate()
         self.compare_panel.apply_settings()
+        self.retrain_panel.apply_settings()
         self.model_panel.view.set_expanded(session.view.get("expanded", []))
         if isinstance(session.view.get("tab"), int):
             self.tabs.setCurrentIndex(session.view["tab"])
@@ -367,6 +376,7 @@ class MainWindow(QMainWindow):
             raise SlimError("nothing to save: open a model first")
         if not str(path).lower().endswith(SUFFIX):
             path = f"{path}{SUFFIX}"
+        self.retrain_panel.store_settings()
         self.doc.session.view = {"expanded": sorted(self.model_panel.view.expanded), "tab": self.tabs.currentIndex()}
         out = self.doc.session.save(path)
         self.session_path = str(out)

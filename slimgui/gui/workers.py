@@ -3,7 +3,9 @@
 :class:`JobRunner` runs a :class:`slimgui.core.jobs.Job` on a ``QThreadPool`` and turns its
 progress and outcome into Qt signals delivered on the GUI thread.  Work that touches a loaded model
 goes to the serial ``"model"`` lane (criteria such as ``ppl`` temporarily rewire the model, so two
-jobs must never use one model at once); opening files goes to the parallel ``"io"`` lane.
+jobs must never use one model at once); opening files goes to the parallel ``"io"`` lane; retraining
+(which loads its own copies of the models from disk) goes to the serial ``"train"`` lane, so a long run
+never holds up analysis or previews.
 
 Errors never escape a worker: a :class:`SlimError` becomes a one-line message in the notification
 area, anything else (a bug) the same message with its traceback as details.
@@ -47,12 +49,13 @@ class JobRunner(QObject):
     jobChanged = Signal(object)
     jobFinished = Signal(object)
 
-    def __init__(self, notifier: Notifier, parent: QObject | None = None, model_threads: int = 1, io_threads: int = 2):
+    def __init__(self, notifier: Notifier, parent: QObject | None = None, model_threads: int = 1, io_threads: int = 2,
+                 train_threads: int = 1):
         super().__init__(parent)
         self.notifier = notifier
         self.jobs: list[Job] = []
         self._lanes: dict[str, QThreadPool] = {}
-        for lane, n in (("model", model_threads), ("io", io_threads)):
+        for lane, n in (("model", model_threads), ("io", io_threads), ("train", train_threads)):
             pool = QThreadPool(self)
             pool.setMaxThreadCount(n)
             self._lanes[lane] = pool
