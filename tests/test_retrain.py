@@ -186,7 +186,9 @@ def test_export_job_and_accelerate_launch_two_processes(demo_paths, tmp_path, ca
     assert json.loads((job / "job.json").read_text())["config"]["method"] == "lora"
 
     launcher = Path(sys.executable).with_name("accelerate")
-    res = subprocess.run([str(launcher), "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+    # accelerate 1.15 runs `--cpu --num_processes 2` as ONE process unless mpirun is set up; its torchrun
+    # launcher (--multi_gpu) starts two real processes, which run on the CPU with gloo here
+    res = subprocess.run([str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "slimgui.core.train",
                           str(job / "job.json")], capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]

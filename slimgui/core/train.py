@@ -460,7 +460,9 @@ def export_job(cfg: TrainConfig, job_dir: Path, processes: int = 2) -> tuple[Pat
         f"# SlimGUI retraining job ({cfg.method})", "",
         f"- model: `{cfg.model}`", f"- data: {data}", f"- output: `{cfg.out}`", "",
         "Run it (the same code the desktop app runs, on every process):", "", "```", cmd, "```", "",
-        f"On a CPU-only machine: `accelerate launch --cpu --num_processes 2 -m slimgui.core.train {job_dir / 'job.json'}`.",
+        "On a CPU-only machine, two processes (gloo): "
+        f"`accelerate launch --multi_gpu --num_processes 2 -m slimgui.core.train {job_dir / 'job.json'}`",
+        "(`--cpu --num_processes 2` starts a single process unless mpirun is configured).",
         "Edit `accelerate_config.yaml` for several nodes, FSDP or DeepSpeed. The paths in `job.json` must exist on",
         "every node. Checkpoints go to `OUT/checkpoint-STEP/`; launching the same command again resumes from the",
         "last one. The healed model is written to `OUT/model/`.", ""]
