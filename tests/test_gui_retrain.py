@@ -67,7 +67,7 @@ def applied_window(qtbot, make_window, model_dir, text_file):
     w.doc.set_remove(["block.1"])
     w.plan_panel.apply()
     qtbot.waitUntil(lambda: w.doc.slimmed is not None, timeout=WAIT_MS)
-    w.tabs.setCurrentIndex(w.tabs.count() - 1)
+    w.show_panel(w.retrain_panel)
     p = w.retrain_panel
     p.data.setText(str(text_file))
     p.eval_file.setText(str(text_file))

@@ -57,3 +57,42 @@ def test_report_errors_are_one_line(tmp_path, capsys):
     (tmp_path / "x.slim").write_text("{}")
     assert main(["report", str(tmp_path / "x.slim"), "--out", str(tmp_path / "r.html")]) == 2
     assert not (tmp_path / "r.html").exists()
+
+
+def test_report_includes_the_benchmark_and_exports_stored_in_the_session(tmp_path):
+    """What the app keeps in the session (benchmark result, export records) is in the report without --bench/--export."""
+    from slimgui.core.report import session_report, write_session_report
+
+    check = tmp_path / "m.onnx.check.json"
+    check.write_text(json.dumps({"file": str(tmp_path / "m.onnx"), "mode": "int8", "bytes": 2 ** 20,
+                                 "cosine": 0.99975, "max_abs_diff": 0.02, "size_ratio": 0.27,
+                                 "output_rel_error": 3.1e-4, "fp32_parity": {"cosine": 1.0, "max_abs_diff": 2e-7}}))
+    bench = {"threads": 3, "seq": 16, "new_tokens": 4, "repeats": 2, "rows": [
+        {"model": "original", "runtime": "torch", "batch": 1, "params": 1000, "prefill_median_ms": 2.0,
+         "prefill_p90_ms": 2.5, "decode_ms_per_token": 1.0},
+        {"model": "slimmed", "runtime": "torch", "batch": 1, "params": 750, "prefill_median_ms": 1.5,
+         "prefill_p90_ms": 1.6, "decode_ms_per_token": 0.8, "decode_speedup": 1.25, "ideal_speedup": 1.333}]}
+    sess = Session(model_path=str(tmp_path / "model"), adapter="transformers")
+    sess.results = {
+        "bench": bench,
+        "export": {"runs": [
+            {"format": "onnx", "mode": "int8", "file": str(tmp_path / "m.onnx"), "report": str(check), "cosine": 0.5},
+            {"format": "hf", "mode": "fp32", "file": str(tmp_path / "hf"), "bytes": 5 * 2 ** 20, "report": None,
+             "source": "the-model"},
+            {"format": "onnx", "mode": "fp32", "file": str(tmp_path / "gone.onnx"), "report": str(tmp_path / "no.json"),
+             "cosine": 0.9999993, "max_abs_diff": 1e-6}]},
+        "retrain": {"original": {"perplexity": 30.0, "tokens": 512}, "healed": {"perplexity": 33.5, "tokens": 512},
+                    "file": str(tmp_path / "eval.txt")}}
+    sess.save(tmp_path / "s.slim")
+    page = session_report(tmp_path / "s.slim", tmp_path / "r.html").read_text()
+    assert page.count("<svg") == 2  # the two benchmark plots
+    for needle in ("threads 3", "decode ms/token", "ideal speedup (parameter ratio)", "Export: m.onnx (ONNX INT8)",
+                   "FP32 graph vs torch: cosine 1.000000", "0.999750", "0.27", "Export: hf (transformers folder)",
+                   "5.00 MiB", "Export: gone.onnx (ONNX FP32)", "cosine 0.999999", "33.5", "eval.txt"):
+        assert needle in page, needle
+    # the check report on disk wins over the record kept in the session
+    assert "cosine 0.5" not in page and "0.500000" not in page
+    # an explicit benchmark replaces the session's
+    other = dict(bench, threads=7)
+    page = write_session_report(Session.load(tmp_path / "s.slim"), tmp_path / "r2.html", bench=other).read_text()
+    assert "threads 7" in page and "threads 3" not in page

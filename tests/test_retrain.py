@@ -188,7 +188,13 @@ def test_export_job_and_accelerate_launch_two_processes(demo_paths, tmp_path, ca
     launcher = Path(sys.executable).with_name("accelerate")
     # accelerate 1.15 runs `--cpu --num_processes 2` as ONE process unless mpirun is set up; its torchrun
     # launcher (--multi_gpu) starts two real processes, which run on the CPU with gloo here
+    import socket
+
+    with socket.socket() as sock:  # a free port for the rendezvous, so parallel runs cannot collide
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     res = subprocess.run([str(launcher), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                          "--main_process_port", str(port),
                           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "slimgui.core.train",
                           str(job / "job.json")], capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]

@@ -22,6 +22,7 @@ from slimgui.core.session import (
     PreviewSettings,
     Session,
     agreement,
+    color_scale,
     default_criterion,
     estimate,
     kendall,
@@ -74,6 +75,12 @@ def test_normalized_scales():
     assert normalized({"x": 5.0, "y": math.inf}) == {"x": 0.5, "y": 1.0}
     assert normalized({"x": 7.0, "y": 7.0}) == {"x": 0.5, "y": 0.5}
     assert normalized({"a": 10.0, "b": 30.0, "c": 20.0}, "rank") == {"a": 0.0, "b": 1.0, "c": 0.5}
+    # the demo's ppl scores: block 0 is 60x the rest, which differ by 15%: colour by rank to show them
+    demo = {"block.0": 2382.6, "block.1": 39.51, "block.2": 39.61, "block.4": 39.60, "block.11": 45.65}
+    assert color_scale(demo) == "rank"
+    assert normalized(demo)["block.11"] == pytest.approx(0.75) and normalized(demo)["block.1"] == 0.0
+    assert color_scale({"x": 1.0, "y": 10.0, "z": 1000.0}) == "log"
+    assert color_scale({"x": 1.0, "y": 2.0, "z": 3.0}) == "linear"
 
 
 # -- estimate and budget -----------------------------------------------------------------------

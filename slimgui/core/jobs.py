@@ -7,7 +7,7 @@ runs :meth:`Job.run` in a worker thread and listens through :attr:`Job.listener`
 
 The task functions below (:func:`open_task`, :func:`apply_task`, :func:`preview_task`,
 :func:`evaluate_task`, and for retraining :func:`retrain_check_task`, :func:`retrain_task`,
-:func:`evaluate_healed_task`) are what the app's buttons start; each is a plain function taking
+:func:`evaluate_healed_task`, :func:`export_task` and :func:`bench_task`) are what the app's buttons start; each is a plain function taking
 ``progress`` and ``cancel`` so it is tested headless like every other core step.
 """
 
@@ -382,3 +382,156 @@ def evaluate_healed_task(models: dict[str, LoadedModel], healed_path: str, data_
     results = evaluate_task([*models.values(), healed], data_path, registry=registry, progress=progress,
                             cancel=cancel, **options)
     return healed, dict(zip(names, results))
+
+
+# -- export and benchmark ----------------------------------------------------------------------------
+EXPORT_MODES = ("fp32", "int8", "mixed")
+
+
+def _model_at(item: LoadedModel | str, *, registry: Registry, adapter: str | None, cancel: CancelToken | None,
+              progress: ProgressFn | None = None) -> LoadedModel:
+    """``item`` itself, or the model in the folder ``item`` opened (with its graph)."""
+    from .model import LoadedModel as _Loaded
+    from .model import open_model
+    from .ops import graph_of
+
+    if isinstance(item, _Loaded):
+        return item
+    model = open_model(str(item), registry=registry, adapter=adapter, progress=progress, cancel=cancel)
+    graph_of(model, registry)
+    return model
+
+
+def folder_bytes(path: str | Path) -> int:
+    root = Path(path)
+    if root.is_file():
+        return root.stat().st_size
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+def export_task(model: LoadedModel | str, out: str, *, registry: Registry, fmt: str = "onnx", mode: str = "fp32",
+                with_past: bool = False, fp32_fraction: float = 0.1, keep_fp32: Sequence[str] | None = None,
+                sample_text: str | None = None, adapter: str | None = None, force: bool = False,
+                progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> tuple[dict[str, Any], LoadedModel]:
+    """Export ``model`` (loaded, or a folder opened here) as a transformers folder (``fmt="hf"``) or an ONNX
+    file checked against torch (``fmt="onnx"``, ``mode`` fp32/int8/mixed; ``keep_fp32``: the layers a
+    mixed export keeps FP32 instead of the sensitivity scan's choice; ``sample_text``: a text file the
+    comparison inputs are drawn from).  Returns ``(report, model)``: the check report as
+    ``slimgui export --json`` gives it, with ``format``, ``mode`` and ``report`` (where the ONNX check report
+    was written) added, and the model that was exported.  Nothing is written when a check fails."""
+    from .ops import save
+
+    if fmt not in ("onnx", "hf"):
+        raise SlimError(f"unknown export format '{fmt}'", hint="choose onnx or hf")
+    if mode not in EXPORT_MODES:
+        raise SlimError(f"unknown precision '{mode}'", hint="choose fp32, int8 or mixed")
+    if not out or not str(out).strip():
+        raise SlimError("choose where to write the export")
+    if fmt == "hf" and (mode != "fp32" or with_past):
+        raise SlimError("INT8, mixed precision and past key/values apply to ONNX exports",
+                        hint="choose ONNX, or FP32 without past key/values")
+    if fmt == "onnx" and mode != "fp32" and with_past:
+        raise SlimError("past key/values are available for the FP32 export only", hint="untick past key/values")
+    if fmt == "onnx" and not str(out).lower().endswith(".onnx"):
+        raise SlimError(f"{out} does not end in .onnx", hint="give the ONNX file a name ending in .onnx")
+    model = _model_at(model, registry=registry, adapter=adapter, cancel=cancel)
+    check(cancel)
+    if fmt == "hf":
+        report(progress, 0, 1, "saving the transformers folder")
+        where = save(model, out, registry=registry, force=force)
+        report(progress, 1, 1, "saved")
+        return {"format": "hf", "mode": "fp32", "file": str(where), "bytes": folder_bytes(where),
+                "source": model.source, "report": None}, model
+    if not hasattr(model.impl, "export_onnx"):
+        raise SlimError(f"the {model.family} family cannot export to ONNX yet", hint="export a transformers folder")
+    if Path(out).exists() and not force:
+        raise SlimError(f"{out} already exists", hint="choose another file name")
+    options: dict[str, Any] = {"progress": progress, "cancel": cancel}
+    if sample_text:
+        from .data import read_text_file
+
+        options["sample_text"] = read_text_file(sample_text, "sample text file")[:200_000]
+    if mode == "mixed":
+        options["fp32_fraction"] = float(fp32_fraction)
+        if keep_fp32 is not None:
+            options["keep_fp32"] = list(keep_fp32)
+    result = dict(model.impl.export_onnx(model, str(out), mode=mode, with_past=with_past, **options))
+    result.update({"format": "onnx", "mode": mode, "report": str(out) + ".check.json", "source": model.source})
+    return result, model
+
+
+def bench_task(entries: Sequence[tuple[str, Any]], *, registry: Registry, batches: Sequence[int], seq: int = 128,
+               new_tokens: int = 16, threads: int | None = 2, repeats: int = 5, decode: bool = True,
+               width: tuple[str, Any, Any] | None = None, adapter: str | None = None,
+               progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> dict[str, Any]:
+    """:func:`slimgui.core.bench.benchmark` of ``entries`` (``(label, model)``: a loaded model, a model folder
+    opened here, or an ``.onnx`` file) side by side; speedups are relative to the first entry.
+
+    ``width=(label, base, match)`` adds the width-pruned variant of the model ``base`` (loaded or a folder) with
+    the parameter count of the model ``match`` (or that many parameters, an int): depth versus width pruning
+    at equal size.  The
+    result is the benchmark's, with ``"models"``: ``[{"label", "source", "params", "runtime"}]`` in order.
+    The caller's torch thread count is restored afterwards."""
+    import torch
+
+    from .bench import benchmark
+
+    batches = [int(b) for b in batches]
+    if not entries and width is None:
+        raise SlimError("choose at least one model to measure")
+    if not batches or min(batches) < 1:
+        raise SlimError("give batch sizes of at least 1")
+    if seq < 2:
+        raise SlimError("the sequence length must be at least 2")
+    labels = [label for label, _ in entries] + ([width[0]] if width is not None else [])
+    if len(set(labels)) != len(labels):
+        raise SlimError("two models to measure have the same name")
+    resolved: list[tuple[str, Any]] = []
+    n_open = sum(1 for _, item in entries if not _is_onnx(item) and isinstance(item, (str, Path)))
+    opened = 0
+    for label, item in entries:
+        check(cancel)
+        if _is_onnx(item):
+            if not Path(item).is_file():
+                raise SlimError(f"{item} does not exist", hint="export it again or untick it")
+            resolved.append((label, str(item)))
+            continue
+        if isinstance(item, (str, Path)):
+            report(progress, opened, n_open + 1, f"opening {label}")
+            opened += 1
+        model = _model_at(item, registry=registry, adapter=adapter, cancel=cancel)
+        if not model.has_weights:
+            raise SlimError(f"{model.source} has no weights to benchmark")
+        resolved.append((label, model))
+    if width is not None:
+        label, base, match = width
+        check(cancel)
+        report(progress, 0, 1, "building the width-pruned variant")
+        original = _model_at(base, registry=registry, adapter=adapter, cancel=cancel)
+        fn = getattr(original.impl, "width_variant", None)
+        if fn is None:
+            raise SlimError(f"the {original.family} family has no width pruning to compare with")
+        if isinstance(match, int):
+            target = match
+        else:
+            other = _model_at(match, registry=registry, adapter=adapter, cancel=cancel)
+            target = sum(p.numel() for p in other.module.parameters())
+        resolved.append((label, fn(original, target)))
+    before = torch.get_num_threads()
+    try:
+        result = benchmark(resolved, batches=batches, seq=seq, new_tokens=new_tokens, threads=threads,
+                           repeats=repeats, decode=decode, progress=progress, cancel=cancel)
+    finally:
+        torch.set_num_threads(before)
+    result["models"] = [{"label": label, "runtime": "onnxruntime" if _is_onnx(item) else "torch",
+                         "source": str(item) if _is_onnx(item) else item.source,
+                         "params": None if _is_onnx(item) else sum(p.numel() for p in item.module.parameters())}
+                        for label, item in resolved]
+    result["batches"] = batches
+    result["decode"] = bool(decode)
+    result["time"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    return result
+
+
+def _is_onnx(item: Any) -> bool:
+    return isinstance(item, (str, Path)) and str(item).lower().endswith(".onnx")

@@ -25,6 +25,8 @@ def _esc(x: Any) -> str:
 
 
 def _fmt(v: Any) -> str:
+    if v is None:
+        return "—"
     if isinstance(v, float):
         return f"{v:.4g}" if math.isfinite(v) else "∞"
     if isinstance(v, int) and abs(v) >= 10_000:
@@ -104,13 +106,25 @@ def bar_chart(values: dict[str, float], *, title: str, locked: Sequence[str] = (
     return "\n".join(out)
 
 
-def table(rows: list[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
+def table(rows: list[dict[str, Any]], columns: Sequence[str] | None = None,
+          headers: dict[str, str] | None = None) -> str:
     if not rows:
         return ""
     columns = list(columns or rows[0].keys())
-    head = "".join(f"<th>{_esc(c)}</th>" for c in columns)
+    head = "".join(f"<th>{_esc((headers or {}).get(c, c))}</th>" for c in columns)
     body = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(c, ''))}</td>" for c in columns) + "</tr>" for r in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
+
+
+BENCH_HEADERS = {"prefill_median_ms": "prefill ms (median)", "prefill_p90_ms": "prefill ms (p90)",
+                 "prefill_tokens_per_s": "prefill tokens/s", "decode_ms_per_token": "decode ms/token",
+                 "decode_tokens_per_s": "decode tokens/s", "prefill_speedup": "prefill speedup",
+                 "decode_speedup": "decode speedup", "ideal_speedup": "ideal speedup (parameter ratio)",
+                 "peak_mem_mib": "peak memory MiB"}
+
+
+def _cos(v: Any) -> str:
+    return f"{v:.6f}" if isinstance(v, (int, float)) else "?"
 
 
 CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:980px;color:#1a202c}
@@ -159,22 +173,56 @@ def render(*, title: str, model: dict[str, Any] | None = None, plan: dict[str, A
             if series:
                 parts.append(line_chart(series, title=f"{label} vs batch size", x_label="batch size", y_label=label,
                                         log_x=True))
-        cols = ["model", "runtime", "batch", "prefill_median_ms", "prefill_p90_ms", "decode_ms_per_token",
-                "decode_speedup", "ideal_speedup", "peak_mem_mib"]
-        parts.append(table([{**r, "model": Path(str(r["model"])).name} for r in rows], cols))
-        parts.append(f"<p>threads {bench.get('threads')}, sequence {bench.get('seq')}, {bench.get('repeats')} runs "
-                     "after warm-up; medians and p90.</p>")
+        cols = ["model", "runtime", "batch", "params", "prefill_median_ms", "prefill_p90_ms", "prefill_tokens_per_s",
+                "decode_ms_per_token", "decode_tokens_per_s", "prefill_speedup", "decode_speedup", "ideal_speedup",
+                "peak_mem_mib"]
+        parts.append(table([{**r, "model": Path(str(r["model"])).name} for r in rows], cols, BENCH_HEADERS))
+        base = Path(str(rows[0]["model"])).name
+        parts.append(f"<p>threads {bench.get('threads')}, sequence {bench.get('seq')}, "
+                     + (f"{bench.get('new_tokens')} new tokens per decode, " if bench.get("new_tokens") else "")
+                     + f"{bench.get('repeats')} runs after warm-up; medians and p90. Speedups are relative to "
+                     f"{_esc(base)}; the ideal speedup is its parameter ratio.</p>")
     for ex in exports or []:
-        ok = ex.get("cosine", 0) >= 0.999 or ex.get("mode") in ("int8", "mixed")
-        parts.append(f"<h2>Export: {_esc(Path(str(ex.get('file', '?'))).name)}</h2>")
-        parts.append(f"<p class='{'ok' if ok else 'bad'}'>ONNX checker passed; onnxruntime vs torch: cosine "
-                     f"{_fmt(ex.get('cosine'))}, max abs diff {_fmt(ex.get('max_abs_diff'))}</p>")
-        if ex.get("layers"):
-            parts.append(bar_chart({x["layer"]: x["sensitivity"] for x in ex["layers"]},
-                                   title="per-layer INT8 sensitivity (red: kept FP32)",
-                                   removed=[x["layer"] for x in ex["layers"] if x.get("precision") == "fp32"]))
+        parts.append(_export_section(ex))
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _mib(n: Any) -> str:
+    return f"{n / 2**20:.2f} MiB" if isinstance(n, (int, float)) else "?"
+
+
+def _export_section(ex: dict[str, Any]) -> str:
+    """One export: what was written and how it compares (ONNX: with torch; INT8/mixed: with FP32)."""
+    name = Path(str(ex.get("file", "?"))).name
+    mode = str(ex.get("mode") or "fp32")
+    if ex.get("format") == "hf":
+        return (f"<h2>Export: {_esc(name)} (transformers folder)</h2><p>{_esc(ex.get('file'))} · {_mib(ex.get('bytes'))}"
+                f" · from {_esc(ex.get('source', '?'))}; loads back with <code>from_pretrained</code>.</p>")
+    out = [f"<h2>Export: {_esc(name)} (ONNX {_esc(mode.upper())})</h2>"]
+    quant = mode in ("int8", "mixed")
+    base = ex.get("fp32_parity") if quant and isinstance(ex.get("fp32_parity"), dict) else ex
+    cos = base.get("cosine")
+    ok = isinstance(cos, (int, float)) and cos >= 0.999
+    what = "FP32 graph" if base is not ex else "onnxruntime"
+    out.append(f"<p class='{'ok' if ok or (quant and base is ex) else 'bad'}'>ONNX checker passed; {what} vs torch: "
+               f"cosine {_cos(cos)}, max abs diff {_fmt(base.get('max_abs_diff'))}</p>")
+    inc = ex.get("incremental")
+    if isinstance(inc, dict):
+        out.append(f"<p>With past key/values: token-by-token decoding vs torch over {_fmt(inc.get('tokens'))} tokens: "
+                   f"cosine {_cos(inc.get('cosine'))}, max abs diff {_fmt(inc.get('max_abs_diff'))}</p>")
+    row: dict[str, Any] = {"file": _esc(ex.get("file", "?")), "size": _mib(ex.get("bytes"))}
+    if quant:
+        if base is not ex:
+            row.update({f"{mode} vs FP32 cosine": _cos(ex.get("cosine")), "max abs diff": ex.get("max_abs_diff")})
+        row.update({"size ratio": ex.get("size_ratio"), "relative output error": ex.get("output_rel_error"),
+                    "FP32 layers": len(ex.get("fp32_layers") or [])})
+    out.append(table([{k: v for k, v in row.items() if v is not None}]))
+    if ex.get("layers"):
+        out.append(bar_chart({x["layer"]: x["sensitivity"] for x in ex["layers"]},
+                             title="per-layer INT8 sensitivity (red: kept FP32)",
+                             removed=[x["layer"] for x in ex["layers"] if x.get("precision") == "fp32"]))
+    return "\n".join(out)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -186,32 +234,68 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 def session_report(session_path: str | Path, out: str | Path, *, bench: str | Path | None = None,
                    exports: Sequence[str | Path] = ()) -> Path:
-    """Write the HTML report of a ``.slim`` session (plus optional bench JSON and ONNX check reports)."""
+    """Write the HTML report of a ``.slim`` session (plus optional bench JSON and ONNX check reports).
+
+    The benchmark and the exports stored in the session are included too; ``bench`` replaces the
+    session's benchmark, ``exports`` come after the session's own."""
     from .session import Session
 
-    sess = Session.load(session_path)
+    return write_session_report(Session.load(session_path), out, bench=bench, exports=exports)
+
+
+def _session_exports(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The session's exports, the last one per file, each from its check report when it is still there."""
+    runs = ((results.get("export") or {}).get("runs") or []) if isinstance(results.get("export"), dict) else []
+    latest: dict[str, dict[str, Any]] = {}
+    for rec in runs:
+        if isinstance(rec, dict) and rec.get("file"):
+            latest.pop(str(rec["file"]), None)
+            latest[str(rec["file"])] = rec
+    out = []
+    for rec in latest.values():
+        check = _read_json(Path(rec["report"])) if rec.get("report") else None
+        out.append({**rec, **check} if check else rec)
+    return out
+
+
+def write_session_report(sess: Any, out: str | Path, *, bench: str | Path | dict[str, Any] | None = None,
+                         exports: Sequence[str | Path] = ()) -> Path:
+    """Write the HTML report of a :class:`~slimgui.core.session.Session` (the app's File → Export report):
+    model, plan, scores, evaluations, healing curves, benchmark and export checks."""
     scores = {name: sc.values for name, sc in sess.scores.items()}
     locked = sorted({u for sc in sess.scores.values() for u in sc.locked})
     model = {"path": sess.model_path, "adapter": sess.adapter, "slimmed model": sess.slimmed_path,
              "active criterion": sess.active_criterion}
     plan = {"remove": list(sess.slimmed_remove or sess.remove), "keep-set": sess.keep}
+    results = sess.results if isinstance(sess.results, dict) else {}
     training = []
     if sess.retrain.out:
         summary = _read_json(Path(sess.retrain.out) / "slimgui_train.json")
         if summary:
             training.append({"name": Path(sess.retrain.out).name, **summary})
-    ppl = sess.results.get("perplexity") if isinstance(sess.results, dict) else None
-    evaluations = {k: {m: v[m] for m in ("perplexity", "tokens") if m in v} for k, v in (ppl or {}).items()
-                   if isinstance(v, dict)}
-    bench_doc = _read_json(Path(bench)) if bench else None
-    if bench and bench_doc is None:
-        raise SlimError(f"{bench} is not a benchmark JSON file", hint="write one with `slimgui bench ... --json`")
-    checks = []
+    evaluations: dict[str, Any] = {}
+    ppl = results.get("perplexity")
+    healing = results.get("retrain") if isinstance(results.get("retrain"), dict) else {}
+    for source, suffix in ((ppl, ""), (healing, " (after healing)" if ppl else "")):
+        file = Path(str(source.get("file"))).name if isinstance(source, dict) and source.get("file") else None
+        for k, v in (source or {}).items():
+            if isinstance(v, dict) and "perplexity" in v:
+                evaluations[f"{k}{suffix}"] = {"perplexity": v.get("perplexity"), "tokens": v.get("tokens", ""),
+                                               "file": file or ""}
+    if isinstance(bench, dict):
+        bench_doc: dict[str, Any] | None = bench
+    elif bench:
+        bench_doc = _read_json(Path(bench))
+        if bench_doc is None:
+            raise SlimError(f"{bench} is not a benchmark JSON file", hint="write one with `slimgui bench ... --json`")
+    else:
+        bench_doc = results.get("bench") if isinstance(results.get("bench"), dict) else None
+    checks = _session_exports(results)
     for e in exports:
         c = _read_json(Path(str(e) + ".check.json")) or _read_json(Path(e))
         if c is None:
             raise SlimError(f"no export check report for {e}", hint="export with `slimgui export` first")
-        checks.append(c)
+        checks = [x for x in checks if str(x.get("file")) != str(c.get("file"))] + [c]
     page = render(title=f"SlimGUI report: {Path(str(model['path'])).name}", model=model, plan=plan, scores=scores,
                   locked=locked, training=training, bench=bench_doc, exports=checks, evaluations=evaluations or None)
     return atomic_write_text(out, page)

@@ -3,13 +3,15 @@
 A session is versioned JSON (``"kind": "session"``, ``schema_version``), never pickle: which model
 is open (path and adapter), every criterion's scores, the keep-set and the units selected for
 removal, where the slimmed model was written, the preview/evaluation settings and results that
-were on screen, and the retraining settings with the run folder (so a reopened session offers to
-resume the run).  Reopening a session restores all of it.
+were on screen, the retraining settings with the run folder (so a reopened session offers to
+resume the run), the export and benchmark settings, and the export check reports (with the per-layer
+sensitivity and the user's INT8/FP32 choices) and benchmark results.  Reopening a session restores all of it.
 
 The module also holds the arithmetic behind the app's panels, so that it is tested without a
 screen: the estimate of a plan (:func:`estimate`), selection by budget (:func:`select_by_budget`),
 score normalisation for colours (:func:`normalized`) and rank agreement between criteria
-(:func:`spearman`, :func:`kendall`, :func:`agreement`).
+(:func:`spearman`, :func:`kendall`, :func:`agreement`), values on the graph (:func:`aggregate_up`) and
+which unit of the original a slimmed model's unit is (:func:`unit_correspondence`).
 
 No Qt here (enforced by import-linter).
 """
@@ -114,6 +116,34 @@ class RetrainSettings:
         self.out = cfg.out
 
 
+@dataclass
+class ExportSettings:
+    """The Export tab's settings: which model (``original``/``slimmed``/``healed``), the format (``onnx`` or
+    ``hf``), the precision (``fp32``/``int8``/``mixed``) and where the file goes (None: proposed)."""
+
+    target: str = "original"
+    format: str = "onnx"
+    mode: str = "fp32"
+    with_past: bool = False
+    fp32_fraction: float = 0.1
+    sample_text: str | None = None
+    out: str | None = None
+
+
+@dataclass
+class BenchSettings:
+    """The Benchmark tab's settings.  ``models``: ``original``, ``slimmed``, ``healed``, ``width`` (the
+    width-pruned variant of the original with the slimmed model's size) and paths of ``.onnx`` files."""
+
+    batches: list[int] = field(default_factory=lambda: [1, 8, 32])
+    seq: int = 128
+    new_tokens: int = 16
+    threads: int = 2
+    repeats: int = 5
+    decode: bool = True
+    models: list[str] = field(default_factory=lambda: ["original", "slimmed", "width"])
+
+
 def runs_dir() -> Path:
     """Where the app puts retraining runs (per user, under the cache)."""
     path = cache_dir() / "runs"
@@ -196,8 +226,11 @@ class Session:
     analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
     preview: PreviewSettings = field(default_factory=PreviewSettings)
     retrain: RetrainSettings = field(default_factory=RetrainSettings)
+    export: ExportSettings = field(default_factory=ExportSettings)
+    bench: BenchSettings = field(default_factory=BenchSettings)
     # what the compare panel showed: {"generation": {"original": media, "slimmed": media},
-    #                                 "perplexity": {"original": {...}, "slimmed": {...}}}
+    #                                 "perplexity": {"original": {...}, "slimmed": {...}},
+    #  "retrain": {...}, "export": {"runs": [record, ...], "layers": [...], "flips": {...}}, "bench": {...}}
     results: dict[str, Any] = field(default_factory=dict)
     view: dict[str, Any] = field(default_factory=dict)  # expanded units, open tab, ...
 
@@ -232,6 +265,8 @@ class Session:
             "analysis": asdict(self.analysis),
             "preview": asdict(self.preview),
             "retrain": {**asdict(self.retrain), "out": place(self.retrain.out)},
+            "export": asdict(self.export),
+            "bench": asdict(self.bench),
             "results": _jsonable(results),
             "view": _jsonable(self.view),
         }
@@ -275,6 +310,8 @@ class Session:
             analysis=settings(AnalysisSettings, doc.get("analysis")),
             preview=settings(PreviewSettings, doc.get("preview")),
             retrain=settings(RetrainSettings, retrain),
+            export=settings(ExportSettings, doc.get("export")),
+            bench=settings(BenchSettings, doc.get("bench")),
             results=results, view=dict(doc.get("view") or {}),
         )
 
@@ -392,20 +429,82 @@ def select_by_budget(graph: UnitGraph, scores: Scores, *, blocks: int | None = N
     return sorted(chosen, key=prunable.index)
 
 
+# -- values on the graph ----------------------------------------------------------------------
+def aggregate_up(graph: UnitGraph, values: Mapping[str, float], how: str = "max") -> dict[str, float]:
+    """``values`` for every unit that has one of its own or below it: a unit without a value of its own
+    gets the ``max``/``sum``/``mean`` of its children's (after they got theirs).  Ids not in the graph go."""
+    combine = {"max": max, "sum": sum, "mean": lambda xs: sum(xs) / len(xs)}.get(how)
+    if combine is None:
+        raise SlimError(f"unknown aggregation '{how}'", hint="use max, sum or mean")
+    out = {k: float(v) for k, v in values.items() if k in graph}
+    kids: dict[str | None, list[str]] = {}
+    for u in graph.units:
+        kids.setdefault(u.parent, []).append(u.id)
+
+    def fill(uid: str) -> float | None:
+        below = [v for v in (fill(c) for c in kids.get(uid, [])) if v is not None]
+        if uid not in out and below:
+            out[uid] = float(combine(below))
+        return out.get(uid)
+
+    for top in kids.get(None, []):
+        fill(top)
+    return out
+
+
+def unit_correspondence(original: UnitGraph, derived: UnitGraph, removed: Sequence[str] = ()) -> dict[str, str]:
+    """For a model ``derived`` from ``original`` by removing the units ``removed`` (a slimmed or healed model):
+    which unit of ``original`` each unit of ``derived`` is.  Prunable units pair up in order, their children by
+    position and label, and the fixed units (embeddings, head, ...) by id.  Units without a partner are left out
+    (the mapping is empty where the two graphs do not fit together)."""
+    gone = set(removed)
+    kept = [u for u in original.prunable() if u.id not in gone]
+    mine = derived.prunable()
+    out: dict[str, str] = {}
+
+    def pair(d: str, o: str) -> None:
+        out[d] = o
+        for dc, oc in zip(derived.children(d), original.children(o)):
+            if dc.label == oc.label and dc.kind == oc.kind:
+                pair(dc.id, oc.id)
+
+    if len(kept) == len(mine):
+        for d, o in zip(mine, kept):
+            pair(d.id, o.id)
+    for u in derived.units:
+        if u.parent is None and not u.prunable and u.id in original and not original.get(u.id).prunable:
+            pair(u.id, u.id)
+    return out
+
+
 # -- colours and agreement ---------------------------------------------------------------------
+def color_scale(values: Mapping[str, float]) -> str:
+    """The scale that shows differences best: log for positive scores over orders of magnitude, linear
+    otherwise — and rank when, even so, one outlier (say the first block, whose removal is catastrophic)
+    would leave every other unit within the bottom 10% of the colour range."""
+    finite = sorted(float(v) for v in values.values() if math.isfinite(v))
+    if len(finite) < 2 or finite[-1] == finite[0]:
+        return "linear"
+    lo, hi = finite[0], finite[-1]
+    scale = "log" if lo > 0 and hi / lo > 100 else "linear"
+    f = math.log if scale == "log" else (lambda v: v)
+    if len(finite) > 2 and (f(finite[-2]) - f(lo)) < 0.1 * (f(hi) - f(lo)):
+        return "rank"
+    return scale
+
+
 def normalized(values: Mapping[str, float], scale: str = "auto") -> dict[str, float]:
     """Scores mapped to [0, 1] for colouring (0 = least important).
 
     ``scale``: "linear", "log" (for positive scores spanning orders of magnitude, e.g. perplexity
-    after removing the first block), "rank", or "auto" (log when all positive and max/min > 100).
+    after removing the first block), "rank", or "auto" (see :func:`color_scale`).
     Non-finite scores map to 1 (they mark units the model cannot do without).
     """
     finite = {k: float(v) for k, v in values.items() if math.isfinite(v)}
     if not finite:
         return {k: 1.0 for k in values}
     if scale == "auto":
-        lo, hi = min(finite.values()), max(finite.values())
-        scale = "log" if lo > 0 and hi / lo > 100 else "linear"
+        scale = color_scale(finite)
     if scale == "rank":
         ranks = _ranks(list(finite.values()))
         top = max(1.0, len(finite) - 1.0)

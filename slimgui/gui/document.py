@@ -7,6 +7,8 @@ redraw when it signals.  The document does no heavy work: models arrive from wor
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
@@ -17,7 +19,31 @@ from slimgui.core.ops import graph_of
 from slimgui.core.plan import PruningPlan, parse_keep
 from slimgui.core.plugins import Registry
 from slimgui.core.scores import Scores
-from slimgui.core.session import Estimate, PreviewSettings, RetrainSettings, Session, bytes_per_param, estimate
+from slimgui.core.session import (
+    BenchSettings,
+    Estimate,
+    ExportSettings,
+    PreviewSettings,
+    RetrainSettings,
+    Session,
+    bytes_per_param,
+    estimate,
+)
+
+
+@dataclass
+class Overlay:
+    """Values keyed by unit id that colour the model view instead of a criterion's scores.
+
+    A unit without a value of its own gets the ``aggregate`` (max, sum, mean) of its children's, so values
+    given for children (e.g. a block's attention and MLP) colour the block too.  ``title`` heads the
+    legend, ``words`` name the two ends of its colour bar, ``notes`` add a line to a unit's tooltip."""
+
+    title: str
+    values: dict[str, float]
+    words: tuple[str, str] = ("low", "high")
+    aggregate: str = "max"
+    notes: dict[str, str] = field(default_factory=dict)
 
 
 class Document(QObject):
@@ -26,6 +52,7 @@ class Document(QObject):
     selectionChanged = Signal()
     slimmedChanged = Signal()
     resultsChanged = Signal()
+    overlaysChanged = Signal()
 
     def __init__(self, registry: Registry, parent: QObject | None = None):
         super().__init__(parent)
@@ -34,8 +61,11 @@ class Document(QObject):
         self.model: LoadedModel | None = None
         self.graph: UnitGraph | None = None
         self.slimmed: LoadedModel | None = None
+        self.healed: LoadedModel | None = None  # the retrained model, once some job has loaded it
         self.locked: list[str] = []
         self.bytes_per_param = 4
+        self.overlays: dict[str, Overlay] = {}  # other values the model view can be coloured by
+        self.active_overlay: str | None = None
 
     # -- the model -----------------------------------------------------------------------------
     @property
@@ -50,11 +80,17 @@ class Document(QObject):
         self.bytes_per_param = bytes_per_param(model)
         preview = PreviewSettings(**{**vars(old.preview)})
         retrain = RetrainSettings(**{**copy.deepcopy(vars(old.retrain)), "out": None})  # settings stay, the run is new
+        export = ExportSettings(**{**vars(old.export), "out": None, "target": "original"})
+        bench = BenchSettings(**copy.deepcopy(vars(old.bench)))
+        bench.models = [m for m in bench.models if not m.lower().endswith(".onnx")]  # the old model's files
         self.session = Session(model_path=path or model.source, adapter=model.adapter, analysis=old.analysis,
-                               preview=preview, retrain=retrain)
+                               preview=preview, retrain=retrain, export=export, bench=bench)
         self.locked = []
         self.slimmed = None
+        self.healed = None
+        self.overlays, self.active_overlay = {}, None
         self.modelChanged.emit()
+        self.overlaysChanged.emit()
         self.scoresChanged.emit()
         self.selectionChanged.emit()
         self.slimmedChanged.emit()
@@ -76,6 +112,8 @@ class Document(QObject):
         self.session.analysis = session.analysis
         self.session.preview = session.preview
         self.session.retrain = session.retrain
+        self.session.export = session.export
+        self.session.bench = session.bench
         self.session.results = dict(session.results)
         self.session.view = dict(session.view)
         self.session.slimmed_path = session.slimmed_path
@@ -98,6 +136,7 @@ class Document(QObject):
     def add_scores(self, scores: Scores) -> None:
         self.session.scores[scores.criterion] = scores
         self.session.active_criterion = scores.criterion
+        self.show_overlay(None)  # the new scores are what the user wants to see
         self.scoresChanged.emit()
 
     def set_active(self, criterion: str | None) -> None:
@@ -194,3 +233,33 @@ class Document(QObject):
     def set_results(self, kind: str, values: dict) -> None:
         self.session.results[kind] = dict(values)
         self.resultsChanged.emit()
+
+    def healed_path(self) -> str | None:
+        """The healed model's folder from the last retraining run, when it is still there."""
+        path = (self.session.results.get("retrain") or {}).get("healed_path")
+        return path if path and Path(path).is_dir() else None
+
+    # -- overlays: other values the model view is coloured by ------------------------------------
+    def set_overlay(self, name: str, overlay: Overlay | None, show: bool = True) -> None:
+        """Add (or replace, or with None remove) the overlay ``name``; ``show`` colours the view by it."""
+        if overlay is None:
+            self.overlays.pop(name, None)
+            if self.active_overlay == name:
+                self.active_overlay = None
+        else:
+            self.overlays[name] = overlay
+            if show:
+                self.active_overlay = name
+        self.overlaysChanged.emit()
+
+    def show_overlay(self, name: str | None) -> None:
+        """Colour the view by the overlay ``name`` (None: by the active criterion again)."""
+        if name is not None and name not in self.overlays:
+            raise SlimError(f"nothing to colour by under '{name}'")
+        if name != self.active_overlay:
+            self.active_overlay = name
+            self.overlaysChanged.emit()
+
+    @property
+    def overlay(self) -> Overlay | None:
+        return self.overlays.get(self.active_overlay) if self.active_overlay else None

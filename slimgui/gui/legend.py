@@ -42,7 +42,10 @@ def removed_brush() -> QBrush:
 
 
 class ColorLegend(QWidget):
-    """A horizontal colour bar (least → most important) with the criterion and its value range."""
+    """A horizontal colour bar (least → most important) with the criterion and its value range.
+
+    The same bar shows any other values the view is coloured by (:meth:`set_range` with ``title`` and
+    ``words``, e.g. the per-layer INT8 sensitivity of a mixed-precision export)."""
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -50,16 +53,26 @@ class ColorLegend(QWidget):
         self.low: float | None = None
         self.high: float | None = None
         self.scale = "linear"
+        self.title: str | None = None
+        self.words = ("least important", "most important")
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.setMinimumHeight(54)
 
     def sizeHint(self) -> QSize:
         return QSize(420, 54)
 
-    def set_range(self, criterion: str | None, low: float | None, high: float | None, scale: str = "linear") -> None:
+    def set_range(self, criterion: str | None, low: float | None, high: float | None, scale: str = "linear",
+                  *, title: str | None = None, words: tuple[str, str] | None = None) -> None:
+        """``criterion`` names what colours the view (None: nothing); ``title`` replaces "Importance by …" and
+        ``words`` the two ends' "least/most important" for values that are not importance scores."""
         self.criterion, self.low, self.high, self.scale = criterion, low, high, scale
-        self.setToolTip(f"colour = importance by '{criterion}' ({scale} scale): dark = least important, "
-                        "yellow = most important" if criterion else "run an analysis to colour the blocks")
+        self.title = title
+        self.words = tuple(words) if words else ("least important", "most important")
+        if title and criterion:
+            self.setToolTip(f"colour = {title} ({scale} scale): dark = {self.words[0]}, yellow = {self.words[1]}")
+        else:
+            self.setToolTip(f"colour = importance by '{criterion}' ({scale} scale): dark = least important, "
+                            "yellow = most important" if criterion else "run an analysis to colour the blocks")
         self.update()
 
     @staticmethod
@@ -78,13 +91,13 @@ class ColorLegend(QWidget):
         text = self.palette().windowText().color()
         hint = QColor("#6b7280")
         x0, top = 8.0, 2.0
-        title = (f"Importance by {self.criterion}" + (" (log scale)" if self.scale == "log" else "")
+        title = ((self.title or f"Importance by {self.criterion}") + {"log": " (log scale)", "rank": " (by rank)"}.get(self.scale, "")
                  if self.criterion else "No scores yet — run an analysis")
         p.setPen(text)
         p.drawText(QPointF(x0, top + fm.ascent()), title)
         # the colour bar with its value range; words under its two ends
         low, high = (self._fmt(self.low), self._fmt(self.high)) if self.criterion else ("", "")
-        words = ("least important", "most important")
+        words = self.words
         bar_w = max(150.0, fm.horizontalAdvance(words[0]) + fm.horizontalAdvance(words[1]) + 16)
         y_bar = top + fm.height() + 3
         x_bar = x0 + (fm.horizontalAdvance(low) + 6 if low else 0)

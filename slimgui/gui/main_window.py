@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, QUrl
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtGui import QAction, QDesktopServices, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
@@ -35,9 +35,11 @@ from slimgui.core.plugins import Registry, discover
 from slimgui.core.session import SUFFIX, Session
 
 from .analysis_panel import AnalysisPanel
+from .bench_panel import BenchPanel
 from .compare_panel import ComparePanel
 from .dialogs import AdapterChooser
 from .document import Document
+from .export_panel import ExportPanel
 from .jobs_panel import JobsPanel
 from .model_view import ModelPanel
 from .notify import MessageBar, NotificationsPanel, Notifier
@@ -112,8 +114,10 @@ class MainWindow(QMainWindow):
         self.scores_panel = ScoresPanel(self.doc)
         self.compare_panel = ComparePanel(self.doc, self.runner, self.notifier)
         self.retrain_panel = RetrainPanel(self.doc, self.runner, self.notifier, self.settings)
+        self.export_panel = ExportPanel(self.doc, self.runner, self.notifier)
+        self.bench_panel = BenchPanel(self.doc, self.runner, self.notifier)
         for field in (self.analysis_panel.data, self.compare_panel.eval_file, self.retrain_panel.data,
-                      self.retrain_panel.eval_file):
+                      self.retrain_panel.eval_file, self.export_panel.sample):
             field.setProperty("pathDrop", True)
         work = QWidget()
         wl = QVBoxLayout(work)
@@ -133,6 +137,9 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.scores_panel, "Scores")
         self.tabs.addTab(self.compare_panel, "Compare")
         self.tabs.addTab(FitScrollArea(self.retrain_panel), "Retrain")  # small screens: the tab scrolls
+        self.retrain_tab = self.tabs.count() - 1
+        self.tabs.addTab(FitScrollArea(self.export_panel), "Export")
+        self.tabs.addTab(FitScrollArea(self.bench_panel), "Benchmark")
         self.retrain_panel.openRequested.connect(self.open_path)
         self.retrain_panel.compareRequested.connect(lambda: self.tabs.setCurrentWidget(self.compare_panel))
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
@@ -196,6 +203,8 @@ class MainWindow(QMainWindow):
         self._action(f, "Save Session", self.save_session_dialog, QKeySequence.StandardKey.Save)
         self._action(f, "Save Session As…", lambda: self.save_session_dialog(ask=True), QKeySequence.StandardKey.SaveAs)
         self._action(f, "Export Slimmed Model…", self.plan_panel._export_clicked)
+        self._action(f, "Export Report…", self.export_report_dialog, None,
+                     "Write an HTML report of the session: model, plan, scores, healing, benchmark, exports")
         f.addSeparator()
         self._action(f, "Quit", self.close, QKeySequence.StandardKey.Quit)
         v = bar.addMenu("&View")
@@ -208,13 +217,26 @@ class MainWindow(QMainWindow):
         a = bar.addMenu("&Analysis")
         self._action(a, "Analyse", lambda: self.analysis_panel.run(), "Ctrl+R")
         self._action(a, "Apply Plan", lambda: self.plan_panel.apply(), "Ctrl+Return")
-        self._action(a, "Retrain…", lambda: self.tabs.setCurrentIndex(self.tabs.count() - 1), None,
+        self._action(a, "Retrain…", lambda: self.tabs.setCurrentIndex(self.retrain_tab), None,
                      "Heal the slimmed model: LoRA, continued pretraining or distillation")
+        self._action(a, "Export…", lambda: self.show_panel(self.export_panel), None,
+                     "Export to ONNX (FP32, INT8, mixed precision) or a transformers folder")
+        self._action(a, "Benchmark…", lambda: self.show_panel(self.bench_panel), None,
+                     "Measure latency and throughput of the original, slimmed and exported models")
         self._action(a, "Cancel All Jobs", self.runner.cancel_all, "Ctrl+.")
         h = bar.addMenu("&Help")
         self._action(h, "Installed Plugins", self._show_plugins)
         self._action(h, "About SlimGUI", lambda: self.notifier.info(
             f"SlimGUI {__version__} — structured pruning workbench; everything runs locally."))
+
+    def show_panel(self, panel: QWidget) -> None:
+        """Bring the tab that holds ``panel`` (directly or in its scroll area) to the front."""
+        for i in range(self.tabs.count()):
+            tab = self.tabs.widget(i)
+            inner = tab.widget() if isinstance(tab, QScrollArea) else None
+            if tab is panel or inner is panel or (inner is not None and inner.isAncestorOf(panel)):
+                self.tabs.setCurrentIndex(i)
+                return
 
     def _fill_recent(self) -> None:
         self.recent_menu.clear()
@@ -335,6 +357,10 @@ class MainWindow(QMainWindow):
         self.plan_panel.update_estimate()
         self.compare_panel.apply_settings()
         self.retrain_panel.apply_settings()
+        self.export_panel.apply_settings()
+        self.bench_panel.apply_settings()
+        if session.view.get("overlay") in self.doc.overlays:
+            self.doc.show_overlay(session.view["overlay"])
         self.model_panel.view.set_expanded(session.view.get("expanded", []))
         if isinstance(session.view.get("tab"), int):
             self.tabs.setCurrentIndex(session.view["tab"])
@@ -376,14 +402,55 @@ class MainWindow(QMainWindow):
             raise SlimError("nothing to save: open a model first")
         if not str(path).lower().endswith(SUFFIX):
             path = f"{path}{SUFFIX}"
-        self.retrain_panel.store_settings()
-        self.doc.session.view = {"expanded": sorted(self.model_panel.view.expanded), "tab": self.tabs.currentIndex()}
+        self._store_settings()
         out = self.doc.session.save(path)
         self.session_path = str(out)
         self.settings.add_recent(str(out))
         self._update_title()
         self.notifier.info(f"Session saved to {out}")
         return out
+
+    def _store_settings(self) -> None:
+        """The panels' settings and the view's state into the session (before saving or reporting it)."""
+        self.retrain_panel.store_settings()
+        self.export_panel.store_settings()
+        self.bench_panel.store_settings()
+        self.doc.session.view = {"expanded": sorted(self.model_panel.view.expanded), "tab": self.tabs.currentIndex()}
+        if self.doc.active_overlay:
+            self.doc.session.view["overlay"] = self.doc.active_overlay
+
+    # -- the report ------------------------------------------------------------------------------
+    def export_report(self, path: str | Path, offer_open: bool = True) -> Path | None:
+        """Write the HTML report of the session on screen to ``path`` (model, plan, scores, healing curves,
+        benchmark, export checks); the message offers to open it.  None (and a message) when it cannot."""
+        from slimgui.core.report import write_session_report
+
+        if self.doc.model is None:
+            self.notifier.warning("Open a model first: the report describes the session on screen.")
+            return None
+        if not str(path).lower().endswith((".html", ".htm")):
+            path = f"{path}.html"
+        self._store_settings()
+        try:
+            out = write_session_report(self.doc.session, path)
+        except (SlimError, OSError) as exc:
+            text = exc.one_line() if isinstance(exc, SlimError) else f"{exc.strerror or exc}"
+            self.notifier.error(f"Could not write the report: {text}")
+            return None
+        action = ("Open", lambda: QDesktopServices.openUrl(url_for(out))) if offer_open else None
+        self.notifier.info(f"Report written to {out}", action=action)
+        return out
+
+    def export_report_dialog(self) -> None:
+        if self.doc.model is None:
+            self.notifier.warning("Open a model first: the report describes the session on screen.")
+            return
+        name = Path(self.doc.model.source).name or "model"
+        base = Path(self.session_path).parent if self.session_path else Path.home()
+        path, _ = QFileDialog.getSaveFileName(self, "Export the session report", str(base / f"{name}-report.html"),
+                                              "HTML (*.html)")
+        if path:
+            self.export_report(path)
 
     def save_session_dialog(self, ask: bool = False) -> None:
         path = self.session_path

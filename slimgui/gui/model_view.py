@@ -1,4 +1,5 @@
-"""The model view: the UnitGraph drawn as blocks, coloured by the active criterion.
+"""The model view: the UnitGraph drawn as blocks, coloured by the active criterion (or by an overlay:
+any ``{unit id: value}`` map with its own legend title, such as the INT8 sensitivity of an export).
 
 How the graph is placed comes from its ``attrs["layout"]`` hint through :data:`LAYOUTS` — a block
 stack for language models today; a U-Net family registers its own layout and every other part of
@@ -29,7 +30,7 @@ from PySide6.QtWidgets import (
 
 from slimgui.core.errors import SlimError
 from slimgui.core.graph import Unit, UnitGraph
-from slimgui.core.session import human_count, normalized
+from slimgui.core.session import aggregate_up, color_scale, human_count, normalized
 
 from . import colors
 from .document import Document
@@ -423,9 +424,11 @@ class ModelPanel(QWidget):
         self.title.setWordWrap(True)
         self.title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.colour_by = QComboBox()
-        self.colour_by.setToolTip("Which criterion's scores colour the blocks")
+        self.colour_by.setToolTip("What colours the blocks: a criterion's scores, or other values such as the "
+                                  "INT8 sensitivity of a mixed-precision export")
         self.colour_by.setMinimumWidth(120)
-        self.colour_by.currentTextChanged.connect(self._colour_by_changed)
+        self.colour_by.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.colour_by.currentIndexChanged.connect(self._colour_by_changed)
         self.view = GraphView()
         self.legend = ColorLegend()
         head = QHBoxLayout()
@@ -449,7 +452,9 @@ class ModelPanel(QWidget):
         document.modelChanged.connect(self._model_changed)
         document.scoresChanged.connect(self.refresh)
         document.selectionChanged.connect(self.refresh)
+        document.overlaysChanged.connect(self.refresh)
         self._updating_combo = False
+        self.overlay_values: dict[str, float] = {}  # the active overlay's values, aggregated up the graph
 
     @property
     def items(self) -> dict[str, UnitItem]:
@@ -468,11 +473,16 @@ class ModelPanel(QWidget):
         self.refresh()
         self.view.fit_width()
 
-    def _colour_by_changed(self, name: str) -> None:
-        if self._updating_combo or not name:
+    def _colour_by_changed(self, index: int) -> None:
+        if self._updating_combo or index < 0:
             return
+        kind, _, name = (self.colour_by.itemData(index) or f"criterion:{self.colour_by.itemText(index)}").partition(":")
         try:
-            self.doc.set_active(name)
+            if kind == "overlay":
+                self.doc.show_overlay(name)
+            else:
+                self.doc.show_overlay(None)
+                self.doc.set_active(name)
         except SlimError as exc:
             self.notifier.error(exc.one_line())
 
@@ -485,45 +495,66 @@ class ModelPanel(QWidget):
         except SlimError as exc:
             self.notifier.warning(exc.one_line())
 
-    def refresh(self) -> None:
+    def _fill_combo(self) -> None:
         self._updating_combo = True
         try:
-            names = list(self.doc.scores)
-            if [self.colour_by.itemText(i) for i in range(self.colour_by.count())] != names:
+            entries = [(name, f"criterion:{name}") for name in self.doc.scores]
+            entries += [(key, f"overlay:{key}") for key in self.doc.overlays]
+            shown = [(self.colour_by.itemText(i), self.colour_by.itemData(i)) for i in range(self.colour_by.count())]
+            if shown != entries:
                 self.colour_by.clear()
-                self.colour_by.addItems(names)
-            active = self.doc.active
-            if active is not None:
-                self.colour_by.setCurrentText(active.criterion)
+                for text, data in entries:
+                    self.colour_by.addItem(text, data)
+                    if data.startswith("overlay:"):
+                        self.colour_by.setItemData(self.colour_by.count() - 1, self.doc.overlays[text].title,
+                                                   Qt.ItemDataRole.ToolTipRole)
+            want = (f"overlay:{self.doc.active_overlay}" if self.doc.overlay is not None else
+                    f"criterion:{self.doc.active.criterion}" if self.doc.active is not None else None)
+            if want is not None:
+                self.colour_by.setCurrentIndex(self.colour_by.findData(want))
         finally:
             self._updating_combo = False
+
+    def refresh(self) -> None:
+        self._fill_combo()
         g = self.doc.graph
         if g is None:
+            self.overlay_values = {}
             self.legend.set_range(None, None, None)
             return
-        active = self.doc.active
-        values = {u.id: active.values[u.id] for u in g.prunable() if active and u.id in active.values}
+        overlay = self.doc.overlay
+        active = self.doc.active if overlay is None else None
+        if overlay is not None:
+            values = aggregate_up(g, overlay.values, overlay.aggregate)
+            name = self.doc.active_overlay
+        else:
+            values = {u.id: active.values[u.id] for u in g.prunable() if active and u.id in active.values}
+            name = active.criterion if active else None
+        self.overlay_values = values if overlay is not None else {}
         norm = normalized(values) if values else {}
         finite = [v for v in values.values() if math.isfinite(v)]
-        if active and finite:
+        if name and finite:
             lo, hi = min(finite), max(finite)
-            scale = "log" if lo > 0 and hi / lo > 100 else "linear"
-            self.legend.set_range(active.criterion, lo, hi, scale)
+            scale = color_scale(values)
+            if overlay is not None:
+                self.legend.set_range(name, lo, hi, scale, title=overlay.title, words=overlay.words)
+            else:
+                self.legend.set_range(name, lo, hi, scale)
         else:
             self.legend.set_range(None, None, None)
-        ranks = {name: {u: i + 1 for i, u in enumerate(sc.ranking())} for name, sc in self.doc.scores.items()}
+        ranks = {n: {u: i + 1 for i, u in enumerate(sc.ranking())} for n, sc in self.doc.scores.items()}
         removing = set(self.doc.remove)
         locked = set(self.doc.locked)
         total = max(1, g.total_params)
         for uid, item in self.view.unit_items.items():
             unit = item.unit
-            if unit.prunable:
-                fill = colors.colour_at(norm[uid]) if uid in norm else colors.UNSCORED
+            if uid in norm:
+                fill = colors.colour_at(norm[uid])
+            elif unit.prunable and overlay is None:
+                fill = colors.UNSCORED
             else:
                 fill = colors.FIXED if unit.parent is None else colors.CHILD
-            score_text = ""
-            if uid in values:
-                score_text = _fmt(values[uid])
+            score_text = _fmt(values[uid]) if uid in values else ""
             item.set_state(fill, score_text, uid in removing, uid in locked,
                            self._tooltip(unit, total, ranks, removing, locked))
 
@@ -540,6 +571,13 @@ class ModelPanel(QWidget):
                 mark = " ◀" if self.doc.active is s else ""
                 r = ranks[name].get(unit.id)
                 lines.append(f"{name}: {s.values[unit.id]:.6g} (rank {r} of {len(s.values)}, 1 = least important){mark}")
+        overlay = self.doc.overlay
+        if overlay is not None and unit.id in self.overlay_values:
+            own = unit.id in overlay.values
+            how = "" if own else f" ({overlay.aggregate} of its parts)"
+            lines.append(f"{overlay.title}: <b>{self.overlay_values[unit.id]:.4g}</b>{how} ◀")
+            if overlay.notes.get(unit.id):
+                lines.append(overlay.notes[unit.id])
         if unit.id in locked:
             lines.append("<i>locked by the keep-set</i>")
         elif unit.id in removing:

@@ -7,6 +7,7 @@ a bar above the workspace and in the status bar.  Tests read ``notifier.notifica
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
@@ -33,6 +34,7 @@ class Notification:
     text: str
     details: str | None = None
     time: float = field(default_factory=time.time)
+    action: tuple[str, Callable[[], None]] | None = None  # (button text, what it does): an offer, e.g. "Open"
 
     def __str__(self) -> str:
         return f"[{self.level}] {self.text}"
@@ -47,14 +49,16 @@ class Notifier(QObject):
         super().__init__(parent)
         self.notifications: list[Notification] = []
 
-    def post(self, level: str, text: str, details: str | None = None) -> Notification:
-        note = Notification(level if level in LEVELS else "info", " ".join(str(text).split()), details)
+    def post(self, level: str, text: str, details: str | None = None,
+             action: tuple[str, Callable[[], None]] | None = None) -> Notification:
+        note = Notification(level if level in LEVELS else "info", " ".join(str(text).split()), details, action=action)
         self.notifications.append(note)
         self.posted.emit(note)
         return note
 
-    def info(self, text: str) -> Notification:
-        return self.post("info", text)
+    def info(self, text: str, action: tuple[str, Callable[[], None]] | None = None) -> Notification:
+        """A message; with ``action`` the message bar shows it with a button (a non-modal offer)."""
+        return self.post("info", text, action=action)
 
     def warning(self, text: str) -> Notification:
         return self.post("warning", text)
@@ -67,7 +71,8 @@ class Notifier(QObject):
 
 
 class MessageBar(QFrame):
-    """A slim, non-modal bar showing the latest warning or error; closes itself or by its button."""
+    """A slim, non-modal bar showing the latest warning or error (or a message that offers an action,
+    with its button); closes itself or by its button."""
 
     def __init__(self, notifier: Notifier, parent: QWidget | None = None):
         super().__init__(parent)
@@ -80,9 +85,14 @@ class MessageBar(QFrame):
         close.setAutoRaise(True)
         close.setToolTip("Dismiss")
         close.clicked.connect(self.hide)
+        self.action_button = QToolButton()
+        self.action_button.clicked.connect(self._act)
+        self.action_button.hide()
+        self._action: Callable[[], None] | None = None
         lay = QHBoxLayout(self)
         lay.setContentsMargins(10, 4, 4, 4)
         lay.addWidget(self._label, 1)
+        lay.addWidget(self.action_button)
         lay.addWidget(close)
         self._timer = QTimer(self, singleShot=True, interval=12000)
         self._timer.timeout.connect(self.hide)
@@ -93,9 +103,18 @@ class MessageBar(QFrame):
     def text(self) -> str:
         return self._label.text()
 
+    def _act(self) -> None:
+        action, self._action = self._action, None
+        self.hide()
+        if action is not None:
+            action()
+
     def show_note(self, note: Notification) -> None:
-        if note.level == "info":
+        if note.level == "info" and note.action is None:
             return
+        self._action = note.action[1] if note.action else None
+        self.action_button.setText(note.action[0] if note.action else "")
+        self.action_button.setVisible(note.action is not None)
         colour, bg = LEVEL_COLOURS[note.level], LEVEL_BACKGROUNDS[note.level]
         self.setStyleSheet(f"#MessageBar {{ background: {bg}; border: 1px solid {colour}; border-radius: 4px; }}"
                            f"#MessageBar QLabel {{ color: {colour}; }}")

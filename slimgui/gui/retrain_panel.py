@@ -936,7 +936,7 @@ class RetrainPanel(QWidget):
             healed, values = result
             if self.doc.model is not ms[0]:
                 return
-            self.healed = healed
+            self.healed = self.doc.healed = healed  # the Export and Benchmark tabs use it without loading it again
             self.doc.set_results("retrain", {**values, "file": path, "healed_path": healed_path, "out": out})
             self.update_buttons()
 
@@ -993,7 +993,7 @@ class RetrainPanel(QWidget):
 
         def done(model: LoadedModel) -> None:
             if self.doc.model is original:
-                self.healed = model
+                self.healed = self.doc.healed = model
                 self._use_healed(model, path)
 
         self.open_job = self.runner.submit(f"Open healed model {Path(path).parent.name}",
