@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from slimgui.core.plan import PruningPlan
 from slimgui.core.progress import CancelToken, ProgressFn, check, report
 
 from .adapter import TransformersAdapter, causal_lm_loss
@@ -83,7 +84,8 @@ class PerplexityDrop:
     The full model runs once and every block's output is kept; removing block *i* then replays the
     outputs of blocks 0..i−1 and runs only blocks i+1.., so the blocks before the removed one are
     never recomputed (half the work of rebuilding the model per block).  ``naive=True`` does the
-    rebuild-per-block for comparison; both give the same scores.
+    rebuild-per-block for comparison (each model without one block is built by ``apply_plan``, as
+    pruning builds it, and run whole); both give the same scores.
     """
 
     name = "ppl"
@@ -126,15 +128,17 @@ class PerplexityDrop:
                 report(progress, 1, n + 1, "full model")
                 for i in range(n):
                     check(cancel)
-                    if self.naive:
-                        stack = blocks[:i] + blocks[i + 1:]
+                    if self.naive:  # build the model without block i, as pruning would, and run it whole
+                        rebuilt = adapter.apply_plan(model, PruningPlan(remove=[f"block.{i}"]), copy=True)
+                        outs = [_Objective(adapter, rebuilt).run(batch) for batch in batches]
+                        del rebuilt
                     else:
                         stack = [_Replay(outputs[j], state) for j in range(i)] + blocks[i + 1:]
-                    with swapped_stack(adapter, model, stack):
-                        outs = []
-                        for bi, batch in enumerate(batches):
-                            state["batch"] = bi
-                            outs.append(objective.run(batch))
+                        with swapped_stack(adapter, model, stack):
+                            outs = []
+                            for bi, batch in enumerate(batches):
+                                state["batch"] = bi
+                                outs.append(objective.run(batch))
                     scores[f"block.{i}"] = objective.score(outs)
                     report(progress, i + 2, n + 1, f"block {i} removed")
         finally:
