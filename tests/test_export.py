@@ -73,10 +73,25 @@ def test_int8_and_mixed_precision(exported):
     assert int8["size_ratio"] < mixed["size_ratio"]  # FP32 layers weigh more (tiny models: even above 1)
 
 
-def test_flipping_a_layer_to_fp32(tiny_models, tmp_path, capsys):
+def test_flipping_a_layer_to_fp32(tiny_models, tmp_path, capsys, monkeypatch):
     doc = run_json(capsys, "export", str(tiny_models["llama"]), "--format", "onnx", "--mixed",
                    "--keep-fp32", "model.layers.2.mlp.down_proj", "--out", str(tmp_path / "m.onnx"))
     assert doc["fp32_layers"] == ["model.layers.2.mlp.down_proj"]
+    # re-exporting with an earlier scan reuses it (no new scan) and keeps the user's choice
+    from slimgui_llm import export
+
+    from slimgui.core.model import open_model
+    from slimgui.core.plugins import discover
+
+    model = open_model(str(tiny_models["llama"]), registry=discover())
+    scanned = {x: v for x, v in doc["sensitivity"].items()}
+    calls = []
+    original_scan = export.sensitivity_scan
+    monkeypatch.setattr(export, "sensitivity_scan", lambda *a, **k: calls.append(1) or original_scan(*a, **k))
+    again = export.export_quantized(model, tmp_path / "again.onnx", mode="mixed", sensitivity=scanned,
+                                    keep_fp32=["model.layers.1.self_attn.q_proj"])
+    assert not calls and again["fp32_layers"] == ["model.layers.1.self_attn.q_proj"]
+    assert {x["layer"]: x["sensitivity"] for x in again["layers"]} == scanned
     err = one_line_error(capsys, "export", str(tiny_models["llama"]), "--format", "onnx", "--mixed",
                          "--keep-fp32", "nope", "--out", str(tmp_path / "n.onnx"))
     assert "no quantisable layer named 'nope'" in err

@@ -295,9 +295,13 @@ def calibration_feed(model, batch: int = 2, seq: int = 64, text: str | None = No
 
 
 def export_quantized(model, out: str | Path, *, mode: str = "int8", fp32_fraction: float = 0.1,
-                     keep_fp32: list[str] | None = None, sample_text: str | None = None,
+                     keep_fp32: list[str] | None = None, sensitivity: dict[str, float] | None = None,
+                     sample_text: str | None = None,
                      progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> dict[str, Any]:
-    """FP32 export + check, then INT8 (all weight MatMuls) or mixed (sensitive layers stay FP32)."""
+    """FP32 export + check, then INT8 (all weight MatMuls) or mixed (sensitive layers stay FP32).
+
+    ``sensitivity`` ({layer: value} from an earlier scan of the same model) skips the scan when it
+    covers every layer; ``keep_fp32`` names the layers to keep FP32 instead of the scan's choice."""
     import tempfile
 
     out = Path(out)
@@ -313,7 +317,11 @@ def export_quantized(model, out: str | Path, *, mode: str = "int8", fp32_fractio
         exclude: list[str] = []
         result: dict[str, Any] = {"mode": mode, "fp32_parity": {k: base[k] for k in ("max_abs_diff", "cosine")}}
         if mode == "mixed":
-            layers = sensitivity_scan(fp32, work, feed, progress=progress, cancel=cancel)
+            if sensitivity and all(x["layer"] in sensitivity for x in layers):
+                for x in layers:  # a re-export with the user's choices: the earlier scan still holds
+                    x["sensitivity"] = float(sensitivity[x["layer"]])
+            else:
+                layers = sensitivity_scan(fp32, work, feed, progress=progress, cancel=cancel)
             ranked = sorted(layers, key=lambda x: -x["sensitivity"])
             n_keep = max(1, round(fp32_fraction * len(layers))) if keep_fp32 is None else 0
             keep = {x["node"] for x in ranked[:n_keep]}

@@ -411,6 +411,7 @@ def folder_bytes(path: str | Path) -> int:
 
 def export_task(model: LoadedModel | str, out: str, *, registry: Registry, fmt: str = "onnx", mode: str = "fp32",
                 with_past: bool = False, fp32_fraction: float = 0.1, keep_fp32: Sequence[str] | None = None,
+                sensitivity: dict[str, float] | None = None,
                 sample_text: str | None = None, adapter: str | None = None, force: bool = False,
                 progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> tuple[dict[str, Any], LoadedModel]:
     """Export ``model`` (loaded, or a folder opened here) as a transformers folder (``fmt="hf"``) or an ONNX
@@ -455,6 +456,8 @@ def export_task(model: LoadedModel | str, out: str, *, registry: Registry, fmt: 
         options["fp32_fraction"] = float(fp32_fraction)
         if keep_fp32 is not None:
             options["keep_fp32"] = list(keep_fp32)
+        if sensitivity:
+            options["sensitivity"] = dict(sensitivity)  # reuse an earlier scan of the same model
     result = dict(model.impl.export_onnx(model, str(out), mode=mode, with_past=with_past, **options))
     result.update({"format": "onnx", "mode": mode, "report": str(out) + ".check.json", "source": model.source})
     return result, model

@@ -435,8 +435,9 @@ class ExportPanel(QWidget):
         return model
 
     def export(self, keep_fp32: list[str] | None = None, *, target: str | None = None, out: str | None = None,
-               mode: str | None = None) -> Job | None:
-        """Export with the tab's settings (or the given ones); ``keep_fp32``: the mixed export's FP32 layers."""
+               mode: str | None = None, sensitivity: dict[str, float] | None = None) -> Job | None:
+        """Export with the tab's settings (or the given ones); ``keep_fp32``: the mixed export's FP32 layers;
+        ``sensitivity``: an earlier scan of the same model, reused instead of scanning again."""
         if self.busy or self.doc.model is None:
             return None
         s = self.store_settings()
@@ -461,7 +462,8 @@ class ExportPanel(QWidget):
             f"Export {target} model as {name} ({'transformers' if fmt == 'hf' else mode.upper()})",
             partial(export_task, model, out, registry=self.doc.registry, fmt=fmt, mode=mode,
                     with_past=s.with_past and mode == "fp32" and fmt == "onnx", fp32_fraction=s.fp32_fraction,
-                    keep_fp32=keep_fp32, sample_text=s.sample_text, adapter=original.adapter, force=force),
+                    keep_fp32=keep_fp32, sensitivity=sensitivity, sample_text=s.sample_text,
+                    adapter=original.adapter, force=force),
             kind="export", lane="model", on_done=lambda r: self._exported(r, target, original),
             on_failed=self._failed, on_cancelled=self._cancelled)
         self.update_buttons()
@@ -475,8 +477,9 @@ class ExportPanel(QWidget):
             self.notifier.info("Export with mixed precision first: Export again uses its layer table.")
             return None
         keep = [x["layer"] for x in layers if self._chosen(x) == "fp32"]
+        scanned = {x["layer"]: x["sensitivity"] for x in layers if "sensitivity" in x}
         return self.export(keep, target=res.get("layers_target") or "original", out=res.get("layers_file"),
-                           mode="mixed")
+                           mode="mixed", sensitivity=scanned)
 
     def cancel(self) -> None:
         if self.busy:
