@@ -14,6 +14,7 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
+from guikit import delivered  # noqa: E402
 from PySide6.QtCore import QEvent, QMimeData, QPointF, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
@@ -28,34 +29,10 @@ from slimgui.gui.settings import Settings  # noqa: E402
 WAIT_MS = 60_000
 
 
-@pytest.fixture(autouse=True)
-def _private_config(tmp_path, monkeypatch):
-    """Settings go to a per-test folder, never the user's config."""
-    monkeypatch.setenv("SLIMGUI_CONFIG_DIR", str(tmp_path / "config"))
 
 
-@pytest.fixture
-def make_window(qtbot, registry, tmp_path):
-    made = []
-
-    def make(reg=None):
-        w = create_window(registry=reg or registry, settings=Settings(tmp_path / "config" / "slimgui.ini"))
-        _RUNNERS.append(w.runner)
-        qtbot.addWidget(w)
-        w.resize(1280, 800)
-        w.show()
-        made.append(w)
-        return w
-
-    yield make
-    for w in made:
-        w.runner.shutdown(30_000)
-        _RUNNERS.remove(w.runner)
 
 
-@pytest.fixture
-def window(make_window):
-    return make_window()
 
 
 def drop(target, paths) -> None:
@@ -85,21 +62,9 @@ def use_tiny_calibration(window, text_file) -> None:
     panel.batch_size.setValue(4)
 
 
-_RUNNERS: list = []
-
-
-def window_runner_active(job) -> set:
-    """The active job ids of the runner that runs ``job`` (any window made in this test)."""
-    for runner in _RUNNERS:
-        if job.id in runner._active:
-            return runner._active
-    return set()
-
-
 def run_and_wait(qtbot, job):
     assert job is not None
-    # finished, and its outcome delivered to the views (the runner drops it from its active set then)
-    qtbot.waitUntil(lambda: job.status.finished and job.id not in window_runner_active(job), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: delivered(job), timeout=WAIT_MS)
     assert job.status == JobStatus.DONE, job.error
     QApplication.processEvents()
     return job
@@ -355,7 +320,7 @@ def test_cancelling_a_running_job_stops_it(qtbot, window, tiny_models, text_file
     job = panel.evaluate()
     qtbot.waitUntil(lambda: job.status == JobStatus.RUNNING and job.done > 0, timeout=WAIT_MS)
     window.jobs_panel.cancel_button(job).click()
-    qtbot.waitUntil(lambda: job.status.finished and job.id not in window.runner._active, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: delivered(job), timeout=WAIT_MS)
     assert job.status == JobStatus.CANCELLED and job.done < job.total
     QApplication.processEvents()
     qtbot.waitUntil(lambda: window.jobs_panel.item_for(job).text(1) == "cancelled", timeout=WAIT_MS)

@@ -13,50 +13,22 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
+from guikit import delivered  # noqa: E402
 from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from slimgui.core.jobs import JobStatus  # noqa: E402
 from slimgui.core.session import Session  # noqa: E402
 from slimgui.core.train import checkpoints  # noqa: E402
-from slimgui.gui.app import create_window  # noqa: E402
 from slimgui.gui.curves import LossCurves  # noqa: E402
-from slimgui.gui.settings import Settings  # noqa: E402
 
 WAIT_MS = 120_000
 
 
-@pytest.fixture(autouse=True)
-def _private_config(tmp_path, monkeypatch):
-    monkeypatch.setenv("SLIMGUI_CONFIG_DIR", str(tmp_path / "config"))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny models gain nothing from threads, and on a shared 2-core machine OpenMP barriers thrash."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
-@pytest.fixture
-def make_window(qtbot, registry, tmp_path):
-    made = []
-
-    def make():
-        w = create_window(registry=registry, settings=Settings(tmp_path / "config" / "slimgui.ini"))
-        qtbot.addWidget(w)
-        w.resize(1280, 800)
-        w.show()
-        made.append(w)
-        return w
-
-    yield make
-    for w in made:
-        w.runner.shutdown(30_000)
 
 
 def applied_window(qtbot, make_window, model_dir, text_file):
@@ -83,7 +55,7 @@ def applied_window(qtbot, make_window, model_dir, text_file):
 def wait_job(qtbot, window, job, status=JobStatus.DONE):
     """Wait until the job is over and the runner has delivered its outcome to the views."""
     assert job is not None
-    qtbot.waitUntil(lambda: job.status.finished and job.id not in window.runner._active, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: delivered(job), timeout=WAIT_MS)
     assert job.status == status, job.error
     QApplication.processEvents()
 

@@ -1,0 +1,57 @@
+"""Fixtures shared by the GUI tests: a private config, one torch thread, windows that clean up.
+
+They live in this folder so that the core tests never need Qt.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("PySide6")
+pytest.importorskip("pytestqt")
+
+from guikit import RUNNERS  # noqa: E402
+
+from slimgui.gui.app import create_window  # noqa: E402
+from slimgui.gui.settings import Settings  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _private_config(tmp_path, monkeypatch):
+    """Settings go to a per-test folder, never the user's config."""
+    monkeypatch.setenv("SLIMGUI_CONFIG_DIR", str(tmp_path / "config"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """Tiny models gain nothing from threads, and on a shared 2-core machine OpenMP barriers thrash."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def make_window(qtbot, registry, tmp_path):
+    made = []
+
+    def make(reg=None):
+        w = create_window(registry=reg or registry, settings=Settings(tmp_path / "config" / "slimgui.ini"))
+        RUNNERS.append(w.runner)
+        qtbot.addWidget(w)
+        w.resize(1280, 800)
+        w.show()
+        made.append(w)
+        return w
+
+    yield make
+    for w in made:
+        w.runner.shutdown(30_000)
+        RUNNERS.remove(w.runner)
+
+
+@pytest.fixture
+def window(make_window):
+    return make_window()
