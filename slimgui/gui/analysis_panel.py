@@ -15,7 +15,6 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPushButton,
     QSpinBox,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -25,6 +24,7 @@ from slimgui.core.errors import SlimError
 from slimgui.core.jobs import Job, analyze_task
 from slimgui.core.scores import Scores
 from slimgui.core.session import criteria_for, default_criterion, default_data
+from slimgui.gui.widgets import browse_row
 
 from .document import Document
 from .notify import Notifier
@@ -45,13 +45,7 @@ class AnalysisPanel(QWidget):
         self.description.setObjectName("Hint")
         self.data = QLineEdit()
         self.data.setPlaceholderText("calibration text file (UTF-8)")
-        browse = QToolButton()
-        browse.setText("…")
-        browse.setToolTip("Choose a calibration text file")
-        browse.clicked.connect(self._browse)
-        data_row = QHBoxLayout()
-        data_row.addWidget(self.data, 1)
-        data_row.addWidget(browse)
+        data_row = browse_row(self.data, self._browse, "Choose a calibration text file")
         self.seq_len = self._spin(2, 8192, 128, "tokens per calibration segment")
         self.samples = self._spin(1, 4096, 32, "number of calibration segments")
         self.batch_size = self._spin(1, 512, 8, "segments per forward pass")

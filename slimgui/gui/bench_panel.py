@@ -33,7 +33,6 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QListWidget,
     QListWidgetItem,
-    QProgressBar,
     QPushButton,
     QSpinBox,
     QSplitter,
@@ -45,6 +44,7 @@ from PySide6.QtWidgets import (
 
 from slimgui.core.jobs import Job, bench_task, format_eta
 from slimgui.core.session import BenchSettings, human_count
+from slimgui.gui.widgets import thin_progress
 
 from .document import Document
 from .notify import Notifier
@@ -181,10 +181,7 @@ class BenchPanel(QWidget):
         form.addRow("Runs", row2)
         settings = QGroupBox("Settings")
         settings.setLayout(form)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1000)
-        self.progress.setMaximumHeight(14)
-        self.progress.setTextVisible(False)
+        self.progress = thin_progress()
         self.status = QLabel()
         self.status.setWordWrap(True)
         self.prefill_plot = self._plot("Prefill latency", "ms")

@@ -33,13 +33,11 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
-    QProgressBar,
     QPushButton,
     QRadioButton,
     QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -50,6 +48,7 @@ from slimgui.core.jobs import Job, export_task, format_eta
 from slimgui.core.model import LoadedModel
 from slimgui.core.ops import graph_of
 from slimgui.core.session import ExportSettings, human_bytes, unit_correspondence
+from slimgui.gui.widgets import browse_row, thin_progress
 
 from . import colors
 from .document import Document, Overlay
@@ -177,21 +176,10 @@ class ExportPanel(QWidget):
         self.sample.setToolTip("The parity check (and the sensitivity scan) run on tokens of this text; "
                                "empty: token ids drawn from the vocabulary")
         self.sample.setProperty("pathDrop", True)
-        sample_browse = QToolButton()
-        sample_browse.setText("…")
-        sample_browse.clicked.connect(self._browse_sample)
-        sample_row = QHBoxLayout()
-        sample_row.addWidget(self.sample, 1)
-        sample_row.addWidget(sample_browse)
+        sample_row = browse_row(self.sample, self._browse_sample)
         self.out = QLineEdit()
         self.out.setToolTip("The .onnx file (its check report goes beside it as NAME.onnx.check.json) or the folder")
-        out_browse = QToolButton()
-        out_browse.setText("…")
-        out_browse.setToolTip("Choose where to write the export")
-        out_browse.clicked.connect(self._browse_out)
-        out_row = QHBoxLayout()
-        out_row.addWidget(self.out, 1)
-        out_row.addWidget(out_browse)
+        out_row = browse_row(self.out, self._browse_out, "Choose where to write the export")
         target_row = QHBoxLayout()
         target_row.addWidget(self.target)
         target_row.addWidget(self.target_hint, 1)
@@ -214,10 +202,7 @@ class ExportPanel(QWidget):
         form.addRow("Write to", out_row)
         settings = QGroupBox("Settings")
         settings.setLayout(form)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1000)
-        self.progress.setMaximumHeight(14)
-        self.progress.setTextVisible(False)
+        self.progress = thin_progress()
         self.status = QLabel()
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)

@@ -33,7 +33,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QProgressBar,
     QPushButton,
     QScrollArea,
     QSpinBox,
@@ -56,6 +55,7 @@ from slimgui.core.jobs import (
 from slimgui.core.model import LoadedModel
 from slimgui.core.session import RetrainSettings, default_data, human_bytes, human_count, new_run_dir
 from slimgui.core.train import DEFAULT_LR, TrainConfig, checkpoints, export_job
+from slimgui.gui.widgets import browse_row, thin_progress
 
 from .curves import LossCurves
 from .document import Document
@@ -277,13 +277,7 @@ class RetrainPanel(QWidget):
         self.out = QLineEdit()
         self.out.setToolTip("Run folder: checkpoints, the job's config and the healed model (OUT/model)")
         self.out.editingFinished.connect(self._out_edited)
-        out_browse = QToolButton()
-        out_browse.setText("…")
-        out_browse.setToolTip("Choose the run folder (an existing run there can be resumed)")
-        out_browse.clicked.connect(self._browse_out)
-        out_row = QHBoxLayout()
-        out_row.addWidget(self.out, 1)
-        out_row.addWidget(out_browse)
+        out_row = browse_row(self.out, self._browse_out, "Choose the run folder (an existing run there can be resumed)")
         method_row = QHBoxLayout()
         method_row.addWidget(self.method)
         method_row.addWidget(self.method_hint, 1)
@@ -330,10 +324,7 @@ class RetrainPanel(QWidget):
         self.estimate_label = QLabel()
         self.estimate_label.setWordWrap(True)
         self.estimate_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1000)
-        self.progress.setMaximumHeight(14)
-        self.progress.setTextVisible(False)
+        self.progress = thin_progress()
         self.status = QLabel()
         self.status.setWordWrap(True)
         self.curves = LossCurves()
