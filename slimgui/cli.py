@@ -293,6 +293,7 @@ def _train_config(args):
         lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
         lora_targets=[t.strip() for t in args.lora_targets.split(",")] if args.lora_targets else None,
         lora_merge=not args.keep_adapter, kd_ce=args.kd_ce, kd_kl=args.kd_kl, kd_hidden=args.kd_hidden,
+        lcm_ddim_steps=args.lcm_ddim_steps, lcm_guidance=args.lcm_guidance,
         max_train_tokens=args.max_train_tokens, trust_remote_code=args.trust_remote_code)
     cfg.validate()
     return cfg
@@ -326,7 +327,8 @@ def cmd_retrain(args) -> int:
                              f"{est['trainable_params']:,} trainable of {est['params']:,} parameters"
                              + (" (resuming)" if ev["resumed"] else "") + "\n")
         if ev["event"] == "step":
-            msg = f"loss {ev['train_loss']:.3f}" + (f" val ppl {ev['val_ppl']:.2f}" if "val_ppl" in ev else "")
+            msg = f"loss {ev['train_loss']:.3f}" + (f" val ppl {ev['val_ppl']:.2f}" if "val_ppl" in ev else
+                                                   f" val loss {ev['val_loss']:.4f}" if "val_loss" in ev else "")
             bar(ev["step"], ev["total"], msg)
 
     try:
@@ -334,8 +336,10 @@ def cmd_retrain(args) -> int:
     finally:
         bar.close()
     result["model"] = str(Path(cfg.out) / "model")
-    human = (f"step {result['step']}: validation perplexity {result['val_ppl']:.3f} "
-             f"(loss {result['val_loss']:.4f}), {result['tokens_seen']:,} tokens\nhealed model: {result['model']}")
+    val = (f"validation perplexity {result['val_ppl']:.3f} (loss {result['val_loss']:.4f})" if "val_ppl" in result
+           else f"validation loss {result['val_loss']:.4f}")
+    human = (f"step {result['step']}: {val}, {result['tokens_seen']:,} {result.get('items', 'tokens')}"
+             f"\nhealed model: {result['model']}")
     _emit(args, result, human)
     return 0
 
@@ -515,8 +519,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("retrain", help="heal a slimmed model: LoRA, continued pretraining or distillation")
     common(sp)
-    sp.add_argument("--method", choices=["lora", "cpt", "kd"], default="lora")
-    sp.add_argument("--teacher", help="the original model (for --method kd)")
+    sp.add_argument("--method", choices=["lora", "cpt", "kd", "lcm"], default="lora",
+                    help="lora, cpt (full), kd (distil from --teacher), lcm (latent consistency: few-step diffusion)")
+    sp.add_argument("--teacher", help="the original model (for --method kd; for lcm the default is MODEL itself)")
     sp.add_argument("--data", action="append", required=True,
                     help="text file/folder, JSONL or a saved dataset (repeatable)")
     sp.add_argument("--steps", type=int, default=100)
@@ -538,9 +543,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--lora-dropout", type=float, default=0.05)
     sp.add_argument("--lora-targets", help="comma-separated module names (default: every linear layer in the blocks)")
     sp.add_argument("--keep-adapter", action="store_true", help="save the LoRA adapter instead of merging it")
-    sp.add_argument("--kd-ce", type=float, default=1.0, help="distillation: weight of the next-token loss")
-    sp.add_argument("--kd-kl", type=float, default=1.0, help="distillation: weight of KL on logits")
-    sp.add_argument("--kd-hidden", type=float, default=1.0, help="distillation: weight of hidden-state MSE")
+    sp.add_argument("--kd-ce", "--lambda-task", dest="kd_ce", type=float, default=1.0,
+                    help="distillation: weight of the task loss (next-token CE; diffusion: noise MSE)")
+    sp.add_argument("--kd-kl", "--lambda-out", dest="kd_kl", type=float, default=1.0,
+                    help="distillation: weight of the output loss (KL on logits; diffusion: MSE to the teacher's output)")
+    sp.add_argument("--kd-hidden", "--lambda-feat", dest="kd_hidden", type=float, default=1.0,
+                    help="distillation: weight of the feature loss (block outputs; diffusion: stage features)")
+    sp.add_argument("--lcm-ddim-steps", type=int, default=50, help="lcm: teacher solver steps (default 50)")
+    sp.add_argument("--lcm-guidance", type=float, default=3.0, help="lcm: classifier-free guidance of the teacher")
     sp.add_argument("--max-train-tokens", type=int, help="use at most this many training tokens")
     sp.set_defaults(func=cmd_retrain)
 

@@ -69,6 +69,19 @@ class UnitGraph:
             raise SlimError(f"unit '{unit.id}' cannot be removed", hint="choose one of the prunable units")
         return unit
 
+    def ancestors(self, unit_id: str) -> list[str]:
+        """Parent, grandparent, ... of a unit (a U-Net stage holds removable layers)."""
+        out, parent = [], self.get(unit_id).parent
+        while parent is not None and parent in self._by_id:
+            out.append(parent)
+            parent = self._by_id[parent].parent
+        return out
+
+    def removed_params(self, unit_ids: list[str]) -> int:
+        """Parameters removed with these units, each counted once even when one unit contains another."""
+        chosen = set(unit_ids)
+        return sum(self.get(uid).params for uid in chosen if not chosen.intersection(self.ancestors(uid)))
+
     @property
     def total_params(self) -> int:
         return int(self.attrs.get("total_params") or sum(u.params for u in self.units if u.parent is None))

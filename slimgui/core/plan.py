@@ -74,7 +74,7 @@ class PruningPlan:
         return [u.id for u in graph.prunable() if u.id not in gone]
 
     def params_after(self, graph: UnitGraph) -> int:
-        return graph.total_params - sum(graph.get(uid).params for uid in self.remove)
+        return graph.total_params - graph.removed_params(self.remove)
 
     def save(self, path: str | os.PathLike) -> None:
         write_versioned_json(path, "plan", SCHEMA_VERSION, {

@@ -415,7 +415,7 @@ def select_by_budget(graph: UnitGraph, scores: Scores, *, blocks: int | None = N
     for uid in candidates:
         if len(chosen) >= len(prunable) - 1:
             break
-        size = graph.get(uid).params
+        size = graph.removed_params([*chosen, uid]) - graph.removed_params(chosen)
         if spent + size > budget:
             break
         chosen.append(uid)

@@ -33,8 +33,8 @@ from .io import atomic_write_text, read_versioned_json, write_versioned_json
 from .progress import CancelToken
 
 SCHEMA_VERSION = 1
-METHODS = ("lora", "cpt", "kd")
-DEFAULT_LR = {"lora": 1e-3, "cpt": 2e-4, "kd": 2e-4}
+METHODS = ("lora", "cpt", "kd", "lcm")
+DEFAULT_LR = {"lora": 1e-3, "cpt": 2e-4, "kd": 2e-4, "lcm": 1e-4}
 
 EventFn = Callable[[dict[str, Any]], None]
 
@@ -68,11 +68,17 @@ class TrainConfig:
     lora_dropout: float = 0.05
     lora_targets: list[str] | None = None
     lora_merge: bool = True
-    # distillation: w_ce·CE + w_kl·KL(teacher‖student, T) + w_hidden·mean MSE(mapped block outputs)
+    # distillation: kd_ce·task loss + kd_kl·output loss + kd_hidden·feature loss.  Language models:
+    # CE + KL(teacher‖student, T) + mean MSE(mapped block outputs).  Diffusion U-Nets (BK-SDM's
+    # λ_task, λ_out, λ_feat): MSE(predicted, true noise) + MSE(student, teacher output) + Σ MSE(stage features).
     kd_ce: float = 1.0
     kd_kl: float = 1.0
     kd_hidden: float = 1.0
     kd_temperature: float = 2.0
+    # latent consistency distillation (method "lcm", EdgeFusion): teacher ODE solver steps, guidance, EMA target
+    lcm_ddim_steps: int = 50
+    lcm_guidance: float = 3.0
+    lcm_ema_decay: float = 0.95
     # data
     text_field: str = "text"
     prompt_template: str = "### Instruction:\n{instruction}\n\n### Response:\n{response}"
@@ -86,7 +92,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         if self.method not in METHODS:
-            raise SlimError(f"unknown retraining method '{self.method}'", hint="use lora, cpt or kd")
+            raise SlimError(f"unknown retraining method '{self.method}'", hint="use lora, cpt, kd or lcm")
         if self.method == "kd" and not self.teacher:
             raise SlimError("distillation needs a teacher", hint="pass --teacher ORIGINAL_MODEL")
         if not self.data:
@@ -120,15 +126,48 @@ class TrainConfig:
 
 @dataclass
 class TrainTask:
-    """What a family gives the loop.  ``loss(model, batch)`` returns (loss, metrics)."""
+    """What a family gives the loop.  ``loss(model, batch)`` returns (loss, metrics).
+
+    The samples are a tensor whose first dimension indexes them (token blocks of a language model) or a
+    dict of such tensors of equal length (a diffusion model's latents and text embeddings).  ``info`` may
+    say ``items_per_sample`` and ``items`` ("tokens", "images": what the speed is counted in) and
+    ``val_metric`` ("ppl" to report exp(validation loss) as perplexity, or None).
+    """
 
     model: Any  # torch.nn.Module; only parameters with requires_grad are trained
-    train_blocks: Any  # LongTensor (N, seq_len)
-    val_blocks: Any  # LongTensor (M, seq_len)
+    train_blocks: Any  # LongTensor (N, seq_len), or {name: Tensor(N, ...)}
+    val_blocks: Any  # same kind, M samples
     loss: Callable[[Any, Any], tuple[Any, dict[str, float]]]
     save: Callable[[Any, str], None]  # (unwrapped model, out_dir)
     eval_loss: Callable[[Any, Any], Any] | None = None  # (model, batch) -> CE loss for validation perplexity
     info: dict[str, Any] = field(default_factory=dict)
+    after_step: Callable[[Any], None] | None = None  # (unwrapped model) after each optimizer step, e.g. an EMA update
+    extra_state: Callable[[], dict[str, Any]] | None = None  # tensors to checkpoint beside the weights (e.g. EMA)
+    load_extra_state: Callable[[dict[str, Any]], None] | None = None
+
+
+def sample_count(data: Any) -> int:
+    """Number of samples in a tensor or a dict of tensors."""
+    if isinstance(data, dict):
+        return len(next(iter(data.values()))) if data else 0
+    return len(data)
+
+
+def take(data: Any, index: Any) -> Any:
+    """Samples ``index`` (a list of indices or a slice) of a tensor or a dict of tensors."""
+    import torch
+
+    if isinstance(index, list):
+        index = torch.as_tensor(index, dtype=torch.long)
+    if isinstance(data, dict):
+        return {k: v[index] for k, v in data.items()}
+    return data[index]
+
+
+def to_device(batch: Any, device: Any) -> Any:
+    if isinstance(batch, dict):
+        return {k: v.to(device) for k, v in batch.items()}
+    return batch.to(device)
 
 
 # -- checkpoints --------------------------------------------------------------------------------
@@ -170,7 +209,8 @@ def _trainable_state(model) -> dict:
     return {k: v.detach().contiguous().clone() for k, v in model.named_parameters() if v.requires_grad}
 
 
-def save_checkpoint(accelerator, model, optimizer, scheduler, out: Path, step: int, state: dict, keep_last: int) -> Path:
+def save_checkpoint(accelerator, model, optimizer, scheduler, out: Path, step: int, state: dict, keep_last: int,
+                    extra: dict[str, Any] | None = None) -> Path:
     import torch
     from safetensors.torch import save_file
 
@@ -188,6 +228,8 @@ def save_checkpoint(accelerator, model, optimizer, scheduler, out: Path, step: i
     torch.save(optimizer.state_dict(), partial / f"optimizer_{rank}.pt")
     if accelerator.is_main_process:
         save_file(_trainable_state(accelerator.unwrap_model(model)), str(partial / "trainable.safetensors"))
+        if extra:
+            save_file({k: v.detach().contiguous().cpu() for k, v in extra.items()}, str(partial / "extra_state.safetensors"))
         torch.save(scheduler.state_dict(), partial / "scheduler.pt")
         atomic_write_text(partial / "trainer_state.json", json.dumps({**state, "global_step": step}, indent=1))
     accelerator.wait_for_everyone()
@@ -201,7 +243,7 @@ def save_checkpoint(accelerator, model, optimizer, scheduler, out: Path, step: i
     return final
 
 
-def load_checkpoint(accelerator, model, optimizer, scheduler, ckpt: Path) -> dict:
+def load_checkpoint(accelerator, model, optimizer, scheduler, ckpt: Path, load_extra=None) -> dict:
     import torch
     from safetensors.torch import load_file
 
@@ -221,6 +263,8 @@ def load_checkpoint(accelerator, model, optimizer, scheduler, ckpt: Path) -> dic
         raise SlimError(f"{ckpt} was written by a run with fewer processes", hint="resume with the same launch setup")
     optimizer.load_state_dict(torch.load(opt_file, weights_only=True, map_location="cpu"))
     scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=True, map_location="cpu"))
+    if load_extra is not None and (ckpt / "extra_state.safetensors").is_file():
+        load_extra(load_file(str(ckpt / "extra_state.safetensors")))
     rng_json = ckpt / f"rng_state_{rank}.json"
     if rng_json.is_file():
         _set_rng_state(json.loads(rng_json.read_text()), load_file(str(ckpt / f"rng_state_{rank}.safetensors"))["torch"])
@@ -261,7 +305,7 @@ def estimate(cfg: TrainConfig, task: TrainTask, *, world: int = 1) -> dict[str, 
     model = task.model
     params = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    batch = task.train_blocks[: cfg.batch_size]
+    batch = take(task.train_blocks, slice(0, cfg.batch_size))
     model.train()
 
     def one_pass() -> float:
@@ -276,8 +320,9 @@ def estimate(cfg: TrainConfig, task: TrainTask, *, world: int = 1) -> dict[str, 
     hidden = int(task.info.get("hidden_size", 0))
     layers = int(task.info.get("layers", 0))
     vocab = int(task.info.get("vocab_size", 0))
-    tokens = cfg.batch_size * cfg.seq_len
-    activations = tokens * (hidden * layers * 34 + vocab * 12)
+    tokens = cfg.batch_size * int(task.info.get("items_per_sample", cfg.seq_len))
+    activations = int(task.info.get("activation_bytes_per_sample", 0)) * cfg.batch_size \
+        or tokens * (hidden * layers * 34 + vocab * 12)
     memory = params * 4 + trainable * 12 + activations + int(task.info.get("teacher_params", 0)) * 4
     total_mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 0
     return {"seconds": round(step_s * cfg.steps / world, 1), "step_seconds": round(step_s, 3),
@@ -313,7 +358,10 @@ def run_training(cfg: TrainConfig, *, registry=None, events: EventFn | None = No
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     task = task or build_task(cfg, registry)
-    n_train = len(task.train_blocks)
+    n_train = sample_count(task.train_blocks)
+    per_sample = int(task.info.get("items_per_sample", cfg.seq_len))
+    items = str(task.info.get("items", "tokens"))
+    val_metric = task.info.get("val_metric", "ppl")
     if n_train == 0:
         raise SlimError("the training data gives no full training sequence", hint="give more text or a smaller --seq-len")
     est = estimate(cfg, task, world=world)
@@ -342,7 +390,7 @@ def run_training(cfg: TrainConfig, *, registry=None, events: EventFn | None = No
     start = 0
     if resume:
         ckpt = existing[-1]
-        loaded = load_checkpoint(accelerator, model, optimizer, scheduler, ckpt)
+        loaded = load_checkpoint(accelerator, model, optimizer, scheduler, ckpt, task.load_extra_state)
         start = int(loaded["global_step"])
         state.update({k: loaded[k] for k in ("history", "val_history", "tokens_seen") if k in loaded})
         state["resumed_from"] = str(ckpt)
@@ -351,23 +399,34 @@ def run_training(cfg: TrainConfig, *, registry=None, events: EventFn | None = No
         if events is not None and accelerator.is_main_process:
             events(ev)
 
-    def validate() -> tuple[float, float]:
+    def validate() -> dict[str, float]:
         model.eval()
         vb = task.val_blocks
         total, count = 0.0, 0
+        # validation draws its own noise (diffusion) from a fixed seed, so it neither varies between
+        # evaluations nor disturbs the training RNG that checkpoints restore
+        rng = torch.get_rng_state()
+        torch.manual_seed(cfg.seed + 7919)
         with torch.no_grad():
-            for i in range(accelerator.process_index * cfg.batch_size, min(len(vb), cfg.val_batches * cfg.batch_size * world),
-                           cfg.batch_size * world):
-                batch = vb[i:i + cfg.batch_size].to(accelerator.device)
+            for i in range(accelerator.process_index * cfg.batch_size,
+                           min(sample_count(vb), cfg.val_batches * cfg.batch_size * world), cfg.batch_size * world):
+                batch = to_device(take(vb, slice(i, i + cfg.batch_size)), accelerator.device)
                 fn = task.eval_loss or (lambda m, b: task.loss(m, b)[0])
-                total += float(fn(model, batch)) * len(batch)
-                count += len(batch)
+                n = sample_count(batch)
+                total += float(fn(model, batch)) * n
+                count += n
+        torch.set_rng_state(rng)
         stats = accelerator.reduce(torch.tensor([total, float(count)], device=accelerator.device), reduction="sum")
         model.train()
         mean = float(stats[0] / max(1.0, float(stats[1])))
-        return mean, math.exp(min(mean, 50))
+        out = {"val_loss": mean}
+        if val_metric == "ppl":
+            out["val_ppl"] = math.exp(min(mean, 50))
+        return out
 
-    emit({"event": "start", "step": start, "total": cfg.steps, "estimate": est, "resumed": resume})
+    emit({"event": "start", "step": start, "total": cfg.steps, "estimate": est, "resumed": resume, "items": items,
+          "val_metric": val_metric})
+    extra_state = task.extra_state or (lambda: None)
     global_batch = cfg.batch_size * world * cfg.grad_accum
     rank = accelerator.process_index
     model.train()
@@ -383,7 +442,7 @@ def run_training(cfg: TrainConfig, *, registry=None, events: EventFn | None = No
             metrics: dict[str, float] = {}
             for micro in range(cfg.grad_accum):
                 lo = (micro * world + rank) * cfg.batch_size
-                batch = task.train_blocks[idx[lo:lo + cfg.batch_size]].to(accelerator.device)
+                batch = to_device(take(task.train_blocks, idx[lo:lo + cfg.batch_size]), accelerator.device)
                 loss, metrics = task.loss(model, batch)
                 accelerator.backward(loss / cfg.grad_accum)
                 losses.append(loss.item())
@@ -392,36 +451,38 @@ def run_training(cfg: TrainConfig, *, registry=None, events: EventFn | None = No
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
+            if task.after_step is not None:
+                task.after_step(accelerator.unwrap_model(model))
             done = step + 1
             train_loss = float(accelerator.reduce(torch.tensor(sum(losses) / len(losses), device=accelerator.device),
                                                   reduction="mean"))
-            tokens_run += global_batch * cfg.seq_len
-            state["tokens_seen"] += global_batch * cfg.seq_len
+            tokens_run += global_batch * per_sample
+            state["tokens_seen"] += global_batch * per_sample
             state["history"].append([done, round(train_loss, 5)])
             elapsed = time.perf_counter() - t_start
             tps = tokens_run / max(elapsed, 1e-9)
             ev = {"event": "step", "step": done, "total": cfg.steps, "train_loss": train_loss,
-                  "lr": scheduler.get_last_lr()[0], "tokens_per_s": tps,
+                  "lr": scheduler.get_last_lr()[0], "tokens_per_s": tps, "items_per_s": tps, "items": items,
                   "eta_s": (cfg.steps - done) * elapsed / max(1, done - start),
                   **{k: float(v) for k, v in metrics.items()}}
             if done % cfg.eval_every == 0 or done == cfg.steps:
-                val_loss, val_ppl = validate()
-                state["val_history"].append([done, round(val_loss, 5)])
-                ev.update(val_loss=val_loss, val_ppl=val_ppl)
+                val = validate()
+                state["val_history"].append([done, round(val["val_loss"], 5)])
+                ev.update(val)
             emit(ev)
             if done % cfg.save_every == 0 or done == cfg.steps:
-                save_checkpoint(accelerator, model, optimizer, scheduler, out, done, state, cfg.keep_last)
+                save_checkpoint(accelerator, model, optimizer, scheduler, out, done, state, cfg.keep_last, extra_state())
                 emit({"event": "checkpoint", "step": done, "path": str(out / f"checkpoint-{done}")})
     except (Cancelled, KeyboardInterrupt):
         done = step if not state["history"] or state["history"][-1][0] != step + 1 else step + 1
         if done > start:
-            save_checkpoint(accelerator, model, optimizer, scheduler, out, done, state, cfg.keep_last)
+            save_checkpoint(accelerator, model, optimizer, scheduler, out, done, state, cfg.keep_last, extra_state())
         emit({"event": "cancelled", "step": done})
         raise Cancelled(f"retraining cancelled at step {done}; resume continues from there") from None
 
-    val_loss, val_ppl = validate()
+    val = validate()
     result = {"step": cfg.steps, "train_loss": state["history"][-1][1] if state["history"] else None,
-              "val_loss": val_loss, "val_ppl": val_ppl, "tokens_seen": state["tokens_seen"],
+              **val, "tokens_seen": state["tokens_seen"], "items": items,
               "seconds": round(time.perf_counter() - t_start, 2), "out": str(out), "method": cfg.method,
               "resumed_from": state.get("resumed_from"), "processes": world}
     accelerator.wait_for_everyone()

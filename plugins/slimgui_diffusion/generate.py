@@ -1,0 +1,193 @@
+"""Image generation through the model's own diffusers pipeline, and side-by-side grids.
+
+Same prompt, same seeds, each model a row: the original, the slimmed, the healed and the few-step model
+can be compared image by image.  A few-step (latent-consistency) model says its own step count and
+guidance in ``slimgui_fewstep.json`` and is run with diffusers' ``LCMScheduler``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from slimgui.core.errors import SlimError
+from slimgui.core.media import ImageMedia
+from slimgui.core.model import LoadedModel
+from slimgui.core.progress import CancelToken, ProgressFn, check, report
+
+FEWSTEP_FILE = "slimgui_fewstep.json"
+
+
+def fewstep_settings(model: LoadedModel) -> dict[str, Any] | None:
+    """{"steps": 4, "guidance": 1.0, ...} for a few-step model, else None."""
+    f = Path(model.source) / FEWSTEP_FILE
+    if not f.is_file():
+        return None
+    try:
+        doc = json.loads(f.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def demo_prompt(model: LoadedModel, label: int) -> str:
+    """The prompt for class ``label`` (the demo's template, e.g. "a handwritten digit 7")."""
+    root = getattr(model.impl, "demo_root", lambda m: None)(model)
+    template = "{}"
+    if root is not None:
+        try:
+            doc = json.loads((root / "slimgui_demo.json").read_text(encoding="utf-8"))
+            template = doc.get("class_prompt") or doc.get("prompt_template") or "a handwritten digit {}"
+        except (OSError, json.JSONDecodeError):
+            pass
+    return template.format(label)
+
+
+def _pipeline(model: LoadedModel):
+    pipe = model.extra.get("pipeline")
+    if pipe is None:
+        if not model.has_weights:
+            raise SlimError(f"{model.source} has no weights (config only)", hint="open a folder with weights")
+        raise SlimError("generating images needs a pipeline folder (U-Net + VAE + scheduler), not a bare U-Net",
+                        hint="open the pipeline folder that holds model_index.json")
+    return pipe
+
+
+def run_pipeline(model: LoadedModel, prompt: str | list[str], *, seeds: list[int], steps: int,
+                 guidance: float | None = None, scheduler: str | None = None,
+                 cancel: CancelToken | None = None) -> torch.Tensor:
+    """Images N×C×H×W in [0, 1], one per seed (or per prompt when ``prompt`` is a list of len(seeds))."""
+    pipe = _pipeline(model)
+    check(cancel)
+    pipe.unet = model.module  # the pipeline runs the model's (possibly slimmed) U-Net
+    original_scheduler = pipe.scheduler
+    if scheduler == "lcm":
+        from diffusers import LCMScheduler
+
+        pipe.scheduler = LCMScheduler.from_config(pipe.scheduler.config)
+    prompts = prompt if isinstance(prompt, list) else [prompt] * len(seeds)
+    if len(prompts) != len(seeds):
+        raise SlimError("give one prompt, or one prompt per seed")
+    has_text = getattr(pipe, "text_encoder", None) is not None and getattr(pipe, "tokenizer", None) is not None
+    try:
+        if has_text:
+            gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+            kwargs: dict[str, Any] = {}
+            if guidance is not None:
+                kwargs["guidance_scale"] = float(guidance)
+            if cancel is not None:
+                def stop(p, i, t, kw):
+                    if cancel.cancelled:
+                        p._interrupt = True
+                    return kw
+                kwargs["callback_on_step_end"] = stop
+            out = pipe(prompts, num_inference_steps=int(steps), generator=gens, output_type="pt", **kwargs).images
+        else:
+            if any(p.strip() for p in prompts):
+                raise SlimError("this model has no text encoder, so it cannot follow a prompt",
+                                hint="leave the prompt empty to generate unconditionally")
+            imgs = []
+            for s in seeds:
+                check(cancel)
+                res = pipe(batch_size=1, generator=torch.Generator().manual_seed(int(s)), num_inference_steps=int(steps),
+                           output_type="np")
+                imgs.append(torch.from_numpy(np.asarray(res.images)).permute(0, 3, 1, 2))
+            out = torch.cat(imgs)
+    finally:
+        pipe.scheduler = original_scheduler
+    check(cancel)
+    out = out.float()
+    if out.dim() == 4 and out.shape[-1] in (1, 3) and out.shape[1] not in (1, 3):
+        out = out.permute(0, 3, 1, 2)
+    return out.clamp(0, 1)
+
+
+def to_uint8(img: torch.Tensor) -> np.ndarray:
+    """C×H×W in [0, 1] → H×W (grey) or H×W×3 uint8."""
+    arr = (img.detach().cpu().clamp(0, 1) * 255).round().byte().numpy()
+    return arr[0] if arr.shape[0] == 1 else np.transpose(arr, (1, 2, 0))
+
+
+def grid(rows: list[tuple[str, torch.Tensor]], *, col_labels: list[str], scale: int | None = None,
+         gap: int = 4, title: str = "", meta: dict[str, Any] | None = None) -> ImageMedia:
+    """A grid image: each row one model's images (N×C×H×W in [0, 1]), each column one seed."""
+    if not rows:
+        raise SlimError("nothing to put in the grid")
+    c, h, w = rows[0][1].shape[1:]
+    scale = scale or max(1, 128 // max(h, w))
+    th, tw = h * scale, w * scale
+    ncol = max(len(r[1]) for r in rows)
+    height = len(rows) * th + (len(rows) + 1) * gap
+    width = ncol * tw + (ncol + 1) * gap
+    canvas = np.full((height, width) if c == 1 else (height, width, 3), 255, dtype=np.uint8)
+    tiles = []
+    for r, (label, imgs) in enumerate(rows):
+        for k in range(len(imgs)):
+            tile = to_uint8(imgs[k])
+            tile = np.kron(tile, np.ones((scale, scale), dtype=np.uint8)) if tile.ndim == 2 else \
+                np.repeat(np.repeat(tile, scale, axis=0), scale, axis=1)
+            if c != 1 and tile.ndim == 2:
+                tile = np.stack([tile] * 3, axis=-1)
+            y, x = gap + r * (th + gap), gap + k * (tw + gap)
+            canvas[y:y + th, x:x + tw] = tile
+            tiles.append({"label": f"{label} · {col_labels[k] if k < len(col_labels) else k}",
+                          "row": label, "box": [x, y, tw, th]})
+    return ImageMedia(canvas, title=title, tiles=tiles, meta={"rows": [r[0] for r in rows], "columns": col_labels,
+                                                               "scale": scale, **(meta or {})})
+
+
+def model_settings(model: LoadedModel, steps: int | None, guidance: float | None) -> dict[str, Any]:
+    """Steps, guidance and scheduler for one model: a few-step model uses its own unless told otherwise."""
+    few = fewstep_settings(model)
+    if few is not None:
+        return {"steps": int(steps if steps is not None and steps <= 8 else few.get("steps", 4)),
+                "guidance": float(few.get("guidance", 1.0) if guidance is None else guidance),
+                "scheduler": few.get("scheduler", "lcm")}
+    return {"steps": int(steps or 25), "guidance": guidance, "scheduler": None}
+
+
+def generate_images(model: LoadedModel, prompt: str = "", *, seed: int = 0, n: int = 4, steps: int | None = None,
+                    guidance: float | None = None, label: str | None = None, progress: ProgressFn | None = None,
+                    cancel: CancelToken | None = None, **_: Any) -> ImageMedia:
+    """The previewer: ``n`` images of ``prompt`` from seeds seed..seed+n-1, as one row."""
+    return compare_grid([(label or Path(model.source).name, model)], prompt, seeds=list(range(seed, seed + n)),
+                        steps=steps, guidance=guidance, progress=progress, cancel=cancel)
+
+
+def compare_grid(models: list[tuple[str, LoadedModel]], prompt: str, *, seeds: list[int], steps: int | None = None,
+                 guidance: float | None = None, progress: ProgressFn | None = None,
+                 cancel: CancelToken | None = None) -> ImageMedia:
+    """One row per model, same prompt and seeds: the side-by-side comparison."""
+    rows = []
+    used = []
+    for i, (label, model) in enumerate(models):
+        report(progress, i, len(models), f"generating with {label}")
+        s = model_settings(model, steps, guidance)
+        imgs = run_pipeline(model, prompt, seeds=seeds, steps=s["steps"], guidance=s["guidance"],
+                            scheduler=s["scheduler"], cancel=cancel)
+        text = f"{label} ({s['steps']} steps{', LCM' if s['scheduler'] == 'lcm' else ''})"
+        rows.append((text, imgs))
+        used.append({"label": label, "model": model.source, **s})
+    report(progress, len(models), len(models), "done")
+    return grid(rows, col_labels=[f"seed {s}" for s in seeds], title=prompt or "(unconditional)",
+                meta={"prompt": prompt, "seeds": seeds, "models": used})
+
+
+def save_png(media: ImageMedia, path: str | Path) -> Path:
+    """Write the grid as a PNG atomically."""
+    import io
+
+    from PIL import Image
+
+    from slimgui.core.io import atomic_write_bytes
+
+    buf = io.BytesIO()
+    Image.fromarray(media.image).save(buf, format="PNG")
+    try:
+        return atomic_write_bytes(path, buf.getvalue())
+    except OSError as exc:
+        raise SlimError(f"cannot write {path}: {exc.strerror or exc}", hint="choose a writable --out") from None

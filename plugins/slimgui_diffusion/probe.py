@@ -1,0 +1,39 @@
+"""Cheap probing for the diffusion adapter: reads JSON only, never weights or torch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+UNET_CLASSES = {"UNet2DConditionModel", "UNet2DModel"}
+
+
+def _json(path: Path) -> dict | None:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def match(path: str) -> float:
+    """0.95 for a diffusers pipeline folder or a U-Net folder, 0.4 for one whose JSON cannot be read."""
+    p = Path(path)
+    if p.is_file() and p.name in ("model_index.json", "config.json"):
+        p = p.parent
+    if not p.is_dir():
+        return 0.0
+    if (p / "model_index.json").is_file():
+        doc = _json(p / "model_index.json")
+        if doc is None:
+            return 0.4  # let load() say what is wrong with it
+        return 0.95 if "unet" in doc or str(doc.get("_class_name", "")).endswith("Pipeline") else 0.3
+    if (p / "config.json").is_file():
+        doc = _json(p / "config.json")
+        if doc is None:
+            return 0.0
+        if doc.get("_class_name") in UNET_CLASSES:
+            return 0.95
+        if "_diffusers_version" in doc and "down_block_types" in doc and "up_block_types" in doc:
+            return 0.6
+    return 0.0
