@@ -147,16 +147,23 @@ def cmd_inspect(args) -> int:
     lines = [f"{model.source}", f"  family {model.family} · {graph.attrs.get('architecture', '')} · "
              f"{_fmt_params(total)} parameters · {len(graph.prunable())} prunable units"
              + ("" if model.has_weights else " · config only (no weights)"), ""]
-    lines.append(f"  {'#':>3}  {'id':<16} {'kind':<10} {'params':>10} {'share':>7}")
+    pos = {u.id: i for i, u in enumerate(graph.prunable())}
+    width = max([16] + [len(u.id) + 2 for u in graph.units if u.parent is None or u.prunable])
+    lines.append(f"  {'#':>3}  {'id':<{width}} {'kind':<10} {'params':>10} {'share':>7}")
     for u in graph.units:
-        if u.parent is not None:
+        if u.parent is not None and not u.prunable:
             continue
-        idx = f"{u.attrs.get('index')}" if u.prunable else ""
-        lines.append(f"  {idx:>3}  {u.id:<16} {u.kind:<10} {_fmt_params(u.params):>10} {100 * u.params / max(1, total):6.2f}%")
+        idx = f"{pos[u.id]}" if u.prunable else ""
+        name = u.id if u.parent is None else f"  {u.id}"
+        lines.append(f"  {idx:>3}  {name:<{width}} {u.kind:<10} {_fmt_params(u.params):>10} "
+                     f"{100 * u.params / max(1, total):6.2f}%")
+    presets = graph.attrs.get("presets")
+    if presets:
+        lines += ["", "  presets: " + ", ".join(f"{k}{'' if ok else ' (does not fit)'}" for k, ok in presets.items())]
     payload = {"model": model.source, "family": model.family, "adapter": model.adapter,
                "has_weights": model.has_weights, "params": total,
                "blocks": [{"index": i, "id": u.id, "params": u.params} for i, u in enumerate(graph.prunable())],
-               "graph": graph.to_json()}
+               "presets": presets, "graph": graph.to_json()}
     _emit(args, payload, "\n".join(lines))
     return 0
 
@@ -185,15 +192,16 @@ def cmd_analyze(args) -> int:
     rank = {uid: i for i, uid in enumerate(ranking)}
     hi = max(scores.values.values()) if scores.values else 1.0
     lo = min(scores.values.values()) if scores.values else 0.0
+    width = max([12] + [len(u.id) for u in graph.prunable()])
     lines = [f"criterion {scores.criterion} on {model.source} ({scores.meta.get('seconds', 0):.1f}s)"
              + (f"; keep-set {scores.keep}" if scores.keep else "")
              + (f"; full model {scores.meta['baseline_ppl']:.3f}" if "baseline_ppl" in scores.meta else ""),
-             f"  {'#':>3}  {'unit':<12} {'score':>12} {'rank':>5}  (rank 0 = least important)"]
-    for u in graph.prunable():
+             f"  {'#':>3}  {'unit':<{width}} {'score':>12} {'rank':>5}  (rank 0 = least important)"]
+    for pos, u in enumerate(graph.prunable()):
         v = scores.values[u.id]
         bar_len = int(20 * (v - lo) / (hi - lo)) if hi > lo else 10
         lock = " locked" if u.id in scores.locked else ""
-        lines.append(f"  {u.attrs.get('index', ''):>3}  {u.id:<12} {v:12.5g} {rank[u.id]:>5}  {'█' * bar_len}{lock}")
+        lines.append(f"  {pos:>3}  {u.id:<{width}} {v:12.5g} {rank[u.id]:>5}  {'█' * bar_len}{lock}")
     if args.out:
         lines.append(f"scores written to {args.out}")
     payload = {"criterion": scores.criterion, "model": model.source, "scores": scores.values, "ranking": ranking,
@@ -216,12 +224,19 @@ def cmd_prune(args) -> int:
         graph = graph_of(model, reg)
         from slimgui.core.plan import parse_keep
 
-        if args.remove:
+        if args.preset:
+            from slimgui.core.ops import preset_plan
+
+            if args.remove or args.ratio is not None or args.count is not None:
+                raise SlimError("--preset chooses the units itself: leave out --remove, --ratio and --count")
+            plan = preset_plan(model, args.preset, registry=reg)
+            plan.locked, plan.keep = parse_keep(args.keep, graph), args.keep
+        elif args.remove:
             ids = [graph.resolve(r).id for r in args.remove.split(",") if r.strip()]
             plan = PruningPlan(remove=ids, locked=parse_keep(args.keep, graph), keep=args.keep, model=model.source)
         else:
             if args.ratio is None and args.count is None:
-                raise SlimError("give --remove, or --criterion/--scores with --ratio or --count")
+                raise SlimError("give --remove, --preset, or --criterion/--scores with --ratio or --count")
             if args.scores:
                 scores = Scores.load(args.scores)
             elif args.criterion:
@@ -234,14 +249,16 @@ def cmd_prune(args) -> int:
         before = graph.total_params
         pruned = prune(model, plan, registry=reg, copy=False)
         after = graph_of(pruned, reg).total_params
+        pos = {u.id: i for i, u in enumerate(graph.prunable())}
         plan.meta.update({"params_before": before, "params_after": after,
-                          "removed_indices": [graph.get(u).attrs.get("index") for u in plan.remove],
-                          "kept_indices": [graph.get(u).attrs.get("index") for u in plan.kept(graph)]})
+                          "removed_indices": [pos[u] for u in plan.remove],
+                          "kept_indices": [pos[u] for u in plan.kept(graph)]})
         out = save(pruned, args.out, registry=reg, force=args.force)
     finally:
         bar.close()
     payload = {"out": str(out), "removed": plan.remove, "removed_indices": plan.meta["removed_indices"],
                "kept_indices": plan.meta["kept_indices"], "criterion": plan.criterion, "keep": plan.keep,
+               "preset": plan.meta.get("preset"),
                "params_before": before, "params_after": after, "param_ratio": after / before}
     human = (f"removed {', '.join(plan.remove)}\n"
              f"params {_fmt_params(before)} → {_fmt_params(after)} ({100 * after / before:.1f}%)\n"
@@ -257,10 +274,18 @@ def cmd_eval(args) -> int:
     bar = ProgressBar(not args.quiet)
     try:
         model = _open(args, reg, bar)
-        result = evaluate(model, args.data, registry=reg, seq_len=args.seq_len, stride=args.stride,
-                          max_tokens=args.max_tokens, progress=bar)
+        names = reg.evaluator_names(model.family)
+        evaluator = args.evaluator or (names[0] if names else "perplexity")
+        if evaluator == "perplexity":
+            if not args.data:
+                raise SlimError("perplexity needs a text file", hint="pass --data FILE")
+            result = evaluate(model, args.data, registry=reg, seq_len=args.seq_len, stride=args.stride,
+                              max_tokens=args.max_tokens, progress=bar)
+        else:
+            result = evaluate(model, args.data, registry=reg, evaluator=evaluator, progress=bar,
+                              per_digit=args.samples, steps=args.steps, guidance=args.guidance, seed=args.seed)
         sample = None
-        if not args.no_generate:
+        if evaluator == "perplexity" and not args.no_generate:
             try:
                 media = reg.previewer("generate", model.family)(model, args.prompt, max_new_tokens=args.max_new_tokens)
                 sample = media.text
@@ -269,11 +294,59 @@ def cmd_eval(args) -> int:
                 result["generation"] = {"skipped": exc.one_line()}
     finally:
         bar.close()
-    human = (f"perplexity {result['perplexity']:.3f} over {result['tokens']} tokens "
-             f"(seq_len {result['seq_len']}, stride {result['stride']}, {result['kind']})")
-    if sample is not None:
-        human += f"\n--- greedy continuation of {args.prompt!r} ---\n{sample}"
-    _emit(args, {"model": model.source, **result}, human)
+    if evaluator == "perplexity":
+        human = (f"perplexity {result['perplexity']:.3f} over {result['tokens']} tokens "
+                 f"(seq_len {result['seq_len']}, stride {result['stride']}, {result['kind']})")
+        if sample is not None:
+            human += f"\n--- greedy continuation of {args.prompt!r} ---\n{sample}"
+    elif "accuracy" in result:
+        human = (f"digit accuracy {100 * result['accuracy']:.1f}% over {result['n']} generated images, "
+                 f"Fréchet distance {result['fid']:.2f} to real held-out digits "
+                 f"({result['steps']} steps, guidance {result['guidance']:g}, {result['seconds']:.1f}s)")
+    else:
+        human = "\n".join(f"{k}: {v}" for k, v in result.items())
+    _emit(args, {"model": model.source, "evaluator": evaluator, **result}, human)
+    return 0
+
+
+def cmd_generate(args) -> int:
+    reg = _registry()
+    bar = ProgressBar(not args.quiet)
+    out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise SlimError(f"--out must be a .png file, got {out.name}")
+    if out.exists() and not args.force:
+        raise SlimError(f"{out} already exists", hint="choose another --out or pass --force")
+    if args.steps is not None and args.steps < 1:
+        raise SlimError(f"--steps must be at least 1, got {args.steps}")
+    if args.n < 1:
+        raise SlimError(f"--n must be at least 1, got {args.n}")
+    try:
+        models = []
+        for path in [args.model, *(args.vs or [])]:
+            ns = argparse.Namespace(model=path, adapter=None, trust_remote_code=args.trust_remote_code)
+            m = _open(ns, reg, bar)
+            label = path if path.startswith("demo:") else Path(path).name
+            models.append((label, m))
+        family = models[0][1].family
+        if any(m.family != family for _, m in models):
+            raise SlimError("the models to compare are of different families")
+        grid_fn = getattr(models[0][1].impl, "compare_grid", None)
+        if grid_fn is None:
+            raise SlimError(f"the {family} family does not generate images")
+        prompt = args.prompt
+        if args.label is not None:
+            if prompt:
+                raise SlimError("give --prompt or --class, not both")
+            prompt = models[0][1].impl.class_prompt(models[0][1], args.label)
+        media = grid_fn(models, prompt or "", seeds=list(range(args.seed, args.seed + args.n)), steps=args.steps,
+                        guidance=args.guidance, progress=bar)
+        path = models[0][1].impl.save_grid(media, out)
+    finally:
+        bar.close()
+    payload = {"out": str(path), "prompt": media.meta.get("prompt"), "seeds": media.meta.get("seeds"),
+               "models": media.meta.get("models"), "size": [int(media.image.shape[1]), int(media.image.shape[0])]}
+    _emit(args, payload, f"grid of {len(models)} model(s) × {args.n} seed(s) written to {path}")
     return 0
 
 
@@ -424,12 +497,13 @@ def cmd_bench(args) -> int:
                            repeats=args.repeats, decode=not args.no_decode, progress=bar)
     finally:
         bar.close()
-    lines = [f"{'model':<40} {'rt':<5} {'batch':>5} {'prefill ms':>11} {'p90':>8} {'tok/s':>9} {'decode ms/tok':>14} "
+    lines = [f"{'model':<40} {'rt':<5} {'batch':>5} {'forward ms':>11} {'p90':>8} {'items/s':>9} {'decode ms/tok':>14} "
              f"{'speedup':>8} {'ideal':>6}"]
     for r in result["rows"]:
         sp = r.get("decode_speedup", r.get("prefill_speedup"))
+        rate = r.get("prefill_tokens_per_s", r.get(f"{r.get('items', 'tokens')}_per_s", float("nan")))
         lines.append(f"{Path(r['model']).name[:40]:<40} {r['runtime'][:5]:<5} {r['batch']:>5} {r['prefill_median_ms']:>11.2f} "
-                     f"{r['prefill_p90_ms']:>8.2f} {r['prefill_tokens_per_s']:>9.0f} "
+                     f"{r['prefill_p90_ms']:>8.2f} {rate:>9.0f} "
                      f"{r.get('decode_ms_per_token', float('nan')):>14.2f} "
                      f"{(sp if sp else float('nan')):>8.2f} {r.get('ideal_speedup', float('nan')):>6.2f}")
     lines.append(f"threads {result['threads']}, sequence {result['seq']}, {result['repeats']} runs after warm-up")
@@ -497,6 +571,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("prune", help="remove blocks and save the smaller model")
     common(sp)
     sp.add_argument("--remove", help="comma-separated block indices or unit ids, e.g. 3,7")
+    sp.add_argument("--preset", help="a named preset of the family, e.g. bk-base, bk-small, bk-tiny (diffusion U-Nets)")
     sp.add_argument("--criterion", help="rank blocks with this criterion")
     sp.add_argument("--scores", help="rank blocks with a scores file from `slimgui analyze --out`")
     sp.add_argument("--ratio", type=float, help="fraction of the blocks to remove, e.g. 0.25")
@@ -506,9 +581,14 @@ def build_parser() -> argparse.ArgumentParser:
     calib(sp)
     sp.set_defaults(func=cmd_prune)
 
-    sp = sub.add_parser("eval", help="perplexity on a text file and a short generation")
+    sp = sub.add_parser("eval", help="evaluate: perplexity on a text file (LLM), digit quality (diffusion demo)")
     common(sp)
-    sp.add_argument("--data", required=True, help="text file to evaluate on")
+    sp.add_argument("--data", help="text file to evaluate on (LLM); the demo folder with the classifier (diffusion)")
+    sp.add_argument("--evaluator", help="evaluator name (default: the family's first, e.g. perplexity or digits)")
+    sp.add_argument("--samples", type=int, default=10, help="digits: images generated per digit (default 10)")
+    sp.add_argument("--steps", type=int, help="digits: sampler steps (default 25; a few-step model's own)")
+    sp.add_argument("--guidance", type=float, help="digits: classifier-free guidance (default 3)")
+    sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--seq-len", type=int, default=128, help="window length in tokens (default 128)")
     sp.add_argument("--stride", type=int, help="window stride (default: the window length)")
     sp.add_argument("--max-tokens", type=int, help="evaluate only the first N tokens")
@@ -516,6 +596,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--max-new-tokens", type=int, default=40)
     sp.add_argument("--no-generate", action="store_true", help="skip the generation sample")
     sp.set_defaults(func=cmd_eval)
+
+    sp = sub.add_parser("generate", help="an image grid: the same prompt and seeds from each model, side by side")
+    common(sp)
+    sp.add_argument("--vs", nargs="+", help="more models, one row each (slimmed, healed, few-step)")
+    sp.add_argument("--prompt", default="", help="text prompt (empty: unconditional / empty prompt)")
+    sp.add_argument("--class", dest="label", type=int, help="a class instead of a prompt (the demo: a digit 0-9)")
+    sp.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    sp.add_argument("--n", type=int, default=4, help="images per model: seeds SEED..SEED+N-1 (default 4)")
+    sp.add_argument("--steps", type=int, help="sampler steps (default 25; a few-step model uses its own)")
+    sp.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the pipeline's)")
+    sp.add_argument("--out", required=True, help="the .png grid to write")
+    sp.add_argument("--force", action="store_true", help="replace an existing --out")
+    sp.set_defaults(func=cmd_generate)
 
     sp = sub.add_parser("retrain", help="heal a slimmed model: LoRA, continued pretraining or distillation")
     common(sp)

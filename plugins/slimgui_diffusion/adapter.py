@@ -35,6 +35,13 @@ def _quiet_diffusers() -> None:
     for name in ("diffusers", "transformers"):
         logging.getLogger(name).setLevel(logging.ERROR)
     try:
+        from transformers.utils import logging as tlog
+
+        tlog.set_verbosity_error()
+        tlog.disable_progress_bar()
+    except Exception:  # pragma: no cover
+        pass
+    try:
         from diffusers.utils import logging as dlog
 
         dlog.set_verbosity_error()
@@ -322,6 +329,22 @@ class DiffusersAdapter:
         if batch.get("class_labels") is not None and getattr(unet.config, "num_class_embeds", None):
             kwargs["class_labels"] = batch["class_labels"]
         return unet(batch["latents"], batch["timesteps"], **kwargs).sample
+
+    # -- generation ------------------------------------------------------------------------------
+    def compare_grid(self, models, prompt: str, **kw):
+        from .generate import compare_grid
+
+        return compare_grid(models, prompt, **kw)
+
+    def class_prompt(self, model: LoadedModel, label: int) -> str:
+        from .generate import demo_prompt
+
+        return demo_prompt(model, label)
+
+    def save_grid(self, media, path) -> Path:
+        from .generate import save_png
+
+        return save_png(media, path)
 
     # -- retraining ------------------------------------------------------------------------------
     def training_task(self, cfg, registry=None):

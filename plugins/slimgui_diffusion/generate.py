@@ -35,16 +35,20 @@ def fewstep_settings(model: LoadedModel) -> dict[str, Any] | None:
 
 
 def demo_prompt(model: LoadedModel, label: int) -> str:
-    """The prompt for class ``label`` (the demo's template, e.g. "a handwritten digit 7")."""
+    """The prompt for class ``label`` of a model made from the demo (e.g. "a handwritten digit 7")."""
     root = getattr(model.impl, "demo_root", lambda m: None)(model)
-    template = "{}"
-    if root is not None:
-        try:
-            doc = json.loads((root / "slimgui_demo.json").read_text(encoding="utf-8"))
-            template = doc.get("class_prompt") or doc.get("prompt_template") or "a handwritten digit {}"
-        except (OSError, json.JSONDecodeError):
-            pass
-    return template.format(label)
+    if root is None:
+        raise SlimError("this model's classes are unknown: --class works for models made from the demo",
+                        hint="give a --prompt instead")
+    if not 0 <= int(label) <= 9:
+        raise SlimError(f"the demo draws digits 0-9, not {label}")
+    template = "a handwritten digit {digit}"
+    try:
+        doc = json.loads((root / "slimgui_demo.json").read_text(encoding="utf-8"))
+        template = str(doc.get("prompt_template") or doc.get("class_prompt") or template)
+    except (OSError, json.JSONDecodeError):
+        pass
+    return template.replace("{digit}", str(int(label))).replace("{}", str(int(label)))
 
 
 def _pipeline(model: LoadedModel):

@@ -153,7 +153,7 @@ def unet_graph(unet: torch.nn.Module, *, context_len: int = 77, family: str = "d
             lid = f"{sid}.layers.{j}"
             removable = 1 <= j < shape.layers[i]
             unit(lid, "layer", f"{'ResNet + attention' if attn else 'ResNet'} {j}", sid, prunable=removable,
-                 stage="down", level=i, index=j, channels=shape.channels[i], resolution=list(res[i]),
+                 stage="down", level=i, layer=j, channels=shape.channels[i], resolution=list(res[i]),
                  removes_with=[f"up_blocks.{n - 1 - i}.layers.{j}"])
             unit(f"{sid}.resnets.{j}", "resnet", f"ResNet {j}", lid, stage="down", level=i)
             if attn:
@@ -196,14 +196,20 @@ def unet_graph(unet: torch.nn.Module, *, context_len: int = 77, family: str = "d
             lu = Unit(lid, "layer", f"{'ResNet + attention' if attn else 'ResNet'} {j}", sid,
                       params=sum(x.params for x in kids),
                       macs=sum(x.macs or 0 for x in kids) if all(x.macs is not None for x in kids) else None,
-                      attrs={"stage": "up", "level": level, "index": j, "channels": shape.channels[level],
+                      attrs={"stage": "up", "level": level, "layer": j, "channels": shape.channels[level],
                              "resolution": list(res[level]), **({"removed_with": partner} if partner else {})})
             units.insert(units.index(kids[0]), lu)
         if _sub(unet, f"{sid}.upsamplers.0") is not None:
             unit(f"{sid}.upsamplers.0", "upsample", "Upsample", sid, stage="up", level=level)
-    for uid, label in (("conv_out", "Output conv"),):
-        if _sub(unet, uid) is not None:
-            unit(uid, "head", label)
+    if _sub(unet, "conv_out") is not None:
+        head = unit("conv_out", "head", "Output norm + conv")
+        norm = _sub(unet, "conv_norm_out")
+        head.params += _params(norm)
+        if head.macs is not None:
+            head.macs += macs.get("conv_norm_out", 0)
+    covered = sum(u.params for u in units if u.parent is None)
+    if covered < _params(unet):  # class/extra embeddings etc.: shown, never prunable
+        units.append(Unit("other", "other", "Other (embeddings)", None, params=_params(unet) - covered))
     # data flow: conv_in → down stages → mid → up stages → conv_out, plus one skip per level
     chain = [u for u in ("conv_in", *down_ids, mid_id, *up_ids, "conv_out") if u and any(x.id == u for x in units)]
     edges += list(zip(chain, chain[1:]))
@@ -211,7 +217,7 @@ def unet_graph(unet: torch.nn.Module, *, context_len: int = 77, family: str = "d
     edges += [tuple(s) for s in skips]
     total = _params(unet)
     graph = UnitGraph(family, units, edges, attrs={
-        "layout": "unet", "model_class": shape.cls, "total_params": total + extra_params, "unet_params": total,
+        "layout": "unet", "model_class": shape.cls, "architecture": shape.cls, "total_params": total + extra_params, "unet_params": total,
         "total_macs": macs.get(""), "sample_size": list(shape.sample_size), "context_len": context_len,
         "stages": {"down": down_ids, "mid": mid_id, "up": up_ids}, "skips": skips,
         "presets": {name: preset_fits(shape, name) is None for name in PRESETS}})

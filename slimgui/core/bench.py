@@ -157,9 +157,14 @@ def benchmark(entries: list[tuple[str, Any]], *, batches: list[int], seq: int = 
                 fwd = measure(onnx_forward_runner(item, b, seq, threads), repeats=repeats)
             else:
                 fwd = measure(item.impl.bench_runner(item, b, seq, "prefill", new_tokens), repeats=repeats)
+            items = "tokens" if is_onnx else getattr(item.impl, "bench_items", "tokens")
             row.update(prefill_median_ms=fwd["median_s"] * 1e3, prefill_p90_ms=fwd["p90_s"] * 1e3,
-                       prefill_tokens_per_s=b * seq / fwd["median_s"], peak_mem_mib=fwd["peak_mem_mib"])
-            if decode and not is_onnx:
+                       peak_mem_mib=fwd["peak_mem_mib"], items=items)
+            if items == "tokens":
+                row["prefill_tokens_per_s"] = b * seq / fwd["median_s"]
+            else:  # one forward pass of a diffusion U-Net over a batch of latents
+                row[f"{items}_per_s"] = b / fwd["median_s"]
+            if decode and not is_onnx and getattr(item.impl, "can_decode", lambda m: True)(item):
                 dec = measure(item.impl.bench_runner(item, b, seq, "decode", new_tokens), repeats=max(3, repeats // 2))
                 row.update(decode_ms_per_token=dec["median_s"] * 1e3 / new_tokens,
                            decode_p90_ms_per_token=dec["p90_s"] * 1e3 / new_tokens,

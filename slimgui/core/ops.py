@@ -54,6 +54,21 @@ def analyze(model: LoadedModel, criterion: str, *, registry: Registry, data: Any
                   locked=locked, keep=keep, meta=meta)
 
 
+def presets(model: LoadedModel, registry: Registry) -> dict[str, bool]:
+    """Named pruning presets of the model's family (e.g. BK-SDM's) and whether each fits this model."""
+    return dict(graph_of(model, registry).attrs.get("presets") or {})
+
+
+def preset_plan(model: LoadedModel, preset: str, *, registry: Registry) -> PruningPlan:
+    """The plan a named preset makes for this model (e.g. ``bk-small``)."""
+    impl = adapter_of(model, registry)
+    if not hasattr(impl, "preset_plan"):
+        raise SlimError(f"the {model.family} family has no pruning presets", hint="choose units with --remove")
+    plan = impl.preset_plan(model, preset)
+    plan.validate(graph_of(model, registry))
+    return plan
+
+
 def prune(model: LoadedModel, plan: PruningPlan, *, registry: Registry, copy: bool = True) -> LoadedModel:
     """A physically smaller model without the plan's units (the original is kept when ``copy``)."""
     graph = graph_of(model, registry)

@@ -158,6 +158,11 @@ class Registry:
     def _specs(self, kind: str) -> list[tuple[Plugin, Any]]:
         return [(p, s) for p in self.plugins for s in getattr(p, kind)]
 
+    def evaluator_names(self, family: str) -> list[str]:
+        """Evaluators that apply to ``family``, the family's own first."""
+        specs = [s for _, s in self._specs("evaluators") if family in s.families or "*" in s.families]
+        return [s.name for s in specs if "*" not in s.families] + [s.name for s in specs if "*" in s.families]
+
     def adapter_specs(self) -> list[tuple[Plugin, AdapterSpec]]:
         return self._specs("adapters")
 
