@@ -10,13 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from diffusion_models import SD_UNET, tiny_sd_pipeline, tiny_unet2d
 
 from slimgui.core.errors import SlimError
 from slimgui.core.model import open_model
 from slimgui.core.ops import analyze, graph_of, preset_plan, presets, prune, save
 from slimgui.core.plan import PruningPlan
-
-from diffusion_models import SD_UNET, tiny_sd_pipeline, tiny_unet2d
 
 
 @pytest.fixture(scope="module")

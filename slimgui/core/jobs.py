@@ -222,18 +222,47 @@ def apply_task(model: LoadedModel, plan: PruningPlan, *, registry: Registry, out
 
 
 def preview_task(models: Sequence[LoadedModel], previewer: str, *, registry: Registry, options: dict[str, Any],
-                 progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> list[Any]:
-    """The same previewer with the same settings on each model (original first)."""
+                 labels: Sequence[str] | None = None, progress: ProgressFn | None = None,
+                 cancel: CancelToken | None = None) -> list[Any]:
+    """The same previewer with the same options on each model (original first); one media per model.
+
+    ``options`` go to the previewer as they are (a text previewer's prompt and token count, an image
+    previewer's prompt, seed, number of images, steps and guidance).  Each model's ``labels`` entry and the
+    job's ``progress`` (scaled to this model's share) and ``cancel`` are passed too when the previewer takes
+    them (by name or through ``**kwargs``), so a long preview reports progress and stops when cancelled."""
+    labels = list(labels) if labels is not None else [None] * len(models)
+    if len(labels) != len(models):
+        raise SlimError("give one label per model to preview")
     out = []
-    for i, model in enumerate(models):
+    n = len(models)
+    for i, (model, label) in enumerate(zip(models, labels)):
         check(cancel)
         if not model.has_weights:
             raise SlimError(f"{model.source} has no weights (config only)", hint="open a folder with weights to preview it")
-        report(progress, i, len(models), f"{previewer} on model {i + 1} of {len(models)}")
+        report(progress, i * 1000, n * 1000, f"{previewer} on {label or f'model {i + 1}'} ({i + 1} of {n})")
         fn = registry.previewer(previewer, model.family)
-        out.append(fn(model, **options))
-    report(progress, len(models), len(models), "done")
+
+        def sub(done: int, total: int, message: str = "", i: int = i) -> None:
+            report(progress, i * 1000 + (1000 * done // max(1, total)), n * 1000, f"{message} (model {i + 1} of {n})")
+
+        extra = {"label": label, "progress": sub, "cancel": cancel}
+        out.append(fn(model, **options, **_accepted(fn, {k: v for k, v in extra.items() if v is not None})))
+    check(cancel)
+    report(progress, n * 1000, n * 1000, "done")
     return out
+
+
+def _accepted(fn: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of ``kwargs`` that ``fn`` takes (all of them when it has ``**kwargs``)."""
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return {}
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return dict(kwargs)
+    return {k: v for k, v in kwargs.items() if k in params}
 
 
 def evaluate_task(models: Sequence[LoadedModel], data_path: str, *, registry: Registry, evaluator: str = "perplexity",
@@ -270,7 +299,7 @@ def retrain_check_task(cfg: TrainConfig, *, registry: Registry, resume: bool = F
 
     import torch
 
-    from .train import build_task, checkpoints, estimate
+    from .train import build_task, checkpoints, estimate, sample_count
 
     cfg.validate()
     out = Path(cfg.out)
@@ -281,8 +310,10 @@ def retrain_check_task(cfg: TrainConfig, *, registry: Registry, resume: bool = F
     random.seed(cfg.seed)
     task = build_task(cfg, registry)
     check(cancel)
-    if len(task.train_blocks) == 0:
-        raise SlimError("the training data gives no full training sequence", hint="give more text or a smaller sequence length")
+    n_train = sample_count(task.train_blocks)  # token blocks, or a dict of per-sample tensors (images)
+    if n_train == 0:
+        raise SlimError("the training data gives no full training sample",
+                        hint="give more data (text: or a smaller sequence length)")
     report(progress, 1, 2, "timing one training step")
     est = estimate(cfg, task)
     if est["step_seconds"] < 10:  # the first pass pays one-time costs: time a warm one when that is cheap
@@ -291,13 +322,14 @@ def retrain_check_task(cfg: TrainConfig, *, registry: Registry, resume: bool = F
     machine = est["machine_memory_bytes"]
     est["fits"] = not machine or est["memory_bytes"] <= 0.9 * machine
     est.update({k: v for k, v in task.info.items() if k in ("train_sequences", "val_sequences")})
+    est["items"] = str(task.info.get("items", "tokens"))  # what "tokens" counts: tokens, or images
     if not est["fits"]:
         raise SlimError(f"this job needs about {est['memory_bytes'] / 2**30:.1f} GiB but the machine has "
                         f"{machine / 2**30:.1f} GiB", hint="lower the batch size or the sequence length")
     done = run_state(out)["step"] if resume else 0
     est["steps_left"] = max(0, cfg.steps - done)
     est["seconds_left"] = round(est["step_seconds"] * est["steps_left"], 1)
-    est["epochs"] = round(cfg.steps * cfg.batch_size * cfg.grad_accum / max(1, len(task.train_blocks)), 2)
+    est["epochs"] = round(cfg.steps * cfg.batch_size * cfg.grad_accum / max(1, n_train), 2)
     report(progress, 2, 2, "checked")
     return est, task
 

@@ -56,7 +56,11 @@ class AnalysisSettings:
 
 @dataclass
 class PreviewSettings:
-    """What the compare panel asks for: one previewer's options and the evaluation file."""
+    """What the compare panel asks for: one previewer's options and the evaluation file.
+
+    Text previews use ``prompt`` and ``max_new_tokens``; image previews ``image_prompt``, ``seed`` (the
+    first of ``images`` consecutive seeds), ``steps`` (None: each model's own, e.g. 4 for a few-step model)
+    and ``guidance`` (None: the pipeline's default)."""
 
     previewer: str = "generate"
     prompt: str = "def "
@@ -64,6 +68,18 @@ class PreviewSettings:
     eval_file: str | None = None
     eval_seq_len: int = 128
     eval_max_tokens: int | None = 4096
+    image_prompt: str = ""
+    seed: int = 0
+    images: int = 4
+    steps: int | None = 25
+    guidance: float | None = None
+
+    def options(self, media: str) -> dict[str, Any]:
+        """The previewer's keyword options for a previewer of ``media`` ("text", "image", ...)."""
+        if media == "image":
+            return {"prompt": self.image_prompt, "seed": int(self.seed), "n": int(self.images),
+                    "steps": self.steps, "guidance": self.guidance}
+        return {"prompt": self.prompt, "max_new_tokens": int(self.max_new_tokens)}
 
 
 @dataclass
@@ -93,6 +109,8 @@ class RetrainSettings:
     kd_ce: float = 1.0
     kd_kl: float = 1.0
     kd_hidden: float = 1.0
+    lcm_ddim_steps: int = 50
+    lcm_guidance: float = 3.0
 
     def to_config(self, *, model: str, teacher: str | None, data: Sequence[str], out: str) -> TrainConfig:
         """The training job for ``model`` (the student; ``teacher`` is used by distillation only)."""
@@ -104,13 +122,16 @@ class RetrainSettings:
             batch_size=self.batch_size, seq_len=self.seq_len, lr=self.lr, warmup=min(self.warmup, self.steps),
             save_every=self.save_every, eval_every=self.eval_every, lora_r=self.lora_r, lora_alpha=self.lora_alpha,
             lora_dropout=self.lora_dropout, lora_targets=list(self.lora_targets) if self.lora_targets else None,
-            lora_merge=self.lora_merge, kd_ce=self.kd_ce, kd_kl=self.kd_kl, kd_hidden=self.kd_hidden)
+            lora_merge=self.lora_merge, kd_ce=self.kd_ce, kd_kl=self.kd_kl, kd_hidden=self.kd_hidden,
+            lcm_ddim_steps=self.lcm_ddim_steps, lcm_guidance=self.lcm_guidance)
 
     def take(self, cfg: TrainConfig) -> None:
         """Show a run's own configuration (when resuming it)."""
         for name in ("method", "steps", "batch_size", "seq_len", "lr", "warmup", "save_every", "eval_every", "lora_r",
-                     "lora_alpha", "lora_dropout", "lora_merge", "kd_ce", "kd_kl", "kd_hidden"):
-            setattr(self, name, getattr(cfg, name))
+                     "lora_alpha", "lora_dropout", "lora_merge", "kd_ce", "kd_kl", "kd_hidden", "lcm_ddim_steps",
+                     "lcm_guidance"):
+            if hasattr(cfg, name):
+                setattr(self, name, getattr(cfg, name))
         self.lora_targets = list(cfg.lora_targets) if cfg.lora_targets else None
         self.data = list(cfg.data)
         self.out = cfg.out
@@ -362,8 +383,51 @@ def bytes_per_param(model: LoadedModel) -> int:
     return int(first.element_size()) if first is not None else 4
 
 
+def removal_closure(graph: UnitGraph, unit_ids: Sequence[str]) -> list[str]:
+    """Every unit that goes when ``unit_ids`` are removed, in graph order: the units themselves, the partners
+    they name in ``attrs["removes_with"]`` (a U-Net's down-stage layer takes its mirrored up-stage layer along),
+    and units whose ``attrs["removed_with"]`` names a unit that goes.  A unit inside one that goes goes too
+    (it is not listed unless named), and its partners go with it."""
+    gone = {u for u in unit_ids if u in graph}
+
+    def inside(uid: str) -> bool:
+        return uid in gone or any(a in gone for a in graph.ancestors(uid))
+
+    changed = True
+    while changed:
+        changed = False
+        for unit in graph.units:
+            if inside(unit.id):
+                for partner in unit.attrs.get("removes_with") or ():
+                    if partner in graph and not inside(partner):
+                        gone.add(partner)
+                        changed = True
+            else:
+                named = unit.attrs.get("removed_with")
+                named = [named] if isinstance(named, str) else list(named or ())
+                if any(n in graph and inside(n) for n in named):
+                    gone.add(unit.id)
+                    changed = True
+    return [u.id for u in graph.units if u.id in gone]
+
+
+def removed_params(graph: UnitGraph, unit_ids: Sequence[str]) -> int:
+    """Parameters that go with ``unit_ids``: their partners included (:func:`removal_closure`), and each counted
+    once even when one unit contains another."""
+    return graph.removed_params(removal_closure(graph, unit_ids))
+
+
+def unit_title(graph: UnitGraph, unit_id: str) -> str:
+    """A unit's label with its parent's short name when it is nested ("Down 1 · ResNet + attention 1"), so a
+    list of units reads unambiguously."""
+    unit = graph.get(unit_id)
+    if unit.parent is None or unit.parent not in graph:
+        return unit.label
+    return f"{graph.get(unit.parent).label.split(' · ')[0]} · {unit.label}"
+
+
 def estimate(graph: UnitGraph, remove: Sequence[str], bytes_per_param: int = 4) -> Estimate:
-    gone = sum(graph.get(uid).params for uid in dict.fromkeys(remove))
+    gone = removed_params(graph, list(dict.fromkeys(remove)))
     total = graph.total_params
     return Estimate(params_before=total, params_after=total - gone, units_before=len(graph.prunable()),
                     units_removed=len(set(remove)), bytes_per_param=bytes_per_param)
@@ -415,7 +479,7 @@ def select_by_budget(graph: UnitGraph, scores: Scores, *, blocks: int | None = N
     for uid in candidates:
         if len(chosen) >= len(prunable) - 1:
             break
-        size = graph.removed_params([*chosen, uid]) - graph.removed_params(chosen)
+        size = removed_params(graph, [*chosen, uid]) - removed_params(graph, chosen)
         if spent + size > budget:
             break
         chosen.append(uid)
@@ -641,15 +705,47 @@ def default_data(model: LoadedModel) -> str | None:
         return None
 
 
+# criteria measured on calibration text: without text (given or the family's default) they cannot run
+TEXT_CRITERIA = ("ppl", "bi", "taylor")
+
+
 def default_criterion(registry: Registry, model: LoadedModel, data: str | None = None) -> str | None:
-    """The analysis ``slimgui gui MODEL`` runs: "ppl" when the family offers it and the model has
-    weights and calibration text (given or the family's default), else "magnitude"; None without weights."""
+    """The analysis ``slimgui gui MODEL`` runs: the family's own first criterion (``ppl`` for language models,
+    ``ldpruner`` for diffusion U-Nets); a criterion measured on calibration text only when the model has a
+    tokenizer and there is text (given or the family's default), else "magnitude".  None without weights."""
     if not model.has_weights:
         return None
+    specs = registry.criterion_specs(model.family)
+    own = [s.name for _, s in specs if "*" not in s.families]
     names = [n for n, _ in criteria_for(registry, model.family)]
-    if "ppl" in names and model.tokenizer is not None and (data or default_data(model)):
-        return "ppl"
+    has_text = model.tokenizer is not None and bool(data or default_data(model))
+    for name in own:
+        if name not in TEXT_CRITERIA or has_text:
+            return name
+        break  # the family's first choice needs text: the weights-only fallback beats its second choice
     return "magnitude" if "magnitude" in names else (names[0] if names else None)
+
+
+def preset_choices(model: LoadedModel, registry: Registry) -> list[tuple[str, bool, str]]:
+    """``(name, fits, note)`` of the family's named pruning presets (BK-SDM's bk-base/small/tiny): ``note`` says
+    what the preset removes when it fits, or why it does not fit this model."""
+    from .ops import graph_of, preset_plan, presets
+
+    graph = graph_of(model, registry)
+    out = []
+    for name, fits in presets(model, registry).items():
+        try:
+            plan = preset_plan(model, name, registry=registry)
+        except SlimError as exc:
+            out.append((name, False, exc.one_line()))
+            continue
+        if not fits:
+            out.append((name, False, f"{name} does not fit this model"))
+            continue
+        share = removed_params(graph, plan.remove) / max(1, graph.total_params)
+        out.append((name, True, f"removes {len(plan.remove)} units ({100 * share:.1f}% of the parameters): "
+                                + ", ".join(unit_title(graph, u) for u in plan.remove)))
+    return out
 
 
 def previewers_for(registry: Registry, family: str) -> list[tuple[str, str, str]]:

@@ -1,24 +1,26 @@
 """The model view: the UnitGraph drawn as blocks, coloured by the active criterion (or by an overlay:
 any ``{unit id: value}`` map with its own legend title, such as the INT8 sensitivity of an export).
 
-How the graph is placed comes from its ``attrs["layout"]`` hint through :data:`LAYOUTS` — a block
-stack for language models today; a U-Net family registers its own layout and every other part of
-the view (colours, locks, tooltips, clicks) works unchanged.  Click a block to select it for
-removal, click its arrow (or double-click) to show its children; Ctrl+wheel zooms, drag pans.
+How the graph is placed comes from its ``attrs["layout"]`` hint through :data:`LAYOUTS`
+(:mod:`.graph_layouts`): a block stack for language models, a U-Net (down stages, mid block, up stages,
+skip connections) for diffusion models; every other part of the view (colours, locks, tooltips, clicks)
+is the same for both.  Click a block to select it for removal, click its arrow (or double-click) to show
+its children; Ctrl+wheel zooms, drag pans.  Units that go with a selected one (a U-Net layer's mirrored
+up-stage layer, the up stage of a removed innermost stage) are drawn removed too.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QPainterPath, QPen, QPolygonF
+from PySide6.QtGui import QBrush, QColor, QFont, QFontMetricsF, QPainter, QPainterPath, QPen, QPolygonF
 from PySide6.QtWidgets import (
     QComboBox,
     QGraphicsItem,
     QGraphicsPathItem,
     QGraphicsScene,
+    QGraphicsSimpleTextItem,
     QGraphicsView,
     QHBoxLayout,
     QLabel,
@@ -30,75 +32,28 @@ from PySide6.QtWidgets import (
 
 from slimgui.core.errors import SlimError
 from slimgui.core.graph import Unit, UnitGraph
-from slimgui.core.session import aggregate_up, color_scale, human_count, normalized
+from slimgui.core.session import aggregate_up, color_scale, human_count, normalized, removal_closure
 
 from . import colors
 from .document import Document
+from .graph_layouts import BLOCK_H, BLOCK_W, LAYOUTS, Placement, Route, StackLayout, UNetLayout, layout_for
 from .legend import ColorLegend, draw_padlock, removed_brush
 from .notify import Notifier
 
-BLOCK_W, BLOCK_H, CHILD_H, GAP, INDENT = 340.0, 34.0, 24.0, 10.0, 26.0
+__all__ = ["LAYOUTS", "GraphView", "ModelPanel", "Placement", "StackLayout", "UNetLayout", "UnitItem", "layout_for"]
+
 BAR_GAP, BAR_W = 14.0, 110.0
 ARROW_W = 22.0
+FLOW_PEN = QColor("#94a3b8")
+SKIP_PEN = QColor("#6366f1")
 
 
-# -- layouts ---------------------------------------------------------------------------------
-@dataclass
-class Placement:
-    unit: Unit
-    rect: QRectF
-    depth: int
-
-
-class StackLayout:
-    """Top-level units one under another in edge order; an expanded unit's children are indented below it."""
-
-    name = "stack"
-
-    def order(self, graph: UnitGraph) -> list[Unit]:
-        top = [u for u in graph.units if u.parent is None]
-        ids = {u.id for u in top}
-        nxt: dict[str, str] = {}
-        incoming: set[str] = set()
-        for a, b in graph.edges:
-            if a in ids and b in ids and a not in nxt:
-                nxt[a] = b
-                incoming.add(b)
-        starts = [u for u in top if u.id not in incoming and u.id in nxt]
-        if not starts:
-            return top
-        seen: list[str] = []
-        cur: str | None = starts[0].id
-        while cur is not None and cur not in seen:
-            seen.append(cur)
-            cur = nxt.get(cur)
-        rest = [u.id for u in top if u.id not in seen]
-        return [graph.get(i) for i in seen + rest]
-
-    def place(self, graph: UnitGraph, expanded: set[str]) -> list[Placement]:
-        out: list[Placement] = []
-        y = 0.0
-
-        def add(unit: Unit, depth: int) -> None:
-            nonlocal y
-            h = BLOCK_H if depth == 0 else CHILD_H
-            out.append(Placement(unit, QRectF(depth * INDENT, y, BLOCK_W - depth * INDENT, h), depth))
-            y += h + (GAP if depth == 0 else 4)
-            if unit.id in expanded:
-                for child in graph.children(unit.id):
-                    add(child, depth + 1)
-                y += 4
-
-        for unit in self.order(graph):
-            add(unit, 0)
-        return out
-
-
-LAYOUTS: dict[str, StackLayout] = {"stack": StackLayout()}
-
-
-def layout_for(graph: UnitGraph):
-    return LAYOUTS.get(str(graph.attrs.get("layout", "stack")), LAYOUTS["stack"])
+def partners_of(graph: UnitGraph, unit: Unit) -> list[str]:
+    """The units ``unit`` is removed together with (either direction of the graph's pairing hints)."""
+    out = [p for p in unit.attrs.get("removes_with") or () if p in graph]
+    named = unit.attrs.get("removed_with")
+    out += [n for n in ([named] if isinstance(named, str) else list(named or ())) if n in graph]
+    return out
 
 
 # -- items -----------------------------------------------------------------------------------
