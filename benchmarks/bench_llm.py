@@ -91,6 +91,26 @@ def bench_decode(model, pruned, new_tokens: int = 96, rounds: int = 5) -> dict:
             "decode_tokens_per_s_pruned": new_tokens / statistics.median(t_pruned)}
 
 
+def bench_depth_width(depth, width, new_tokens: int = 64, rounds: int = 7) -> dict:
+    """Greedy decoding at batch 1, depth- vs width-pruned at equal parameters, interleaved round by round.
+
+    The curves over batch sizes come from ``benchmark()``; this figure gets its own, longer measurement
+    (64 tokens, 7 interleaved rounds) because the two models differ by only a few percent on a CPU.
+    """
+    runs = {name: m.impl.bench_runner(m, 1, 128, "decode", new_tokens) for name, m in
+            (("depth", depth), ("width", width))}
+    for run in runs.values():
+        run()
+    times: dict[str, list[float]] = {"depth": [], "width": []}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            times[name].append(timed(run, repeat=1)[0])
+    d, w = statistics.median(times["depth"]), statistics.median(times["width"])
+    return {"depth_vs_width_latency_b1": d / w, "depth_decode_ms_per_token_b1": d * 1e3 / new_tokens,
+            "width_decode_ms_per_token_b1": w * 1e3 / new_tokens,
+            "depth_vs_width_rounds": [round(a / b, 4) for a, b in zip(times["depth"], times["width"])]}
+
+
 def bench_export(model, pruned, work: Path, sample_text: str) -> dict:
     """ONNX parity, INT8 speed and size, mixed vs full INT8 quality, depth- vs width-pruned latency."""
     from slimgui.core.bench import benchmark, measure, onnx_forward_runner
@@ -120,8 +140,7 @@ def bench_export(model, pruned, work: Path, sample_text: str) -> dict:
     curves = benchmark([("original", model), ("depth-pruned", pruned), ("width-pruned", width)],
                        batches=[1, 8, 32], seq=128, new_tokens=16, threads=torch.get_num_threads(), repeats=3)
     rows = {(r["model"], r["batch"]): r for r in curves["rows"]}
-    out["depth_vs_width_latency_b1"] = (rows[("depth-pruned", 1)]["decode_ms_per_token"]
-                                        / rows[("width-pruned", 1)]["decode_ms_per_token"])
+    out.update(bench_depth_width(pruned, width))
     out["latency_vs_batch"] = {name: {b: {"decode_ms_per_token": round(rows[(name, b)]["decode_ms_per_token"], 3),
                                           "prefill_ms": round(rows[(name, b)]["prefill_median_ms"], 2)}
                                       for b in (1, 8, 32)} for name in ("original", "depth-pruned", "width-pruned")}
@@ -169,6 +188,7 @@ def main() -> int:
     ap.add_argument("--heal-steps", type=int, default=150, help="retraining steps per healing run (0: skip)")
     ap.add_argument("--skip-gui", action="store_true", help="skip the GUI stall measurement")
     ap.add_argument("--skip-export", action="store_true", help="skip the ONNX/INT8/width figures")
+    ap.add_argument("--skip-diffusion", action="store_true", help="skip the diffusion figures (bench_diffusion.py)")
     ap.add_argument("--eval-tokens", type=int, default=60_000, help="held-out tokens for the healing figures")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -224,6 +244,20 @@ def main() -> int:
             report.update(json.loads(gui.stdout.strip().splitlines()[-1]))
         else:
             report["gui_error"] = (gui.stderr.strip().splitlines() or ["no output"])[-1]
+
+    if not args.skip_diffusion:
+        import os
+        import subprocess
+
+        log("diffusion: BK presets, distillation, few-step (a separate process; several minutes)")
+        diff = subprocess.run([sys.executable, str(Path(__file__).with_name("bench_diffusion.py")),
+                               "--out", str(Path(args.out).with_name("bench-diffusion.json"))],
+                              capture_output=True, text=True, env=dict(os.environ), timeout=5400)
+        sys.stderr.write(diff.stderr[-4000:])
+        if diff.returncode == 0 and diff.stdout.strip():
+            report.update(json.loads(diff.stdout.strip().splitlines()[-1]))
+        else:
+            report["diffusion_error"] = (diff.stderr.strip().splitlines() or ["no output"])[-1]
 
     targets = {"ppl_criterion_time_ratio": ("<=", 0.6), "ppl_criterion_max_rel_diff": ("<=", 1e-4),
                "bi_cost_forward_passes": ("<=", 1.3), "decode_speedup_over_ideal": (">=", 0.9),
