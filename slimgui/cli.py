@@ -366,7 +366,7 @@ def _train_config(args):
         lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
         lora_targets=[t.strip() for t in args.lora_targets.split(",")] if args.lora_targets else None,
         lora_merge=not args.keep_adapter, kd_ce=args.kd_ce, kd_kl=args.kd_kl, kd_hidden=args.kd_hidden,
-        lcm_ddim_steps=args.lcm_ddim_steps, lcm_guidance=args.lcm_guidance,
+        lcm_ddim_steps=args.lcm_ddim_steps, lcm_guidance=args.lcm_guidance, lcm_ema_decay=args.lcm_ema_decay,
         max_train_tokens=args.max_train_tokens, trust_remote_code=args.trust_remote_code)
     cfg.validate()
     return cfg
@@ -430,7 +430,7 @@ def cmd_export(args) -> int:
                 raise SlimError("--int8, --mixed and --past apply to --format onnx")
             path = save(model, out, registry=reg, force=args.force)
             payload = {"format": "hf", "out": str(path), "model": model.source}
-            human = f"saved {model.source} as a transformers folder in {path}"
+            human = f"saved {model.source} as a {getattr(model.impl, 'folder_kind', 'transformers')} folder in {path}"
         else:
             if not hasattr(model.impl, "export_onnx"):
                 raise SlimError(f"the {model.family} family cannot export to ONNX yet")
@@ -614,9 +614,11 @@ def build_parser() -> argparse.ArgumentParser:
     common(sp)
     sp.add_argument("--method", choices=["lora", "cpt", "kd", "lcm"], default="lora",
                     help="lora, cpt (full), kd (distil from --teacher), lcm (latent consistency: few-step diffusion)")
-    sp.add_argument("--teacher", help="the original model (for --method kd; for lcm the default is MODEL itself)")
+    sp.add_argument("--teacher", help="the original model (kd: default the model MODEL was slimmed from; "
+                                      "lcm: default MODEL itself)")
     sp.add_argument("--data", action="append", required=True,
-                    help="text file/folder, JSONL or a saved dataset (repeatable)")
+                    help="text file/folder, JSONL or a saved dataset; for diffusion an image folder with "
+                         "metadata.jsonl captions (repeatable)")
     sp.add_argument("--steps", type=int, default=100)
     sp.add_argument("--save-every", type=int, default=50, help="checkpoint every N steps (default 50)")
     sp.add_argument("--keep-last", type=int, default=2, help="checkpoints to keep (default 2)")
@@ -644,6 +646,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="distillation: weight of the feature loss (block outputs; diffusion: stage features)")
     sp.add_argument("--lcm-ddim-steps", type=int, default=50, help="lcm: teacher solver steps (default 50)")
     sp.add_argument("--lcm-guidance", type=float, default=3.0, help="lcm: classifier-free guidance of the teacher")
+    sp.add_argument("--lcm-ema-decay", type=float, default=0.95, help="lcm: EMA decay of the target network")
     sp.add_argument("--max-train-tokens", type=int, help="use at most this many training tokens")
     sp.set_defaults(func=cmd_retrain)
 

@@ -218,3 +218,15 @@ def test_estimate_before_start(pruned_llama, text_file, tmp_path, capsys):
     code = main(["retrain", str(pruned_llama), "--data", str(text_file), "--lora-targets", "nope", "--out",
                  str(tmp_path / "x"), "--estimate"])
     assert code == 2 and "unknown LoRA target" in capsys.readouterr().err
+
+
+def test_kd_teacher_defaults_to_the_model_the_student_was_pruned_from(tiny_models, registry, text_file, tmp_path):
+    from slimgui.core.model import open_model
+    from slimgui.core.ops import prune, save
+    from slimgui.core.plan import PruningPlan
+
+    model = open_model(str(tiny_models["llama"]), registry=registry)
+    student = save(prune(model, PruningPlan(remove=["block.1"], model=model.source), registry=registry),
+                   tmp_path / "student", registry=registry)
+    res = run_training(cfg_for(student, text_file, tmp_path / "run", method="kd", steps=2))
+    assert res["step"] == 2 and (tmp_path / "run" / "model" / "config.json").is_file()

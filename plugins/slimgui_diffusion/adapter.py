@@ -95,6 +95,7 @@ class DiffusersAdapter:
     family = "diffusion"
     name = "diffusers"
     bench_items = "images"
+    folder_kind = "diffusers"
 
     # -- opening ---------------------------------------------------------------------------------
     def load(self, path: str, *, progress: ProgressFn | None = None, cancel: CancelToken | None = None,

@@ -62,7 +62,7 @@ def _pipeline(model: LoadedModel):
 
 
 def run_pipeline(model: LoadedModel, prompt: str | list[str], *, seeds: list[int], steps: int,
-                 guidance: float | None = None, scheduler: str | None = None,
+                 guidance: float | None = None, scheduler: str | None = None, timesteps: list[int] | None = None,
                  cancel: CancelToken | None = None) -> torch.Tensor:
     """Images N×C×H×W in [0, 1], one per seed (or per prompt when ``prompt`` is a list of len(seeds))."""
     pipe = _pipeline(model)
@@ -89,7 +89,11 @@ def run_pipeline(model: LoadedModel, prompt: str | list[str], *, seeds: list[int
                         p._interrupt = True
                     return kw
                 kwargs["callback_on_step_end"] = stop
-            out = pipe(prompts, num_inference_steps=int(steps), generator=gens, output_type="pt", **kwargs).images
+            if timesteps:  # a few-step model's own timesteps (those it was distilled on)
+                kwargs["timesteps"] = [int(t) for t in timesteps]
+            else:
+                kwargs["num_inference_steps"] = int(steps)
+            out = pipe(prompts, generator=gens, output_type="pt", **kwargs).images
         else:
             if any(p.strip() for p in prompts):
                 raise SlimError("this model has no text encoder, so it cannot follow a prompt",
@@ -148,10 +152,12 @@ def model_settings(model: LoadedModel, steps: int | None, guidance: float | None
     """Steps, guidance and scheduler for one model: a few-step model uses its own unless told otherwise."""
     few = fewstep_settings(model)
     if few is not None:
-        return {"steps": int(steps if steps is not None and steps <= 8 else few.get("steps", 4)),
-                "guidance": float(few.get("guidance", 1.0) if guidance is None else guidance),
-                "scheduler": few.get("scheduler", "lcm")}
-    return {"steps": int(steps or 25), "guidance": guidance, "scheduler": None}
+        own = few.get("timesteps") if isinstance(few.get("timesteps"), list) else None
+        n = int(steps if steps is not None and steps <= 8 else few.get("steps", 4))
+        return {"steps": n, "guidance": float(few.get("guidance", 1.0) if guidance is None else guidance),
+                "scheduler": few.get("scheduler", "lcm"),
+                "timesteps": own if own and (steps is None or steps == len(own)) else None}
+    return {"steps": int(steps or 25), "guidance": guidance, "scheduler": None, "timesteps": None}
 
 
 def generate_images(model: LoadedModel, prompt: str = "", *, seed: int = 0, n: int = 4, steps: int | None = None,
@@ -172,7 +178,7 @@ def compare_grid(models: list[tuple[str, LoadedModel]], prompt: str, *, seeds: l
         report(progress, i, len(models), f"generating with {label}")
         s = model_settings(model, steps, guidance)
         imgs = run_pipeline(model, prompt, seeds=seeds, steps=s["steps"], guidance=s["guidance"],
-                            scheduler=s["scheduler"], cancel=cancel)
+                            scheduler=s["scheduler"], timesteps=s["timesteps"], cancel=cancel)
         text = f"{label} ({s['steps']} steps{', LCM' if s['scheduler'] == 'lcm' else ''})"
         rows.append((text, imgs))
         used.append({"label": label, "model": model.source, **s})

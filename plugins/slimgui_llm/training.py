@@ -154,6 +154,16 @@ class _BlockTap:
         return hook
 
 
+def _plan_source(student_dir: Path) -> str | None:
+    """The model a SlimGUI-pruned student was made from (its plan records it), if it still exists."""
+    plan = student_dir / "slimgui_plan.json"
+    try:
+        src = json.loads(plan.read_text(encoding="utf-8")).get("model") if plan.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        return None
+    return str(src) if src and Path(src).exists() else None
+
+
 def _kept_indices(student_dir: Path, n_student: int, n_teacher: int) -> list[int]:
     plan_file = student_dir / "slimgui_plan.json"
     if plan_file.is_file():
@@ -201,7 +211,10 @@ def build_training_task(adapter: TransformersAdapter, cfg: TrainConfig, registry
     if cfg.method == "kd":
         if not decoder:
             raise SlimError("distillation is implemented for decoder language models", hint="use lora or cpt")
-        teacher = adapter.load(cfg.teacher, trust_remote_code=cfg.trust_remote_code)
+        teacher_path = cfg.teacher or _plan_source(Path(student.source))
+        if not teacher_path:
+            raise SlimError("distillation needs a teacher", hint="pass --teacher ORIGINAL_MODEL")
+        teacher = adapter.load(teacher_path, trust_remote_code=cfg.trust_remote_code)
         _, t_layers = adapter.stack(teacher)
         kept = _kept_indices(Path(student.source), len(layers), len(t_layers))
         if teacher.config.vocab_size != student.config.vocab_size:

@@ -1,0 +1,760 @@
+"""The diffusion family's training task: image data, denoising / BK-SDM / LoRA / LCM losses, and the save.
+
+Every method trains the pipeline's U-Net; the VAE and text encoder stay frozen and are used once, up front,
+to turn the image folder into latents and caption embeddings (``train_blocks = {"latents", "encoder_hidden_states"}``).
+Noise and timesteps are drawn inside ``loss()`` from torch's global CPU generator, which the training loop
+checkpoints and restores, so a resumed run continues bit for bit.
+
+Notation: ``x0`` a clean latent, ``ε ~ N(0, I)``, ``ᾱ_t`` the scheduler's cumulative alpha, and
+``x_t = √ᾱ_t·x0 + √(1-ᾱ_t)·ε`` the noised latent at timestep ``t``.  A U-Net predicts ε (or v, or x0, per the
+scheduler's ``prediction_type``; the *target* below is the matching quantity).
+
+- ``cpt`` (denoising fine-tuning): ``L = ‖ε̂_S(x_t, t, c) − target‖²``.
+- ``lora``: the same loss, training peft LoRA adapters on the attention projections only.
+- ``kd`` (BK-SDM): ``L = λ_task·‖ε̂_S − target‖² + λ_out·‖ε̂_S − ε̂_T‖² + λ_feat·Σ_stages ‖f_S − f_T‖²`` with the
+  stage outputs ``f`` of the student's down/mid/up stages and the teacher's stages they came from.
+- ``lcm`` (latent consistency distillation, EdgeFusion / LCM): see :class:`ConsistencyDistiller`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from slimgui.core.errors import SlimError
+from slimgui.core.io import atomic_write_text
+from slimgui.core.model import LoadedModel
+from slimgui.core.train import TrainConfig, TrainTask
+
+from .adapter import MAP_FILE
+from .calibration import encode_images, encode_prompts, load_image, read_image_folder
+from .generate import FEWSTEP_FILE
+
+DEFAULT_LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+CAPTION_DROPOUT = 0.1  # share of training captions replaced by "" so the model keeps an unconditional branch
+VAL_TIMESTEPS_PER_IMAGE = 8  # at most; each validation image is noised at several fixed timesteps
+TIMESTEP_SCALING = 10.0  # LCM boundary condition, as diffusers' LCMScheduler (timestep_scaling)
+SIGMA_DATA = 0.5
+FEWSTEP_STEPS = 4
+# ε → x0 divides by √ᾱ_t; below this ᾱ (e.g. t = 999 of squaredcos_cap_v2, ᾱ ≈ 2e-9) errors grow > 1000×
+MIN_ALPHA_BAR = 1e-6
+
+
+# -- the noise schedule ----------------------------------------------------------------------------
+class NoiseSchedule:
+    """The forward process of the pipeline's scheduler, and conversions between ε, v and x0 predictions."""
+
+    def __init__(self, scheduler_config: Any):
+        from diffusers import DDPMScheduler
+
+        sched = DDPMScheduler.from_config(scheduler_config)
+        self.num_train_timesteps = int(sched.config.num_train_timesteps)
+        self.prediction_type = str(sched.config.prediction_type)
+        if self.prediction_type not in ("epsilon", "v_prediction", "sample"):
+            raise SlimError(f"the scheduler's prediction_type '{self.prediction_type}' is not supported",
+                            hint="SlimGUI retrains epsilon, v_prediction and sample U-Nets")
+        self.alphas_cumprod = sched.alphas_cumprod.float()
+
+    def _coef(self, t: torch.Tensor, ndim: int) -> tuple[torch.Tensor, torch.Tensor]:
+        acp = self.alphas_cumprod.to(t.device)[t]
+        shape = (-1,) + (1,) * (ndim - 1)
+        return acp.sqrt().view(shape), (1 - acp).sqrt().view(shape)
+
+    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """x_t = √ᾱ_t·x0 + √(1-ᾱ_t)·ε."""
+        a, s = self._coef(t, x0.dim())
+        return a * x0 + s * noise
+
+    def target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """What the U-Net should output: ε, v = √ᾱ·ε − √(1-ᾱ)·x0, or x0."""
+        if self.prediction_type == "epsilon":
+            return noise
+        if self.prediction_type == "sample":
+            return x0
+        a, s = self._coef(t, x0.dim())
+        return a * noise - s * x0
+
+    def pred_x0(self, out: torch.Tensor, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        a, s = self._coef(t, xt.dim())
+        if self.prediction_type == "epsilon":
+            return (xt - s * out) / a
+        if self.prediction_type == "sample":
+            return out
+        return a * xt - s * out
+
+    def pred_eps(self, out: torch.Tensor, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        a, s = self._coef(t, xt.dim())
+        if self.prediction_type == "epsilon":
+            return out
+        if self.prediction_type == "sample":
+            return (xt - a * out) / s
+        return a * out + s * xt
+
+
+def predict(unet: nn.Module, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+    """The U-Net's raw output (ε, v or x0 per the schedule) for noised latents ``x`` at timesteps ``t``."""
+    kwargs = {"encoder_hidden_states": cond} if cond is not None else {}
+    return unet(x, t, **kwargs).sample
+
+
+def _move(module: nn.Module, device: torch.device) -> nn.Module:
+    if next(module.parameters()).device != device:
+        module.to(device)
+    return module
+
+
+# -- data ------------------------------------------------------------------------------------------
+@dataclass
+class EncodedImages:
+    """The image folders as frozen-encoder outputs, split into training and validation samples."""
+
+    train: dict[str, torch.Tensor]
+    val: dict[str, torch.Tensor]
+    uncond: torch.Tensor | None  # the "" caption's embedding (1×L×D), None without a text encoder
+    n_images: int
+    n_train: int
+    n_val: int
+    dropped_captions: int
+
+
+def _image_rows(paths: list[str]) -> list[tuple[Path, str]]:
+    rows: list[tuple[Path, str]] = []
+    for raw in paths:
+        p = Path(raw).expanduser()
+        if not p.exists():
+            raise SlimError(f"data {p} does not exist", hint="give an image folder with metadata.jsonl captions")
+        if not p.is_dir():
+            raise SlimError(f"{p} is not an image folder", hint="diffusion models train on a folder of images "
+                            "with a metadata.jsonl (file_name, text) — the Hugging Face imagefolder layout")
+        rows += [(path, caption) for path, caption, _label in read_image_folder(p)]
+    return rows
+
+
+def split_indices(n: int, val_fraction: float) -> tuple[list[int], list[int]]:
+    """Every k-th sample (k = round(1/val_fraction)) is held out for validation, at least one, never all."""
+    if n < 2:
+        raise SlimError(f"the image data holds {n} image{'s' if n != 1 else ''}: too few to train and validate",
+                        hint="give at least two images (a few hundred for a useful result)")
+    every = max(2, round(1 / val_fraction))
+    val = list(range(every - 1, n, every)) or [n - 1]
+    held = set(val)
+    return [i for i in range(n) if i not in held], val
+
+
+def _frozen_device() -> torch.device:
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def encode_image_data(pipe: Any, unet: nn.Module, schedule: NoiseSchedule, cfg: TrainConfig, *,
+                      drop_captions: bool = True) -> EncodedImages:
+    """Encode every image once with the frozen VAE (posterior mean × scaling factor) and text encoder.
+
+    A deterministic ``CAPTION_DROPOUT`` share of the training captions becomes "" (classifier-free guidance
+    training).  Validation samples carry their own fixed ``noise`` and ``timesteps`` (each held-out image at
+    several timesteps spread over the schedule), so validation is deterministic and comparable across methods.
+    """
+    rows = _image_rows(cfg.data)
+    train_idx, val_idx = split_indices(len(rows), cfg.val_fraction)
+    vae = getattr(pipe, "vae", None)
+    size = tuple(int(s) for s in _sample_size(unet.config))
+    device = _frozen_device()
+    if vae is not None:
+        factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        pixel_size = (size[0] * factor, size[1] * factor)
+        channels = int(vae.config.in_channels)
+    else:  # pixel-space U-Net (DDPM pipelines): the images themselves are what it denoises
+        pixel_size, channels = size, int(unet.config.in_channels)
+    latents = []
+    chunk = 16
+    for start in range(0, len(rows), chunk):
+        imgs = torch.stack([load_image(path, pixel_size, channels) for path, _ in rows[start:start + chunk]])
+        if vae is None:
+            latents.append(imgs)
+        else:
+            with _on(vae, device):
+                latents.append(encode_images(pipe, imgs.to(device)).float().cpu())
+    latents_t = torch.cat(latents)
+    if latents_t.shape[1] != unet.config.in_channels:
+        raise SlimError(f"the images encode to {latents_t.shape[1]} channels but the U-Net takes "
+                        f"{unet.config.in_channels}", hint="the pipeline's VAE and U-Net do not belong together")
+
+    text = _needs_text(unet)
+    captions = [caption for _, caption in rows]
+    drop = _dropped(len(train_idx), cfg.seed) if (text and drop_captions) else []
+    for k in drop:
+        captions[train_idx[k]] = ""
+    emb = uncond = None
+    if text:
+        unique = sorted(set(captions) | {""})
+        with _on(pipe.text_encoder, device):
+            table = torch.cat([encode_prompts(pipe, unique[i:i + 64]).float().cpu() for i in range(0, len(unique), 64)])
+        where = {c: i for i, c in enumerate(unique)}
+        emb = table[torch.tensor([where[c] for c in captions])]
+        uncond = table[where[""]][None].clone()
+
+    def pick(idx: list[int]) -> dict[str, torch.Tensor]:
+        out = {"latents": latents_t[idx].contiguous()}
+        if emb is not None:
+            out["encoder_hidden_states"] = emb[idx].contiguous()
+        return out
+
+    train = pick(train_idx)
+    k = max(1, min(VAL_TIMESTEPS_PER_IMAGE, math.ceil(32 / len(val_idx))))
+    val = pick([i for i in val_idx for _ in range(k)])
+    n_val = len(val["latents"])
+    gen = torch.Generator().manual_seed(cfg.seed + 104_729)
+    total = schedule.num_train_timesteps
+    steps = ((torch.arange(n_val) + 0.5) * total / n_val).long().clamp(0, total - 1)
+    val["timesteps"] = steps[torch.randperm(n_val, generator=gen)]
+    val["noise"] = torch.randn(val["latents"].shape, generator=gen)
+    return EncodedImages(train, val, uncond, len(rows), len(train_idx), len(val_idx), len(drop))
+
+
+def _dropped(n: int, seed: int) -> list[int]:
+    k = round(CAPTION_DROPOUT * n)
+    return sorted(torch.randperm(n, generator=torch.Generator().manual_seed(seed + 7_741))[:k].tolist())
+
+
+class _on:
+    """Run a frozen module on ``device`` (float32 on the CPU), then put it back as it was."""
+
+    def __init__(self, module: nn.Module, device: torch.device):
+        self.module, self.device = module, device
+        p = next(module.parameters())
+        self.old_device, self.old_dtype = p.device, p.dtype
+
+    def __enter__(self) -> nn.Module:
+        dtype = torch.float32 if self.device.type == "cpu" else self.old_dtype
+        return self.module.to(self.device, dtype)
+
+    def __exit__(self, *exc: Any) -> None:
+        self.module.to(self.old_device, self.old_dtype)
+
+
+def _sample_size(config: Any) -> tuple[int, int]:
+    size = config.sample_size or 64
+    return (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def _needs_text(unet: nn.Module) -> bool:
+    return bool(getattr(unet.config, "cross_attention_dim", None)) and type(unet).__name__ == "UNet2DConditionModel"
+
+
+# -- models ----------------------------------------------------------------------------------------
+def _load(adapter: Any, path: str, what: str) -> LoadedModel:
+    if not Path(path).exists():
+        raise SlimError(f"the {what} {path} does not exist")
+    model = adapter.load(path)
+    if not model.has_weights:
+        raise SlimError(f"the {what} {path} has no weights (config only)", hint="give a folder with its weights")
+    return model
+
+
+def _check_pipeline(model: LoadedModel) -> Any:
+    pipe = model.extra.get("pipeline")
+    if pipe is None:
+        raise SlimError(f"{model.source} is a bare U-Net folder; retraining needs the whole pipeline",
+                        hint="give the pipeline folder (model_index.json with unet, vae, text_encoder, tokenizer, "
+                             "scheduler) so images can be encoded and the healed model saved as a pipeline")
+    unet = model.module
+    if getattr(unet.config, "num_class_embeds", None) or getattr(unet.config, "class_embed_type", None):
+        raise SlimError("class-conditioned U-Nets cannot be retrained yet", hint="use a text-conditioned pipeline")
+    if getattr(pipe, "scheduler", None) is None:
+        raise SlimError(f"the pipeline in {model.source} has no scheduler", hint="restore its scheduler folder")
+    if _needs_text(unet):
+        if getattr(pipe, "vae", None) is None:
+            raise SlimError(f"the pipeline in {model.source} has no VAE to encode the training images",
+                            hint="give a Stable-Diffusion-style pipeline folder (vae, text_encoder, tokenizer)")
+        if getattr(pipe, "text_encoder", None) is None or getattr(pipe, "tokenizer", None) is None:
+            raise SlimError(f"the pipeline in {model.source} has no text encoder/tokenizer for its text-conditioned "
+                            "U-Net", hint="give a Stable-Diffusion-style pipeline folder (vae, text_encoder, tokenizer)")
+    return pipe
+
+
+def _unet_map(folder: Path) -> dict[str, Any] | None:
+    f = folder / MAP_FILE
+    if not f.is_file():
+        return None
+    try:
+        doc = json.loads(f.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SlimError(f"{f} is not valid JSON ({getattr(exc, 'msg', exc)})",
+                        hint="prune the model again, or pass --teacher") from None
+    return doc if isinstance(doc, dict) else None
+
+
+def _frozen_teacher(adapter: Any, path: str, student: nn.Module, what: str = "teacher") -> nn.Module:
+    teacher = _load(adapter, path, what).module
+    for key in ("in_channels", "out_channels", "cross_attention_dim"):
+        a, b = getattr(student.config, key, None), getattr(teacher.config, key, None)
+        if a != b:
+            raise SlimError(f"the {what} {path} does not fit the student: {key} {b} vs {a}",
+                            hint="give the model the student was pruned from")
+    teacher.float().eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+def _params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+# -- feature taps (BK-SDM) -------------------------------------------------------------------------
+def _stage_hidden(out: Any) -> torch.Tensor:
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+def _stage_candidates(out: Any) -> list[torch.Tensor]:
+    """The stage's hidden state, then (for a down stage) its skip states from the last to the first."""
+    if isinstance(out, (tuple, list)):
+        skips = list(out[1]) if len(out) > 1 and isinstance(out[1], (tuple, list)) else []
+        return [out[0], *reversed(skips)]
+    return [out]
+
+
+class StageTap:
+    """Forward hooks that keep the outputs of named U-Net stages while ``active``."""
+
+    def __init__(self, unet: nn.Module, stages: list[str]):
+        self.outputs: dict[str, Any] = {}
+        self.active = False
+        self.handles = []
+        for name in stages:
+            self.handles.append(unet.get_submodule(name).register_forward_hook(self._hook(name)))
+
+    def _hook(self, name: str):
+        def hook(_module: nn.Module, _args: Any, out: Any) -> None:
+            if self.active:
+                self.outputs[name] = out
+        return hook
+
+    def start(self) -> None:
+        self.outputs.clear()
+        self.active = True
+
+    def stop(self) -> None:
+        self.active = False
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+def _has(module: nn.Module, path: str) -> bool:
+    try:
+        module.get_submodule(path)
+        return True
+    except AttributeError:
+        return False
+
+
+def feature_pairs(student: nn.Module, teacher: nn.Module, stage_map: dict[str, str], sample: dict[str, torch.Tensor],
+                  timestep: int) -> tuple[list[tuple[str, str, int]], list[str]]:
+    """(student stage, teacher stage, which teacher tensor) for every mapped stage whose features match in shape.
+
+    The student stage's hidden output is compared with the teacher stage's hidden output, or — where a removed
+    innermost stage took the last downsampler away — with the teacher's last skip state of that shape.
+    Found with one no-grad forward pass of both U-Nets on one sample.
+    """
+    pairs = [(s, t) for s, t in stage_map.items() if _has(student, s) and _has(teacher, t)]
+    s_tap, t_tap = StageTap(student, [s for s, _ in pairs]), StageTap(teacher, [t for _, t in pairs])
+    x = sample["latents"][:1]
+    cond = sample.get("encoder_hidden_states")
+    cond = cond[:1] if cond is not None else None
+    t = torch.tensor([timestep])
+    try:
+        s_tap.start()
+        t_tap.start()
+        with torch.no_grad():
+            predict(student, x, t, cond)
+            predict(teacher, x, t, cond)
+    finally:
+        s_tap.stop()
+        t_tap.stop()
+        s_tap.remove()
+        t_tap.remove()
+    found, skipped = [], []
+    for s, t_name in pairs:
+        shape = _stage_hidden(s_tap.outputs[s]).shape
+        cands = _stage_candidates(t_tap.outputs[t_name])
+        pick = next((k for k, c in enumerate(cands) if c.shape == shape), None)
+        if pick is None:
+            skipped.append(s)
+        else:
+            found.append((s, t_name, pick))
+    return found, skipped
+
+
+# -- latent consistency distillation ---------------------------------------------------------------
+class ConsistencyDistiller:
+    """LCM distillation (Luo et al. 2023; diffusers' ``train_lcm_distill_sd_wds.py``), written for this loop.
+
+    With N = ``lcm_ddim_steps`` skipped DDIM timesteps τ_n = (n+1)·T/N − 1 and k = T/N:
+
+    1. draw n, noise x0 to x_{τ_n} (start), and let the student give the consistency output
+       ``f_S(x, τ) = c_skip(τ)·x + c_out(τ)·x̂0_S(x, τ)`` with ``c_skip = σ_d²/((10τ)² + σ_d²)``,
+       ``c_out = 10τ/√((10τ)² + σ_d²)`` (so f(x, 0) = x, the boundary condition);
+    2. the frozen teacher takes one DDIM step from τ_n to τ_{n}−k with classifier-free guidance
+       ``ε̂ = ε̂_u + s·(ε̂_c − ε̂_u)`` (same for x̂0), s = ``lcm_guidance``;
+    3. the target network (EMA of the student, decay ``lcm_ema_decay``) gives f at the teacher's x_{τ_n−k};
+    4. loss = MSE (or pseudo-Huber, ``cfg.extra["lcm_loss"] = "huber"``) between the two consistency outputs.
+
+    The w-embedding of the LCM paper (a guidance-scale input to the U-Net) is not added: the student is distilled
+    at the one fixed guidance and is then sampled without guidance (``guidance 1.0``).  Solver timesteps whose
+    ᾱ is below ``MIN_ALPHA_BAR`` (the last step of near-zero-terminal-SNR schedules) are not trained, because the
+    ε → x0 conversion there amplifies any error by 1/√ᾱ; :meth:`inference_timesteps` then starts below them.
+    """
+
+    def __init__(self, student: nn.Module, teacher: nn.Module, schedule: NoiseSchedule, uncond: torch.Tensor | None,
+                 cfg: TrainConfig):
+        T = schedule.num_train_timesteps
+        n = int(cfg.lcm_ddim_steps)
+        if not 1 <= n <= T:
+            raise SlimError(f"lcm-ddim-steps must be between 1 and {T}, got {n}")
+        if not 0.0 <= cfg.lcm_ema_decay < 1.0:
+            raise SlimError(f"the EMA decay must be in [0, 1), got {cfg.lcm_ema_decay}")
+        self.schedule, self.teacher, self.uncond = schedule, teacher, uncond
+        self.guidance = float(cfg.lcm_guidance)
+        self.decay = float(cfg.lcm_ema_decay)
+        self.skip = T // n
+        self.ddim_timesteps = (torch.arange(1, n + 1) * self.skip - 1).long()
+        acp = schedule.alphas_cumprod
+        self.alpha_prev = torch.cat([acp[:1], acp[self.ddim_timesteps[:-1]]])
+        self.valid = torch.nonzero(acp[self.ddim_timesteps] >= MIN_ALPHA_BAR).flatten()
+        if len(self.valid) == 0:
+            raise SlimError("the scheduler's noise schedule leaves no usable solver timestep for consistency "
+                            "distillation", hint="use a pipeline with a standard (scaled_linear or cosine) schedule")
+        self.loss_type = str(cfg.extra.get("lcm_loss", "l2"))
+        if self.loss_type not in ("l2", "huber"):
+            raise SlimError(f"unknown lcm loss '{self.loss_type}'", hint="use l2 or huber")
+        self.huber_c = float(cfg.extra.get("lcm_huber_c", 0.001))
+        # the target network starts as a copy of the student and follows it by EMA
+        self.target = copy.deepcopy(student).eval()
+        for p in self.target.parameters():
+            p.requires_grad_(False)
+
+    def inference_timesteps(self, steps: int = FEWSTEP_STEPS) -> list[int] | None:
+        """The few-step schedule when the solver's top timestep was not trained (else None: LCMScheduler's own).
+
+        Picked as LCMScheduler picks its default: every (M // steps)-th trained solver timestep from the top.
+        """
+        if len(self.valid) == len(self.ddim_timesteps):
+            return None
+        grid = self.ddim_timesteps[self.valid].flip(0).tolist()
+        return grid[:: max(1, len(grid) // steps)][:steps]
+
+    @staticmethod
+    def boundary(t: torch.Tensor, ndim: int) -> tuple[torch.Tensor, torch.Tensor]:
+        scaled = TIMESTEP_SCALING * t.float()
+        c_skip = SIGMA_DATA ** 2 / (scaled ** 2 + SIGMA_DATA ** 2)
+        c_out = scaled / (scaled ** 2 + SIGMA_DATA ** 2) ** 0.5
+        shape = (-1,) + (1,) * (ndim - 1)
+        return c_skip.view(shape), c_out.view(shape)
+
+    def consistency(self, unet: nn.Module, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        c_skip, c_out = self.boundary(t, x.dim())
+        return c_skip * x + c_out * self.schedule.pred_x0(predict(unet, x, t, cond), x, t)
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        x0 = batch["latents"]
+        device = x0.device
+        cond = batch.get("encoder_hidden_states")
+        b = x0.shape[0]
+        index = self.valid[torch.randint(0, len(self.valid), (b,))]
+        noise = torch.randn(x0.shape, dtype=x0.dtype).to(device)
+        index = index.to(device)
+        start = self.ddim_timesteps.to(device)[index]
+        prev = (start - self.skip).clamp(min=0)
+        x_start = self.schedule.add_noise(x0, noise, start)
+        pred = self.consistency(model, x_start, start, cond)
+        teacher, target = _move(self.teacher, device), _move(self.target, device)
+        with torch.no_grad():
+            out_c = predict(teacher, x_start, start, cond)
+            x0_hat = self.schedule.pred_x0(out_c, x_start, start)
+            eps_hat = self.schedule.pred_eps(out_c, x_start, start)
+            if cond is not None and self.uncond is not None and self.guidance != 1.0:
+                out_u = predict(teacher, x_start, start, self.uncond.to(device).expand(b, -1, -1))
+                x0_u = self.schedule.pred_x0(out_u, x_start, start)
+                eps_u = self.schedule.pred_eps(out_u, x_start, start)
+                x0_hat = x0_u + self.guidance * (x0_hat - x0_u)
+                eps_hat = eps_u + self.guidance * (eps_hat - eps_u)
+            a_prev = self.alpha_prev.to(device)[index].view(-1, *([1] * (x0.dim() - 1)))
+            x_prev = a_prev.sqrt() * x0_hat + (1 - a_prev).sqrt() * eps_hat  # one DDIM step (η = 0)
+            goal = self.consistency(target, x_prev, prev, cond)
+        if self.loss_type == "huber":
+            loss = torch.mean(torch.sqrt((pred.float() - goal.float()) ** 2 + self.huber_c ** 2) - self.huber_c)
+        else:
+            loss = F.mse_loss(pred.float(), goal.float())
+        return loss, {"lcm": loss.item()}
+
+    def ema_update(self, student: nn.Module) -> None:
+        """θ⁻ ← μ·θ⁻ + (1 − μ)·θ after every optimizer step."""
+        with torch.no_grad():
+            for tp, sp in zip(_move(self.target, next(student.parameters()).device).parameters(),
+                              student.parameters(), strict=True):
+                tp.mul_(self.decay).add_(sp.detach(), alpha=1 - self.decay)
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {f"target.{k}": v for k, v in self.target.named_parameters()}
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        params = dict(self.target.named_parameters())
+        with torch.no_grad():
+            for k, v in state.items():
+                if k.startswith("target.") and k[7:] in params:
+                    params[k[7:]].copy_(v)
+
+
+# -- LoRA ------------------------------------------------------------------------------------------
+def lora_targets(unet: nn.Module, cfg: TrainConfig) -> list[str]:
+    """The LoRA target modules (default: the attention projections), checked against the U-Net's linear layers."""
+    linear = [name for name, mod in unet.named_modules() if isinstance(mod, nn.Linear)]
+    targets = list(cfg.lora_targets or DEFAULT_LORA_TARGETS)
+    unknown = [t for t in targets if not any(n == t or n.endswith("." + t) for n in linear)]
+    if unknown:
+        available = sorted({".".join(n.split(".")[-2:]) if n.split(".")[-1].isdigit() else n.rsplit(".", 1)[-1]
+                            for n in linear})
+        raise SlimError(f"unknown LoRA target module(s) {', '.join(unknown)}",
+                        hint=f"this U-Net's linear layers are: {', '.join(available[:24])}")
+    if cfg.lora_r < 1:
+        raise SlimError(f"LoRA rank must be at least 1, got {cfg.lora_r}")
+    return targets
+
+
+def apply_lora(unet: nn.Module, cfg: TrainConfig) -> nn.Module:
+    """peft LoRA adapters (W + (α/r)·B·A, B = 0 at the start) on the chosen linear layers; the rest is frozen."""
+    from peft import LoraConfig, get_peft_model
+
+    targets = lora_targets(unet, cfg)
+    for p in unet.parameters():
+        p.requires_grad_(False)
+    return get_peft_model(unet, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                                           target_modules=targets))
+
+
+def _lora_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The adapter weights in diffusers' LoRA format (``pipe.load_lora_weights`` reads them back)."""
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft.utils import get_peft_model_state_dict
+
+    raw = get_peft_model_state_dict(model)
+    plain = {k.removeprefix("base_model.model."): v.detach().cpu().contiguous() for k, v in raw.items()}
+    return convert_state_dict_to_diffusers(plain)
+
+
+# -- the task --------------------------------------------------------------------------------------
+def _activation_bytes(unet: nn.Module, sample: dict[str, torch.Tensor]) -> int:
+    """Bytes of every leaf module's output for one sample × 2 (what backward keeps, plus attention scratch)."""
+    total = [0]
+
+    def hook(_m: nn.Module, _a: Any, out: Any) -> None:
+        for o in (out if isinstance(out, (tuple, list)) else (out,)):
+            if isinstance(o, torch.Tensor):
+                total[0] += o.numel() * o.element_size()
+
+    handles = [m.register_forward_hook(hook) for m in unet.modules() if not list(m.children())]
+    try:
+        with torch.no_grad():
+            cond = sample.get("encoder_hidden_states")
+            predict(unet, sample["latents"][:1], torch.tensor([1]), cond[:1] if cond is not None else None)
+    finally:
+        for h in handles:
+            h.remove()
+    return int(total[0] * 2)
+
+
+def build_training_task(adapter: Any, cfg: TrainConfig, registry: Any = None) -> TrainTask:
+    """The loop's task for a diffusers pipeline folder ``cfg.model``: see the module docstring for the losses."""
+    student_model = _load(adapter, cfg.model, "model")
+    pipe = _check_pipeline(student_model)
+    source = Path(student_model.source)
+    unet = student_model.module
+    orig_dtype = next(unet.parameters()).dtype
+    unet.float()
+    schedule = NoiseSchedule(pipe.scheduler.config)
+    # settings that can be wrong are checked before the (possibly long) encoding of the images
+    teacher_path: str | None = None
+    mapping = _unet_map(source) if cfg.method == "kd" else None
+    if cfg.method == "kd":
+        teacher_path = cfg.teacher or (mapping or {}).get("teacher")
+        if not teacher_path:
+            raise SlimError(f"distillation needs a teacher, and {source} does not say which model it was pruned from "
+                            f"(no {MAP_FILE})", hint="pass --teacher ORIGINAL_PIPELINE")
+        if not Path(teacher_path).exists():
+            raise SlimError(f"the teacher {teacher_path} does not exist", hint="pass --teacher ORIGINAL_PIPELINE")
+    elif cfg.method == "lcm":
+        teacher_path = cfg.teacher or str(source)
+        if not Path(teacher_path).exists():
+            raise SlimError(f"the teacher {teacher_path} does not exist")
+    elif cfg.method == "lora":
+        lora_targets(unet, cfg)
+        if not cfg.lora_merge and not hasattr(type(pipe), "save_lora_weights"):
+            raise SlimError(f"{type(pipe).__name__} cannot save a separate LoRA adapter",
+                            hint="merge the adapter into the U-Net (leave out --keep-adapter)")
+    data = encode_image_data(pipe, unet, schedule, cfg, drop_captions=cfg.method != "lcm")
+    T = schedule.num_train_timesteps
+    info: dict[str, Any] = {
+        "items": "images", "items_per_sample": 1, "val_metric": None, "params": _params(unet),
+        "train_images": data.n_train, "val_images": data.n_val, "val_samples": len(data.val["latents"]),
+        "train_sequences": data.n_train, "val_sequences": data.n_val, "dropped_captions": data.dropped_captions,
+        "prediction_type": schedule.prediction_type, "latent_shape": list(data.train["latents"].shape[1:]),
+        "activation_bytes_per_sample": _activation_bytes(unet, data.train)}
+
+    def denoise_terms(model: nn.Module, batch: dict[str, torch.Tensor]):
+        x0 = batch["latents"]
+        noise = torch.randn(x0.shape, dtype=x0.dtype).to(x0.device)  # CPU generator: the loop checkpoints it
+        t = torch.randint(0, T, (x0.shape[0],)).to(x0.device)
+        xt = schedule.add_noise(x0, noise, t)
+        return xt, t, batch.get("encoder_hidden_states"), schedule.target(x0, noise, t)
+
+    def denoise_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        xt, t, cond, target = denoise_terms(model, batch)
+        loss = F.mse_loss(predict(model, xt, t, cond).float(), target.float())
+        return loss, {"task": loss.item()}
+
+    def eval_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Plain denoising MSE with the validation samples' own fixed noise and timesteps."""
+        x0, noise, t = batch["latents"], batch["noise"], batch["timesteps"]
+        xt = schedule.add_noise(x0, noise, t)
+        out = predict(model, xt, t, batch.get("encoder_hidden_states"))
+        return F.mse_loss(out.float(), schedule.target(x0, noise, t).float())
+
+    module: nn.Module = unet
+    loss_fn = denoise_loss
+    after_step = extra_state = load_extra_state = None
+    lcm: ConsistencyDistiller | None = None
+
+    if cfg.method == "lora":
+        module = apply_lora(unet, cfg)
+    else:
+        for p in unet.parameters():
+            p.requires_grad_(True)
+
+    if cfg.method == "kd":
+        teacher = _frozen_teacher(adapter, str(teacher_path), unet)
+        stage_map = dict((mapping or {}).get("stages") or {})
+        if not stage_map:  # same architecture, or a model slimmed elsewhere: match stages by name
+            names = [f"down_blocks.{i}" for i in range(len(unet.down_blocks))] + ["mid_block"] + \
+                    [f"up_blocks.{k}" for k in range(len(unet.up_blocks))]
+            stage_map = {n: n for n in names}
+        pairs, skipped = feature_pairs(unet, teacher, stage_map, data.train, T // 2)
+        if cfg.kd_hidden and not pairs:
+            raise SlimError("no student stage's features match a teacher stage in shape, so feature distillation "
+                            "has nothing to compare", hint="set --kd-hidden 0 for output-only distillation, or give "
+                            "the teacher the student was pruned from")
+        s_tap = StageTap(unet, [s for s, _, _ in pairs])
+        t_tap = StageTap(teacher, [t for _, t, _ in pairs])
+        info.update(teacher=str(teacher_path), teacher_params=_params(teacher),
+                    feature_stages={s: t for s, t, _ in pairs}, feature_stages_skipped=skipped)
+
+        def kd_loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+            xt, t, cond, target = denoise_terms(model, batch)
+            tch = _move(teacher, xt.device)
+            s_tap.start()
+            t_tap.start()
+            try:
+                s_out = predict(model, xt, t, cond)
+                with torch.no_grad():
+                    t_out = predict(tch, xt, t, cond)
+            finally:
+                s_tap.stop()
+                t_tap.stop()
+            task = F.mse_loss(s_out.float(), target.float())
+            out = F.mse_loss(s_out.float(), t_out.float())
+            feats = [F.mse_loss(_stage_hidden(s_tap.outputs[s]).float(),
+                                _stage_candidates(t_tap.outputs[tn])[k].float().detach()) for s, tn, k in pairs]
+            feat = torch.stack(feats).sum() if feats else s_out.new_zeros(())
+            s_tap.outputs.clear()
+            t_tap.outputs.clear()
+            total = cfg.kd_ce * task + cfg.kd_kl * out + (cfg.kd_hidden * feat if cfg.kd_hidden else 0.0)
+            return total, {"task": task.item(), "out": out.item(), "feat": feat.item()}
+
+        loss_fn = kd_loss
+
+    if cfg.method == "lcm":
+        if cfg.teacher and Path(cfg.teacher).resolve() != source.resolve():
+            teacher = _frozen_teacher(adapter, cfg.teacher, unet)
+        else:
+            teacher = copy.deepcopy(unet).eval()
+            for p in teacher.parameters():
+                p.requires_grad_(False)
+        lcm = ConsistencyDistiller(unet, teacher, schedule, data.uncond, cfg)
+        info.update(teacher=str(teacher_path), teacher_params=_params(teacher) + _params(lcm.target),
+                    ddim_steps=cfg.lcm_ddim_steps, teacher_guidance=cfg.lcm_guidance, ema_decay=cfg.lcm_ema_decay)
+        loss_fn = lcm.loss
+        after_step, extra_state, load_extra_state = lcm.ema_update, lcm.state, lcm.load_state
+
+    def save(model: nn.Module, out_dir: str) -> None:
+        """The whole pipeline with the trained U-Net, written beside ``out_dir`` and moved into place."""
+        out = Path(out_dir)
+        tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        lora_weights = None
+        trained = model
+        if cfg.method == "lora":
+            if cfg.lora_merge:
+                trained = model.merge_and_unload()
+            else:
+                lora_weights = _lora_state(model)
+                trained = model.unload()
+        trained.to("cpu", orig_dtype).eval()
+        try:
+            old_unet, old_sched = pipe.unet, pipe.scheduler
+            try:
+                pipe.unet = trained
+                if cfg.method == "lcm":
+                    from diffusers import LCMScheduler
+
+                    pipe.scheduler = LCMScheduler.from_config(old_sched.config, original_inference_steps=cfg.lcm_ddim_steps,
+                                                              timestep_scaling=TIMESTEP_SCALING)
+                try:
+                    pipe.save_pretrained(str(tmp), safe_serialization=True)
+                    if lora_weights is not None:
+                        type(pipe).save_lora_weights(str(tmp), unet_lora_layers=lora_weights, safe_serialization=True)
+                except OSError as exc:
+                    raise SlimError(f"cannot write {tmp}: {exc.strerror or exc}", hint="choose a writable --out") from None
+            finally:
+                pipe.unet, pipe.scheduler = old_unet, old_sched
+            for name in (MAP_FILE, "slimgui_plan.json"):
+                if (source / name).is_file():
+                    shutil.copy(source / name, tmp / name)
+            healed = {"model": str(source), "method": cfg.method, "teacher": teacher_path, "steps": cfg.steps,
+                      "data": list(cfg.data)}
+            if cfg.method == "kd":
+                healed.update(kd_task=cfg.kd_ce, kd_out=cfg.kd_kl, kd_feat=cfg.kd_hidden)
+            if cfg.method == "lora":
+                healed.update(lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_targets=cfg.lora_targets or
+                              DEFAULT_LORA_TARGETS, lora_merged=cfg.lora_merge)
+            atomic_write_text(tmp / "slimgui_healed_from.json", json.dumps(healed, indent=1))
+            if cfg.method == "lcm":
+                atomic_write_text(tmp / FEWSTEP_FILE, json.dumps({
+                    "steps": FEWSTEP_STEPS, "guidance": 1.0, "scheduler": "lcm", "method": "lcm", "source": str(source),
+                    "teacher": teacher_path, "ddim_steps": cfg.lcm_ddim_steps, "teacher_guidance": cfg.lcm_guidance,
+                    "ema_decay": cfg.lcm_ema_decay,
+                    **({"timesteps": ts} if lcm is not None and (ts := lcm.inference_timesteps()) else {})}, indent=1))
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+
+    return TrainTask(model=module, train_blocks=data.train, val_blocks=data.val, loss=loss_fn, save=save,
+                     eval_loss=eval_loss, info=info, after_step=after_step, extra_state=extra_state,
+                     load_extra_state=load_extra_state)
