@@ -163,6 +163,8 @@ def test_no_preset_fits_gives_a_clear_message(tmp_path, registry):
     UNet2DConditionModel(**cfg).save_pretrained(str(tmp_path / "u"))
     m = open_model(str(tmp_path / "u"), registry=registry)
     assert presets(m, registry)["bk-tiny"] is False
+    small = prune(m, preset_plan(m, "bk-small", registry=registry), registry=registry)  # every unit: layer 0s stay
+    assert small.module.config.layers_per_block == 1 and small.module.config.mid_block_type is None
     with pytest.raises(SlimError, match="innermost stage.*same width"):
         preset_plan(m, "bk-tiny", registry=registry)
     one = {**SD_UNET, "layers_per_block": 1}

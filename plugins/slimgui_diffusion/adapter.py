@@ -96,6 +96,7 @@ class DiffusersAdapter:
     name = "diffusers"
     bench_items = "images"
     folder_kind = "diffusers"
+    train_methods = ("kd", "lora", "cpt", "lcm")
 
     # -- opening ---------------------------------------------------------------------------------
     def load(self, path: str, *, progress: ProgressFn | None = None, cancel: CancelToken | None = None,

@@ -220,7 +220,9 @@ def unet_graph(unet: torch.nn.Module, *, context_len: int = 77, family: str = "d
         "layout": "unet", "model_class": shape.cls, "architecture": shape.cls, "total_params": total + extra_params, "unet_params": total,
         "total_macs": macs.get(""), "sample_size": list(shape.sample_size), "context_len": context_len,
         "stages": {"down": down_ids, "mid": mid_id, "up": up_ids}, "skips": skips,
-        "presets": {name: preset_fits(shape, name) is None for name in PRESETS}})
+        "presets": {name: preset_fits(shape, name) is None for name in PRESETS},
+        "preset_notes": {name: preset_fits(shape, name) or PRESETS[name] for name in PRESETS},
+        "keeps_unprunable_units": True})
     return graph
 
 

@@ -221,10 +221,22 @@ def apply_task(model: LoadedModel, plan: PruningPlan, *, registry: Registry, out
     return slim, where
 
 
-def preview_task(models: Sequence[LoadedModel], previewer: str, *, registry: Registry, options: dict[str, Any],
-                 labels: Sequence[str] | None = None, progress: ProgressFn | None = None,
+def open_models(items: Sequence[LoadedModel | str], *, registry: Registry, adapter: str | None = None,
+                cancel: CancelToken | None = None) -> list[LoadedModel]:
+    """Each item itself, or the model in the folder it names opened here (with its graph), in order."""
+    out = []
+    for item in items:
+        check(cancel)
+        out.append(_model_at(item, registry=registry, adapter=adapter, cancel=cancel))
+    return out
+
+
+def preview_task(models: Sequence[LoadedModel | str], previewer: str, *, registry: Registry, options: dict[str, Any],
+                 labels: Sequence[str] | None = None, adapter: str | None = None, progress: ProgressFn | None = None,
                  cancel: CancelToken | None = None) -> list[Any]:
     """The same previewer with the same options on each model (original first); one media per model.
+
+    A model may be given as a folder (e.g. a healed model not loaded yet): it is opened here (``adapter``).
 
     ``options`` go to the previewer as they are (a text previewer's prompt and token count, an image
     previewer's prompt, seed, number of images, steps and guidance).  Each model's ``labels`` entry and the
@@ -233,6 +245,7 @@ def preview_task(models: Sequence[LoadedModel], previewer: str, *, registry: Reg
     labels = list(labels) if labels is not None else [None] * len(models)
     if len(labels) != len(models):
         raise SlimError("give one label per model to preview")
+    models = open_models(models, registry=registry, adapter=adapter, cancel=cancel)
     out = []
     n = len(models)
     for i, (model, label) in enumerate(zip(models, labels)):

@@ -67,7 +67,7 @@ def stack_images(rows: Sequence[ImageMedia], *, gap: int = 4, title: str = "",
     """One image of several, one under another (e.g. the original's, the slimmed and the healed model's
     rows of the same seeds): widths are padded with white, a grey image becomes RGB when another is in
     colour, and every tile keeps its label with its box moved to where it now is.  ``meta["rows"]`` lists
-    each part's rows (or title)."""
+    each part's rows (its ``meta["rows"]``, else its tiles' rows, else its title)."""
     import numpy as np
 
     parts = [r for r in rows if r is not None]
@@ -94,7 +94,8 @@ def stack_images(rows: Sequence[ImageMedia], *, gap: int = 4, title: str = "",
             tiles.append(t)
         if not part.tiles:  # a plain image: one tile, so its label is still shown
             tiles.append({"label": part.title or f"image {len(names) + 1}", "box": [0, y, w, h]})
-        names += [str(n) for n in (part.meta.get("rows") or [part.title or f"image {len(names) + 1}"])]
+        own = part.meta.get("rows") or list(dict.fromkeys(str(t["row"]) for t in part.tiles if t.get("row")))
+        names += [str(n) for n in (own or [part.title or f"image {len(names) + 1}"])]
         y += h + gap
     return ImageMedia(canvas, title=title or " / ".join(dict.fromkeys(p.title for p in parts if p.title)),
                       tiles=tiles, meta={"rows": names, **(meta or {})})

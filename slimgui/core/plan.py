@@ -66,7 +66,7 @@ class PruningPlan:
             raise SlimError(f"the plan removes locked unit(s) {', '.join(clash)}", hint="change the keep-set or the selection")
         if not self.remove:
             raise SlimError("the plan removes nothing", hint="pick units with --remove or a --ratio above 0")
-        if len(self.remove) >= len(units):
+        if len(self.remove) >= len(units) and not graph.attrs.get("keeps_unprunable_units"):
             raise SlimError(f"the plan removes all {len(units)} prunable units; at least one must stay")
 
     def kept(self, graph: UnitGraph) -> list[str]:

@@ -418,11 +418,11 @@ def removed_params(graph: UnitGraph, unit_ids: Sequence[str]) -> int:
 
 
 def unit_title(graph: UnitGraph, unit_id: str) -> str:
-    """A unit's label with its parent's short name when it is nested ("Down 1 · ResNet + attention 1"), so a
-    list of units reads unambiguously."""
+    """A unit's short name for lists: its label with its parent's short name when it is nested ("Down 1 · ResNet +
+    attention 1"); a top-level unit's label up to its first " · " ("Mid block")."""
     unit = graph.get(unit_id)
     if unit.parent is None or unit.parent not in graph:
-        return unit.label
+        return unit.label.split(" · ")[0]  # "Mid block", without its width and resolution
     return f"{graph.get(unit.parent).label.split(' · ')[0]} · {unit.label}"
 
 

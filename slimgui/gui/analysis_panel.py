@@ -1,4 +1,9 @@
-"""The Analysis panel: pick a criterion and calibration text, score every block in the background."""
+"""The Analysis panel: pick a criterion and calibration data, score every prunable unit in the background.
+
+The criteria are the registry's for the model's family (its own first); the default is the family's own
+first criterion (:func:`~slimgui.core.session.default_criterion`): ``ppl`` for a language model with
+calibration text, ``ldpruner`` for a diffusion U-Net, whose calibration data (an image folder or a prompts
+file) is optional."""
 
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ from slimgui.core.session import criteria_for, default_criterion, default_data
 from slimgui.gui.widgets import browse_row
 
 from .document import Document
+from .family import traits
 from .notify import Notifier
 from .workers import JobRunner
 
@@ -50,8 +56,10 @@ class AnalysisPanel(QWidget):
         self.samples = self._spin(1, 4096, 32, "number of calibration segments")
         self.batch_size = self._spin(1, 512, 8, "segments per forward pass")
         sizes = QHBoxLayout()
+        self.size_labels: dict[str, QLabel] = {}
         for label, spin in (("length", self.seq_len), ("samples", self.samples), ("batch", self.batch_size)):
-            sizes.addWidget(QLabel(label))
+            self.size_labels[label] = QLabel(label)
+            sizes.addWidget(self.size_labels[label])
             sizes.addWidget(spin)
         sizes.addStretch(1)
         self.run_button = QPushButton("Analyse")
@@ -85,8 +93,12 @@ class AnalysisPanel(QWidget):
         return s
 
     def _browse(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Calibration text", self.data.text() or str(Path.home()),
-                                              "Text files (*.txt *.md *.py *.json);;All files (*)")
+        if traits(self.doc.registry, self.doc.model, self.doc.graph).images:
+            path = QFileDialog.getExistingDirectory(self, "Calibration images (an image folder)",
+                                                    self.data.text() or str(Path.home()))
+        else:
+            path, _ = QFileDialog.getOpenFileName(self, "Calibration text", self.data.text() or str(Path.home()),
+                                                  "Text files (*.txt *.md *.py *.json);;All files (*)")
         if path:
             self.data.setText(path)
 
@@ -108,8 +120,19 @@ class AnalysisPanel(QWidget):
             self.samples.setValue(settings.samples)
             self.batch_size.setValue(settings.batch_size)
         fallback = default_data(m)
-        self.data.setPlaceholderText(f"default: {Path(fallback).name} (the demo's text)" if fallback
-                                     else "calibration text file (UTF-8) — needed by ppl, bi, taylor")
+        images = traits(self.doc.registry, m, self.doc.graph).images
+        self.seq_len.setVisible(not images)  # a sample is an image: no sequence length
+        self.size_labels["length"].setVisible(not images)
+        self.samples.setToolTip("number of calibration images (noisy latents)" if images else
+                                "number of calibration segments")
+        self.batch_size.setToolTip("images per forward pass" if images else "segments per forward pass")
+        if images:
+            self.data.setPlaceholderText(f"default: {Path(fallback).name} (the demo's images)" if fallback else
+                                         "optional: an image folder (metadata.jsonl captions) or a prompts file; "
+                                         "empty = task-agnostic noise")
+        else:
+            self.data.setPlaceholderText(f"default: {Path(fallback).name} (the demo's text)" if fallback
+                                         else "calibration text file (UTF-8) — needed by ppl, bi, taylor")
         best = default_criterion(self.doc.registry, m, self.data.text() or None)
         if best:
             self.criterion.setCurrentText(best)
@@ -161,7 +184,8 @@ class AnalysisPanel(QWidget):
                 return
             self.doc.add_scores(scores)
             secs = scores.meta.get("seconds")
-            self.status.setText(f"{name}: {len(scores.values)} blocks scored" + (f" in {secs:.1f}s" if secs else ""))
+            word = traits(self.doc.registry, m, self.doc.graph).unit_word
+            self.status.setText(f"{name}: {len(scores.values)} {word}s scored" + (f" in {secs:.1f}s" if secs else ""))
             self.analysisFinished.emit(scores)
 
         def failed(job: Job) -> None:

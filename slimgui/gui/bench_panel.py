@@ -7,6 +7,10 @@ count) returns, on the runner's ``"model"`` lane.  Two plots show latency agains
 axis), one curve per model: prefill (a forward pass over batch × sequence tokens) and decode (ms per new
 token with the KV cache).  The table adds p90, throughput, peak memory, the measured speedup over the first
 model and the ideal one (the parameter ratio).  The result is kept in the session.
+
+A family whose rows count images (a diffusion U-Net: ``items == "images"``, ``images_per_s``, one U-Net forward
+pass per batch of latents, no decoding) gets a forward-latency plot, an "images/s" column and no decode
+columns or settings (:func:`columns_for`).
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from slimgui.core.session import BenchSettings, human_count
 from slimgui.gui.widgets import thin_progress
 
 from .document import Document
+from .family import traits
 from .notify import Notifier
 from .workers import JobRunner
 
@@ -63,6 +68,44 @@ COLUMNS = (("model", "Model", ""), ("runtime", "Runtime", ""), ("batch", "Batch"
            ("speedup", "Speedup", "measured speedup over the first model (decode when measured, else prefill)"),
            ("ideal_speedup", "Ideal", "the parameter ratio: what removing parameters promises"),
            ("speedup_over_ideal", "Of ideal", "measured speedup / ideal speedup"))
+
+
+DECODE_KEYS = ("decode_ms_per_token", "decode_tokens_per_s")
+
+
+def row_items(row: dict[str, Any]) -> str:
+    """What a benchmark row's throughput counts: "tokens" (language models, ONNX files) or e.g. "images"."""
+    return str(row.get("items") or "tokens")
+
+
+def throughput(row: dict[str, Any]) -> float | None:
+    """Items per second of a row: prompt tokens per second, or images (or other items) per second."""
+    items = row_items(row)
+    value = row.get("prefill_tokens_per_s") if items == "tokens" else row.get(f"{items}_per_s")
+    return value if isinstance(value, (int, float)) else None
+
+
+def columns_for(rows: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """The table's columns for these rows: the decode columns only when some row was decoded; for rows that count
+    something other than tokens a forward-latency column and an items/s column ("images/s")."""
+    kinds = {row_items(r) for r in rows} or {"tokens"}
+    decoded = any(isinstance(r.get("decode_ms_per_token"), (int, float)) for r in rows)
+    out = []
+    for key, title, tip in COLUMNS:
+        if key in DECODE_KEYS and not decoded:
+            continue
+        if kinds != {"tokens"}:
+            items = next(iter(kinds)) if len(kinds) == 1 else "items"
+            if key == "prefill_median_ms":
+                title, tip = "Forward ms", "median latency of one forward pass over the batch"
+            elif key == "prefill_p90_ms":
+                tip = "90th percentile of the forward latency"
+            elif key == "prefill_tokens_per_s":
+                key, title, tip = "throughput", f"{items}/s", f"{items} processed per second (batch / latency)"
+            elif key == "speedup":
+                tip = "measured speedup over the first model (forward pass)"
+        out.append((key, title, tip))
+    return out
 
 
 def _spin(lo: int, hi: int, value: int, tip: str) -> QSpinBox:
@@ -163,8 +206,10 @@ class BenchPanel(QWidget):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.clicked.connect(self.cancel)
         row1 = QHBoxLayout()
+        self.shape_labels: dict[str, QLabel] = {}
         for label, w in (("batch sizes", self.batches), ("sequence", self.seq), ("new tokens", self.new_tokens)):
-            row1.addWidget(QLabel(label))
+            self.shape_labels[label] = QLabel(label)
+            row1.addWidget(self.shape_labels[label])
             row1.addWidget(w)
         row1.addStretch(1)
         row2 = QHBoxLayout()
@@ -194,6 +239,7 @@ class BenchPanel(QWidget):
         self.caption = QLabel("Run a benchmark to see latency against the batch size.")
         self.caption.setObjectName("Hint")
         self.caption.setWordWrap(True)
+        self.columns: list[tuple[str, str, str]] = list(COLUMNS)  # of the result shown (see columns_for)
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels([c[1] for c in COLUMNS])
         for i, (_, _, tip) in enumerate(COLUMNS):
@@ -338,7 +384,18 @@ class BenchPanel(QWidget):
         self.fill_models()
 
     # -- the document ----------------------------------------------------------------------------
+    def _family_shown(self) -> None:
+        """Settings that apply to the family: sequence length and decoding only where there are tokens."""
+        t = traits(self.doc.registry, self.doc.model, self.doc.graph)
+        tokens = not t.images
+        for label, w in (("sequence", self.seq), ("new tokens", self.new_tokens)):
+            self.shape_labels[label].setVisible(tokens)
+            w.setVisible(tokens)
+        self.decode.setVisible(tokens)
+        self.batches.setToolTip("Batch sizes, comma-separated" + ("" if tokens else " (latents per U-Net forward pass)"))
+
     def _model_changed(self) -> None:
+        self._family_shown()
         if not self.busy:
             self.status.setText("")
             self.progress.setValue(0)
@@ -369,6 +426,7 @@ class BenchPanel(QWidget):
             return None
         s = self.store_settings()
         doc = self.doc
+        decode = s.decode and not traits(doc.registry, doc.model, doc.graph).images
         entries: list[tuple[str, Any]] = []
         width = None
         names: dict[str, str] = {}
@@ -401,7 +459,7 @@ class BenchPanel(QWidget):
         self.job = self.runner.submit(
             f"Benchmark {n} models (batch {','.join(map(str, batches))}, sequence {s.seq})",
             partial(bench_task, entries, registry=doc.registry, batches=batches, seq=s.seq, new_tokens=s.new_tokens,
-                    threads=s.threads, repeats=s.repeats, decode=s.decode, width=width, adapter=original.adapter),
+                    threads=s.threads, repeats=s.repeats, decode=decode, width=width, adapter=original.adapter),
             kind="bench", lane="model", on_done=lambda r: self._measured(r, original),
             on_failed=lambda j: self.status.setText(f"<span style='color:#b91c1c'>Failed: {j.error}</span>"),
             on_cancelled=lambda _j: self.status.setText("Cancelled."))
@@ -477,6 +535,11 @@ class BenchPanel(QWidget):
             lo, hi = math.log10(batches[0]), math.log10(batches[-1])
             pad = max(0.08, 0.06 * (hi - lo))
             item.setXRange(lo - pad, hi + pad, padding=0)
+        counts = {row_items(r) for r in rows}
+        tokens = counts == {"tokens"}
+        self.prefill_plot.getPlotItem().setTitle("Prefill latency" if tokens else "Forward latency (one pass per batch)",
+                                                 color="#111827", size="10pt")
+        self.decode_plot.setVisible(bool(self.decode_curves) or tokens)
         if not self.decode_curves:
             self.decode_plot.getPlotItem().setTitle("Decode latency (not measured)", color="#6b7280", size="10pt")
         else:
@@ -485,17 +548,24 @@ class BenchPanel(QWidget):
                                      for x in labels))
         self._fill_table(rows, labels)
         first = labels[0] if labels else "?"
+        shape = (f"sequence {res.get('seq')} · {res.get('new_tokens', '?')} new tokens per decode" if tokens else
+                 f"one forward pass over a batch of {'/'.join(sorted(counts))} per run")
         self.caption.setText(
-            f"threads <b>{res.get('threads')}</b> (torch and onnxruntime) · sequence {res.get('seq')} · "
-            f"{res.get('new_tokens', '?')} new tokens per decode · {res.get('repeats', '?')} timed runs after warm-up "
-            f"(medians; p90 in the table) · speedups relative to <b>{first}</b>, ideal = parameter ratio"
-            + (f" · measured {res['time']}" if res.get("time") else ""))
+            f"threads <b>{res.get('threads')}</b> (torch and onnxruntime) · {shape} · {res.get('repeats', '?')} timed "
+            f"runs after warm-up (medians; p90 in the table) · speedups relative to <b>{first}</b>, ideal = parameter "
+            "ratio" + (f" · measured {res['time']}" if res.get("time") else ""))
 
     def _fill_table(self, rows: list[dict[str, Any]], labels: list[str]) -> None:
+        columns = columns_for(rows)
+        self.columns = columns
+        self.table.setColumnCount(len(columns))
+        self.table.setHorizontalHeaderLabels([c[1] for c in columns])
+        for i, (_, _, tip) in enumerate(columns):
+            self.table.horizontalHeaderItem(i).setToolTip(tip)
         self.table.setRowCount(len(rows))
         for i, r in enumerate(rows):
-            values = {**r, "speedup": r.get("decode_speedup", r.get("prefill_speedup"))}
-            for j, (key, _, _) in enumerate(COLUMNS):
+            values = {**r, "speedup": r.get("decode_speedup", r.get("prefill_speedup")), "throughput": throughput(r)}
+            for j, (key, _, _) in enumerate(columns):
                 v = values.get(key)
                 item = QTableWidgetItem(Path(str(v)).name if key == "model" else _fmt(key, v))
                 if key == "model":

@@ -62,6 +62,7 @@ class Document(QObject):
         self.graph: UnitGraph | None = None
         self.slimmed: LoadedModel | None = None
         self.healed: LoadedModel | None = None  # the retrained model, once some job has loaded it
+        self.fewstep: LoadedModel | None = None  # a few-step (latent consistency) model, once a run made one
         self.locked: list[str] = []
         self.bytes_per_param = 4
         self.overlays: dict[str, Overlay] = {}  # other values the model view can be coloured by
@@ -88,6 +89,7 @@ class Document(QObject):
         self.locked = []
         self.slimmed = None
         self.healed = None
+        self.fewstep = None
         self.overlays, self.active_overlay = {}, None
         self.modelChanged.emit()
         self.overlaysChanged.emit()
@@ -219,7 +221,7 @@ class Document(QObject):
         self.session.slimmed_path = path
         self.session.slimmed_remove = list(remove) if model is not None else []
         results = self.session.results
-        for key in ("generation", "perplexity"):  # results of another slimmed model are stale
+        for key in ("generation", "perplexity", "evaluation"):  # results of another slimmed model are stale
             if isinstance(results.get(key), dict):
                 results[key] = {k: v for k, v in results[key].items() if k != "slimmed"}
         self.slimmedChanged.emit()

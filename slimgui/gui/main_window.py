@@ -54,8 +54,15 @@ MODEL_WORK = ("analysis", "apply", "preview", "evaluate")  # jobs tied to the op
 
 
 def _open_and_graph(path: str, *, registry: Registry, adapter: str | None, remembered: dict[str, str],
-                    progress=None, cancel=None):
-    """Worker side of opening: the model and its graph (so the GUI thread only draws)."""
+                    ready: threading.Event | None = None, progress=None, cancel=None):
+    """Worker side of opening: the model and its graph (so the GUI thread only draws).
+
+    ``ready`` is set when the background import of the model libraries is over: two threads importing
+    transformers or diffusers at once can leave one with a half-initialised module, so opening waits."""
+    if ready is not None and not ready.is_set():
+        if progress is not None:
+            progress(0, 0, "loading the model libraries")
+        ready.wait(timeout=180)
     result = open_task(path, registry=registry, adapter=adapter, remembered=remembered, progress=progress,
                        cancel=cancel)
     if isinstance(result, LoadedModel):
@@ -75,6 +82,7 @@ class MainWindow(QMainWindow):
         self.session_path: str | None = None
         self.chooser: AdapterChooser | None = None
         self.open_job: Job | None = None
+        self.libraries_ready = threading.Event()  # set when the background import of the model libraries ends
         self.setWindowTitle("SlimGUI")
         self.setAcceptDrops(True)
         self._build()
@@ -95,14 +103,17 @@ class MainWindow(QMainWindow):
     def _warm_up(self) -> None:
         """Import the adapters' code (torch, …) in the background so the first drop opens fast."""
         def load_adapters() -> None:
-            for _, spec in self.registry.adapter_specs():
-                try:
-                    adapter = self.registry.adapter(spec.name)
-                    warm = getattr(adapter, "warm_up", None)  # optional: an adapter may preload its library
-                    if callable(warm):
-                        warm()
-                except Exception:  # reported when the adapter is really used
-                    pass
+            try:
+                for _, spec in self.registry.adapter_specs():
+                    try:
+                        adapter = self.registry.adapter(spec.name)
+                        warm = getattr(adapter, "warm_up", None)  # optional: an adapter may preload its library
+                        if callable(warm):
+                            warm()
+                    except Exception:  # reported when the adapter is really used
+                        pass
+            finally:
+                self.libraries_ready.set()
 
         threading.Thread(target=load_adapters, name="slimgui-warm-up", daemon=True).start()
 
@@ -313,7 +324,7 @@ class MainWindow(QMainWindow):
         self.open_job = self.runner.submit(
             f"Open {name}",
             partial(_open_and_graph, path, registry=self.registry, adapter=adapter,
-                    remembered=self.settings.adapter_choices()),
+                    remembered=self.settings.adapter_choices(), ready=self.libraries_ready),
             kind="open", lane="io", on_done=done, on_failed=failed,
             on_cancelled=lambda _j: then(None) if then else None)
         return self.open_job
@@ -361,7 +372,8 @@ class MainWindow(QMainWindow):
         self.bench_panel.apply_settings()
         if session.view.get("overlay") in self.doc.overlays:
             self.doc.show_overlay(session.view["overlay"])
-        self.model_panel.view.set_expanded(session.view.get("expanded", []))
+        if isinstance(session.view.get("expanded"), list):  # else the layout's own default stays
+            self.model_panel.view.set_expanded(session.view["expanded"])
         if isinstance(session.view.get("tab"), int):
             self.tabs.setCurrentIndex(session.view["tab"])
         results = {k: (dict(v) if isinstance(v, dict) else v) for k, v in session.results.items()}

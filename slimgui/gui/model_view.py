@@ -58,18 +58,24 @@ def partners_of(graph: UnitGraph, unit: Unit) -> list[str]:
 
 # -- items -----------------------------------------------------------------------------------
 class UnitItem(QGraphicsItem):
-    """One unit: a rounded box with its label, parameters and score, plus a parameter bar."""
+    """One unit: a rounded box with its label, parameters and score, plus (in a stack) a parameter bar.
 
-    def __init__(self, unit: Unit, has_children: bool, param_share: float):
+    ``removed`` marks a unit selected for removal or going with one; ``implied`` says it is the latter (a
+    partner or a part of a removed unit), drawn with a lighter, dotted border."""
+
+    def __init__(self, unit: Unit, has_children: bool, param_share: float, bar: bool = True):
         super().__init__()
         self.unit = unit
         self.has_children = has_children
         self.param_share = param_share  # of the largest top-level unit, for the capacity bar
+        self.bar = bar
+        self.subtitle = ""  # a second line (parameters and MACs) in boxes tall enough for it
         self.rect = QRectF(0, 0, BLOCK_W, BLOCK_H)
         self.depth = 0
         self.fill = colors.FIXED if not unit.prunable else colors.UNSCORED
         self.score_text = ""
         self.removed = False
+        self.implied = False
         self.locked = False
         self.expanded = False
         self.setAcceptHoverEvents(True)
@@ -77,7 +83,8 @@ class UnitItem(QGraphicsItem):
         self._hover = False
 
     def boundingRect(self) -> QRectF:  # noqa: N802
-        return QRectF(-2, -2, self.rect.width() + BAR_GAP + BAR_W + 60, self.rect.height() + 4)
+        extra = BAR_GAP + BAR_W + 60 if self.bar and self.depth == 0 else 0
+        return QRectF(-2, -2, self.rect.width() + extra + 4, self.rect.height() + 4)
 
     def set_geometry(self, rect: QRectF, depth: int) -> None:
         self.prepareGeometryChange()
@@ -85,9 +92,12 @@ class UnitItem(QGraphicsItem):
         self.depth = depth
         self.setPos(rect.topLeft())
 
-    def set_state(self, fill: QColor, score_text: str, removed: bool, locked: bool, tooltip: str) -> None:
-        if (fill.rgba(), score_text, removed, locked) != (self.fill.rgba(), self.score_text, self.removed, self.locked):
+    def set_state(self, fill: QColor, score_text: str, removed: bool, locked: bool, tooltip: str,
+                  implied: bool = False) -> None:
+        new = (fill.rgba(), score_text, removed, locked, implied)
+        if new != (self.fill.rgba(), self.score_text, self.removed, self.locked, self.implied):
             self.fill, self.score_text, self.removed, self.locked = QColor(fill), score_text, removed, locked
+            self.implied = implied
             self.update()
         self.setToolTip(tooltip)
 
@@ -115,7 +125,9 @@ class UnitItem(QGraphicsItem):
             strip = QPainterPath()  # keep the importance colour visible as a strip on the left
             strip.addRoundedRect(QRectF(r.left(), r.top(), 6, r.height()), 2, 2)
             p.fillPath(strip, self.fill)
-        if self.removed:
+        if self.removed and self.implied:
+            pen = QPen(colors.REMOVED_EDGE.lighter(130), 1.6, Qt.PenStyle.DotLine)
+        elif self.removed:
             pen = QPen(colors.REMOVED_EDGE, 2.0, Qt.PenStyle.DashLine)
         elif self.locked:
             pen = QPen(colors.LOCKED_EDGE, 2.2)
@@ -135,7 +147,7 @@ class UnitItem(QGraphicsItem):
         x = 8.0
         if self.has_children:
             tri = QPolygonF()
-            cy = r.center().y()
+            cy = r.center().y() if not self.subtitle else r.top() + 12
             if self.expanded:
                 tri.append(QPointF(6, cy - 3))
                 tri.append(QPointF(16, cy - 3))
@@ -149,25 +161,35 @@ class UnitItem(QGraphicsItem):
             p.drawPolygon(tri)
             p.setPen(text_col)
             x = ARROW_W
-        label_rect = QRectF(x, r.top(), r.width() * 0.5 - x, r.height())
-        p.drawText(label_rect, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, self.unit.label)
         small = QFont(font)
         small.setBold(False)
-        small.setPointSizeF(font.pointSizeF() - 0.5)
-        p.setFont(small)
+        small.setStrikeOut(False)
+        small.setPointSizeF(font.pointSizeF() - (0.5 if not self.subtitle else 1.5))
         right = r.right() - (24 if self.locked else 8)
-        if self.score_text:
-            p.drawText(QRectF(r.width() * 0.5, r.top(), right - r.width() * 0.5, r.height()),
-                       Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight, self.score_text)
-        elif self.depth > 0:
-            p.drawText(QRectF(r.width() * 0.5, r.top(), right - r.width() * 0.5, r.height()),
-                       Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight,
-                       human_count(self.unit.params) + " params")
+        right_text = self.score_text or (human_count(self.unit.params) + " params" if self.depth > 0 else "")
+        right_w = QFontMetricsF(small).horizontalAdvance(right_text) + 10 if right_text else 0.0
+        two_lines = bool(self.subtitle) and r.height() >= 34
+        line = QRectF(x, r.top() + 2, max(10.0, right - right_w - x), r.height() / 2 - 1) if two_lines else \
+            QRectF(x, r.top(), max(10.0, right - right_w - x), r.height())
+        elided = QFontMetricsF(font).elidedText(self.unit.label, Qt.TextElideMode.ElideRight, line.width())
+        p.drawText(line, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, elided)
+        p.setFont(small)
+        if right_text:
+            p.drawText(QRectF(right - right_w, r.top(), right_w, r.height() if not two_lines else r.height() / 2 + 1),
+                       Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight, right_text)
+        if two_lines:
+            sub = QColor(text_col)
+            sub.setAlpha(190)
+            p.setPen(sub)
+            p.drawText(QRectF(x, r.center().y(), right - x, r.height() / 2 - 2),
+                       Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft,
+                       QFontMetricsF(small).elidedText(self.subtitle, Qt.TextElideMode.ElideRight, right - x))
+            p.setPen(text_col)
         if self.locked:
             draw_padlock(p, QRectF(r.right() - 18, r.center().y() - 7, 11, 14),
                          colors.text_colour_on(fill))
         # capacity bar: where the parameters sit
-        if self.depth == 0:
+        if self.depth == 0 and self.bar:
             bx = r.right() + BAR_GAP
             bw = max(1.0, BAR_W * self.param_share)
             bar = QRectF(bx, r.center().y() - 4, bw, 8)
@@ -177,6 +199,20 @@ class UnitItem(QGraphicsItem):
             p.setFont(small)
             p.drawText(QRectF(bx + BAR_W + 6, r.top(), 60, r.height()),
                        Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, human_count(self.unit.params))
+
+
+def _arrowhead(route: Route, size: float = 7.0) -> QPainterPath:
+    d = route.direction
+    length = math.hypot(d.x(), d.y()) or 1.0
+    ux, uy = d.x() / length, d.y() / length
+    tip = route.end
+    base = QPointF(tip.x() - ux * size, tip.y() - uy * size)
+    side = QPointF(-uy * size * 0.5, ux * size * 0.5)
+    head = QPainterPath(tip)
+    head.lineTo(base + side)
+    head.lineTo(base - side)
+    head.closeSubpath()
+    return head
 
 
 class GraphView(QGraphicsView):
@@ -197,7 +233,7 @@ class GraphView(QGraphicsView):
         self.graph: UnitGraph | None = None
         self.unit_items: dict[str, UnitItem] = {}
         self.expanded: set[str] = set()
-        self._edges: list[QGraphicsPathItem] = []
+        self._edges: list[QGraphicsItem] = []
         self._press: QPointF | None = None
 
     # -- building ------------------------------------------------------------------------------
@@ -208,21 +244,28 @@ class GraphView(QGraphicsView):
         self.graph = graph
         if graph is None:
             return
+        layout = layout_for(graph)
         with_children = {u.parent for u in graph.units if u.parent is not None}
         top = [u for u in graph.units if u.parent is None]
         biggest = max((u.params for u in top), default=1) or 1
+        macs_of = "sample" if layout.two_line else "token"
         for unit in graph.units:
             parent_params = graph.get(unit.parent).params if unit.parent else biggest
-            item = UnitItem(unit, unit.id in with_children, unit.params / max(1, parent_params))
+            item = UnitItem(unit, unit.id in with_children, unit.params / max(1, parent_params), layout.capacity_bars)
+            if layout.two_line and unit.parent is None:
+                item.subtitle = f"{human_count(unit.params)} params" + (
+                    f" · {human_count(unit.macs)} MACs/{macs_of}" if unit.macs else "")
             item.setZValue(2 if unit.parent is None else 3)
             scene.addItem(item)
             self.unit_items[unit.id] = item
+        self.expanded = set(layout.default_expanded(graph))
         self.relayout()
 
     def relayout(self) -> None:
         if self.graph is None:
             return
-        placed = layout_for(self.graph).place(self.graph, self.expanded)
+        layout = layout_for(self.graph)
+        placed = layout.place(self.graph, self.expanded)
         shown = set()
         for pl in placed:
             item = self.unit_items[pl.unit.id]
@@ -239,29 +282,45 @@ class GraphView(QGraphicsView):
         for edge in self._edges:
             self.scene().removeItem(edge)
         self._edges = []
-        pen = QPen(QColor("#94a3b8"), 1.4)
-        for a, b in self.graph.edges:
-            if a in shown and b in shown:
-                ia, ib = self.unit_items[a], self.unit_items[b]
-                x_a = ia.pos().x() + ia.rect.width() / 2
-                x_b = ib.pos().x() + ib.rect.width() / 2
-                start = QPointF(x_a, ia.pos().y() + ia.rect.height())
-                end = QPointF(x_b, ib.pos().y())
-                path = QPainterPath(start)
-                if a in self.expanded:  # route around the children on the left
-                    left = -10.0
-                    path.lineTo(start.x(), start.y() + 3)
-                    path.lineTo(left, start.y() + 3)
-                    path.lineTo(left, end.y() - 4)
-                    path.lineTo(end.x(), end.y() - 4)
-                path.lineTo(end)
-                edge = QGraphicsPathItem(path)
-                edge.setPen(pen)
-                edge.setZValue(1)
-                self.scene().addItem(edge)
-                self._edges.append(edge)
+        for route in layout.routes(self.graph, placed, self.expanded):
+            self._draw_route(route)
         bounds = self.scene().itemsBoundingRect().adjusted(-20, -20, 20, 20)
         self.scene().setSceneRect(bounds)
+
+    def _draw_route(self, route: Route) -> None:
+        colour = SKIP_PEN if route.kind == "skip" else FLOW_PEN
+        pen = QPen(colour, 1.4, Qt.PenStyle.DashLine if route.kind == "skip" else Qt.PenStyle.SolidLine)
+        edge = QGraphicsPathItem(route.path)
+        edge.setPen(pen)
+        edge.setZValue(1)
+        edge.setData(0, route.kind)
+        self.scene().addItem(edge)
+        self._edges.append(edge)
+        if route.arrow:
+            head = QGraphicsPathItem(_arrowhead(route))
+            head.setPen(QPen(colour, 1.0))
+            head.setBrush(colour)
+            head.setZValue(1)
+            head.setData(0, "arrowhead")
+            self.scene().addItem(head)
+            self._edges.append(head)
+        if route.label:
+            text = QGraphicsSimpleTextItem(route.label)
+            font = QFont(text.font())
+            font.setPointSizeF(7.5)
+            text.setFont(font)
+            text.setBrush(colour)
+            w = text.boundingRect().width()
+            h = text.boundingRect().height()
+            text.setPos(route.label_at.x() - w / 2, route.label_at.y() - h)
+            text.setZValue(1)
+            text.setData(0, f"{route.kind}-label")
+            self.scene().addItem(text)
+            self._edges.append(text)
+
+    def routes_of(self, kind: str) -> list[QGraphicsItem]:
+        """The drawn edges of a kind ("flow", "skip", "arrowhead", "skip-label"), e.g. for tests."""
+        return [e for e in self._edges if e.data(0) == kind]
 
     def toggle_expanded(self, unit_id: str) -> None:
         if unit_id in self.expanded:
@@ -420,10 +479,13 @@ class ModelPanel(QWidget):
         self.view.set_graph(g)
         if g is not None and m is not None:
             name = m.source.rstrip("/").split("/")[-1] or m.source
-            kind = g.attrs.get("architecture") or g.family
+            kind = g.attrs.get("architecture") or g.attrs.get("model_class") or g.family
             weights = "" if m.has_weights else "  ·  config only (no weights)"
-            self.title.setText(f"<b>{name}</b>  ·  {kind}  ·  {human_count(g.total_params)} params  ·  "
-                               f"{len(g.prunable())} prunable blocks{weights}")
+            what = "units" if layout_for(g).name == "unet" else "blocks"
+            pipeline = g.attrs.get("pipeline_params")
+            around = f" ({human_count(pipeline)} with the whole pipeline)" if pipeline and pipeline > g.total_params else ""
+            self.title.setText(f"<b>{name}</b>  ·  {kind}  ·  {human_count(g.total_params)} params{around}  ·  "
+                               f"{len(g.prunable())} prunable {what}{weights}")
             self.title.setToolTip(m.source)
         self.refresh()
         self.view.fit_width()
@@ -443,9 +505,15 @@ class ModelPanel(QWidget):
 
     def _clicked(self, unit_id: str) -> None:
         try:
-            if not self.doc.toggle(unit_id):
-                unit = self.doc.graph.get(unit_id)
-                why = "is locked by the keep-set" if unit_id in self.doc.locked else "cannot be removed"
+            g = self.doc.graph
+            unit = g.get(unit_id)
+            target = unit_id
+            if not unit.prunable:  # a partner (a mirrored up-stage layer): the click means its removable pair
+                pair = [p for p in partners_of(g, unit) if g.get(p).prunable]
+                if pair:
+                    target = pair[0]
+            if not self.doc.toggle(target):
+                why = "is locked by the keep-set" if target in self.doc.locked else "cannot be removed"
                 self.notifier.info(f"{unit.label} {why}")
         except SlimError as exc:
             self.notifier.warning(exc.one_line())
@@ -499,28 +567,38 @@ class ModelPanel(QWidget):
             self.legend.set_range(None, None, None)
         ranks = {n: {u: i + 1 for i, u in enumerate(sc.ranking())} for n, sc in self.doc.scores.items()}
         removing = set(self.doc.remove)
+        going = set(removal_closure(g, list(removing)))
         locked = set(self.doc.locked)
         total = max(1, g.total_params)
         for uid, item in self.view.unit_items.items():
             unit = item.unit
+            pair = [q for q in partners_of(g, unit) if q in norm and not unit.prunable] if overlay is None else []
             if uid in norm:
                 fill = colors.colour_at(norm[uid])
+            elif pair:  # a unit scored and removed together with its pair: its colour
+                fill = colors.colour_at(norm[pair[0]])
             elif unit.prunable and overlay is None:
                 fill = colors.UNSCORED
             else:
                 fill = colors.FIXED if unit.parent is None else colors.CHILD
             score_text = _fmt(values[uid]) if uid in values else ""
-            item.set_state(fill, score_text, uid in removing, uid in locked,
-                           self._tooltip(unit, total, ranks, removing, locked))
+            inside = uid in going or any(a in going for a in g.ancestors(uid))
+            item.set_state(fill, score_text, inside, uid in locked,
+                           self._tooltip(unit, total, ranks, removing, locked, going), implied=uid not in removing)
 
-    def _tooltip(self, unit: Unit, total: int, ranks, removing, locked) -> str:
+    def _tooltip(self, unit: Unit, total: int, ranks, removing, locked, going=frozenset()) -> str:
+        g = self.doc.graph
         lines = [f"<b>{unit.label}</b> <span style='color:#6b7280'>({unit.id})</span>",
                  f"parameters: {unit.params:,} ({100 * unit.params / total:.2f}% of the model)"]
         if unit.macs:
-            lines.append(f"MACs per token: {unit.macs:,}")
-        for key in ("type", "module"):
+            per = "sample" if layout_for(g).name == "unet" else "token"
+            lines.append(f"MACs per {per}: {unit.macs:,}")
+        for key in ("type", "module", "block"):
             if unit.attrs.get(key):
                 lines.append(f"{key}: {unit.attrs[key]}")
+        if unit.attrs.get("channels") and unit.attrs.get("resolution"):
+            res = unit.attrs["resolution"]
+            lines.append(f"{unit.attrs['channels']} channels at {res[0]}×{res[1]}" if len(res) == 2 else "")
         for name, s in self.doc.scores.items():
             if unit.id in s.values:
                 mark = " ◀" if self.doc.active is s else ""
@@ -533,15 +611,23 @@ class ModelPanel(QWidget):
             lines.append(f"{overlay.title}: <b>{self.overlay_values[unit.id]:.4g}</b>{how} ◀")
             if overlay.notes.get(unit.id):
                 lines.append(overlay.notes[unit.id])
+        partners = partners_of(g, unit)
+        if partners:
+            names = ", ".join(f"{g.get(q).label} ({q})" for q in partners)
+            lines.append(f"removed together with {names}")
         if unit.id in locked:
             lines.append("<i>locked by the keep-set</i>")
         elif unit.id in removing:
             lines.append("<b style='color:#dc2626'>selected for removal</b> — click to keep")
+        elif unit.id in going or any(a in going for a in g.ancestors(unit.id)):
+            lines.append("<b style='color:#dc2626'>removed</b> with the units selected for removal")
         elif unit.prunable:
             lines.append("click to select for removal")
+        elif any(g.get(q).prunable for q in partners):
+            lines.append("click to select its pair for removal")
         if unit.attrs.get("note"):
             lines.append(f"<i>{unit.attrs['note']}</i>")
-        return "<br>".join(lines)
+        return "<br>".join(x for x in lines if x)
 
 
 def _fmt(v: float) -> str:

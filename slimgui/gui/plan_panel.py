@@ -1,4 +1,5 @@
-"""The Plan panel: keep-set, selection by budget, the live estimate, and Apply (build the slimmed model)."""
+"""The Plan panel: keep-set, a family's named presets (BK-SDM's bk-base/small/tiny), selection by budget, the
+live estimate, and Apply (build the slimmed model)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import time
 from functools import partial
 from pathlib import Path
 
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QStandardItemModel
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -24,8 +27,8 @@ from PySide6.QtWidgets import (
 from slimgui.core.errors import SlimError
 from slimgui.core.io import cache_dir
 from slimgui.core.jobs import Job, apply_task
-from slimgui.core.ops import save
-from slimgui.core.session import human_bytes, human_count, select_by_budget
+from slimgui.core.ops import preset_plan, save
+from slimgui.core.session import human_bytes, human_count, preset_choices, select_by_budget, unit_title
 
 from .document import Document
 from .notify import Notifier
@@ -51,6 +54,18 @@ class PlanPanel(QWidget):
         self.keep.setPlaceholderText("e.g. first:4,last:2  (Taylor+), or block indices / ids")
         self.keep.setToolTip("Blocks that are never removed (drawn with a padlock)")
         self.keep.editingFinished.connect(self._keep_edited)
+        # presets (a family's named plans)
+        self.preset = QComboBox()
+        self.preset.setToolTip("Select the units of a named pruning preset of this model family")
+        self.preset.activated.connect(self._preset_activated)
+        self.preset.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self._preset_units: dict[str, set[str]] = {}  # each fitting preset's units, to name a selection
+        self.preset_note = QLabel()
+        self.preset_note.setObjectName("Hint")
+        self.preset_note.setWordWrap(True)
+        preset_row = QHBoxLayout()
+        preset_row.addWidget(self.preset)
+        preset_row.addWidget(self.preset_note, 1)
         # budget
         self.amount = QDoubleSpinBox()
         self.amount.setRange(0, 100)
@@ -81,9 +96,11 @@ class PlanPanel(QWidget):
         est = QGroupBox("Estimate")
         grid = QGridLayout(est)
         self.est_labels: dict[str, QLabel] = {}
+        self.est_titles: dict[str, QLabel] = {}
         for row, (key, title) in enumerate((("blocks", "Blocks"), ("params", "Parameters"),
                                             ("size", "Size on disk"), ("speedup", "Expected speedup"))):
-            grid.addWidget(QLabel(title), row, 0)
+            self.est_titles[key] = QLabel(title)
+            grid.addWidget(self.est_titles[key], row, 0)
             value = QLabel("—")
             value.setObjectName("Value")
             grid.addWidget(value, row, 1)
@@ -104,8 +121,9 @@ class PlanPanel(QWidget):
         self.export_button.clicked.connect(self._export_clicked)
         self.slim_status = QLabel("No slimmed model yet.")
         self.slim_status.setWordWrap(True)
-        form = QFormLayout()
+        self.form = form = QFormLayout()
         form.addRow("Keep-set", self.keep)
+        form.addRow("Preset", preset_row)
         form.addRow("Budget", budget)
         form.addRow("", buttons)
         lay = QVBoxLayout(self)
@@ -140,6 +158,73 @@ class PlanPanel(QWidget):
         """Type a keep-set and confirm it (as pressing Enter does)."""
         self.keep.setText(text)
         self._keep_edited()
+
+    # -- presets -------------------------------------------------------------------------------
+    def _fill_presets(self) -> None:
+        """The family's presets for this model; one that does not fit is listed disabled, with the reason."""
+        self.preset.clear()
+        m = self.doc.model
+        choices: list[tuple[str, bool, str]] = []
+        if m is not None and self.doc.graph is not None:
+            try:
+                choices = preset_choices(m, self.doc.registry)
+            except SlimError as exc:
+                self.notifier.warning(f"Presets: {exc.one_line()}")
+        self.form.setRowVisible(1, bool(choices))
+        self._preset_units = {}
+        if not choices:
+            return
+        self.preset.addItem("choose a preset…", None)
+        model = self.preset.model()
+        for name, fits, note in choices:
+            self.preset.addItem(name if fits else f"{name} (does not fit)", name)
+            index = self.preset.count() - 1
+            self.preset.setItemData(index, note, Qt.ItemDataRole.ToolTipRole)
+            if not fits and isinstance(model, QStandardItemModel):
+                model.item(index).setEnabled(False)
+            if fits:
+                self._preset_units[name] = set(preset_plan(m, name, registry=self.doc.registry).remove)
+        self.preset_note.setText("")
+
+    def preset_names(self, only_fitting: bool = False) -> list[str]:
+        """The presets listed (enabled ones only with ``only_fitting``)."""
+        model = self.preset.model()
+        out = []
+        for i in range(self.preset.count()):
+            name = self.preset.itemData(i)
+            if name and (not only_fitting or not isinstance(model, QStandardItemModel) or model.item(i).isEnabled()):
+                out.append(name)
+        return out
+
+    def _preset_activated(self, index: int) -> None:
+        name = self.preset.itemData(index)
+        if name:
+            self.choose_preset(name)
+
+    def choose_preset(self, name: str) -> list[str]:
+        """Select exactly the units the preset ``name`` removes; returns them ([] and a message when it cannot)."""
+        m = self.doc.model
+        if m is None:
+            return []
+        try:
+            plan = preset_plan(m, name, registry=self.doc.registry)
+            self.doc.set_remove(list(plan.remove))
+        except SlimError as exc:
+            self.notifier.warning(f"Preset {name}: {exc.one_line()}")
+            return []
+        return list(plan.remove)
+
+    def _selection_is_preset(self) -> None:
+        """Show a preset's name while the selection is exactly that preset's units, else "choose a preset…"."""
+        if not self.preset.count():
+            return
+        chosen = set(self.doc.remove)
+        match = next((name for name, units in self._preset_units.items() if units == chosen), None)
+        index = self.preset.findData(match) if match else 0
+        if index != self.preset.currentIndex():
+            self.preset.setCurrentIndex(max(0, index))
+        note = str(self.preset.itemData(index, Qt.ItemDataRole.ToolTipRole) or "") if match else ""
+        self.preset_note.setText(note.split(":")[0])
 
     # -- budget --------------------------------------------------------------------------------
     def _unit_changed(self, unit: str) -> None:
@@ -180,6 +265,14 @@ class PlanPanel(QWidget):
 
     # -- reacting to the document --------------------------------------------------------------
     def _model_changed(self) -> None:
+        self._fill_presets()
+        g = self.doc.graph
+        if g is not None and g.attrs.get("layout") == "unet":
+            self.keep.setPlaceholderText("unit indices or ids, e.g. mid_block, down_blocks.0.layers.1")
+            self.keep.setToolTip("Units that are never removed (drawn with a padlock)")
+        else:
+            self.keep.setPlaceholderText("e.g. first:4,last:2  (Taylor+), or block indices / ids")
+            self.keep.setToolTip("Blocks that are never removed (drawn with a padlock)")
         self.keep.setText(self.doc.keep or "")
         self.keep.setStyleSheet("")
         self._unit_changed(self.unit.currentText())
@@ -213,6 +306,7 @@ class PlanPanel(QWidget):
             return
         kept = est.units_before - est.units_removed
         self.est_labels["blocks"].setText(f"{est.units_before} → <b>{kept}</b>  (removing {est.units_removed})")
+        self.est_titles["blocks"].setText(self._word(True).capitalize())
         self.est_labels["params"].setText(
             f"{human_count(est.params_before)} → <b>{human_count(est.params_after)}</b>  "
             f"(−{100 * est.params_removed_fraction:.1f}%)")
@@ -224,10 +318,11 @@ class PlanPanel(QWidget):
             label.setToolTip(f"{est.params_before:,} → {est.params_after:,} parameters")
         removing = self.doc.remove
         if removing:
-            names = ", ".join(g.get(u).label for u in removing)
+            names = ", ".join(unit_title(g, u) for u in removing)
             self.selected.setText(f"Selected for removal: {names}")
         else:
-            self.selected.setText("Nothing selected: click blocks in the model view or select by budget.")
+            self.selected.setText(f"Nothing selected: click {self._word(True)} in the model view or select by budget.")
+        self._selection_is_preset()
         self.apply_button.setEnabled(bool(removing) and self.doc.model is not None)
         self._slimmed_changed()
 
@@ -235,14 +330,20 @@ class PlanPanel(QWidget):
         slim, s = self.doc.slimmed, self.doc.session
         self.export_button.setEnabled(slim is not None and slim.has_weights)
         if slim is None:
-            self.slim_status.setText("No slimmed model yet: select blocks and Apply.")
+            self.slim_status.setText(f"No slimmed model yet: select {self._word(True)} and Apply.")
             return
         where = f" — saved in {s.slimmed_path}" if s.slimmed_path else " (in memory: a config-only model cannot be saved)"
         stale = "" if self.doc.applied_matches_selection else (
             "  <span style='color:#b45309'>The selection changed since: Apply again to rebuild.</span>")
         n = len(self.doc.graph.prunable()) - len(s.slimmed_remove) if self.doc.graph else "?"
-        self.slim_status.setText(f"<b>Slimmed model:</b> {n} blocks{where}.{stale}")
+        self.slim_status.setText(f"<b>Slimmed model:</b> {n} {self._word(True)}{where}.{stale}")
         self.slim_status.setToolTip(s.slimmed_path or "")
+
+    def _word(self, plural: bool = False) -> str:
+        """What the prunable things are called: blocks of a stack, units of a U-Net (stages, layers, mid block)."""
+        g = self.doc.graph
+        word = "unit" if g is not None and g.attrs.get("layout") == "unet" else "block"
+        return word + ("s" if plural else "")
 
     # -- apply / export ------------------------------------------------------------------------
     def apply(self) -> Job | None:
@@ -265,7 +366,7 @@ class PlanPanel(QWidget):
                 self.notifier.info("a slimmed model of a model that is no longer open was discarded")
                 return
             self.doc.set_slimmed(slim, where, removed)
-            self.notifier.info(f"Slimmed model built: {len(removed)} blocks removed" + (f", saved in {where}" if where else ""))
+            self.notifier.info(f"Slimmed model built: {len(removed)} {self._word(True)} removed" + (f", saved in {where}" if where else ""))
 
         self.job = self.runner.submit(f"Apply plan to {name} (remove {len(plan.remove)})",
                                       partial(apply_task, model, plan, registry=self.doc.registry, out_dir=out),

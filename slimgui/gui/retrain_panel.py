@@ -1,4 +1,6 @@
-"""The Retrain panel: heal the slimmed model by LoRA, continued pretraining or distillation from the original.
+"""The Retrain panel: heal the slimmed model by retraining it — the methods the family offers (a language
+model: LoRA, continued pretraining, distillation; a diffusion U-Net: BK-SDM distillation with λ_task / λ_out /
+λ_feat, continued training, few-step latent consistency distillation; see :mod:`.family`).
 
 It only gathers settings and shows what the core reports.  Start first runs
 :func:`~slimgui.core.jobs.retrain_check_task` (the job is checked and its time and memory estimated on
@@ -7,14 +9,17 @@ this machine; a config that cannot work is refused with the core's message) and 
 arrive on the worker thread and reach the GUI thread through a queued signal; the curves and the
 status line redraw at a bounded rate, so the window never waits on the job.  Checkpoints make Cancel,
 closing the app and even a killed process resumable; the run folder is kept in the session.  When a
-run is done the original, the slimmed and the healed model are measured on one text file in the
-background and shown side by side.
+run is done the original, the slimmed and the healed model are measured with the family's evaluator
+(perplexity on one text file; the digit classifier for the diffusion demo) in the background and shown side
+by side.  Events of a run that counts images (``"items": "images"``) carry a validation loss but no
+perplexity: the panel shows what an event has and never needs a key it lacks.
 """
 
 from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 import os
 from functools import partial
 from pathlib import Path
@@ -59,21 +64,48 @@ from slimgui.gui.widgets import browse_row, thin_progress
 
 from .curves import LossCurves
 from .document import Document
+from .family import TOKEN_METHODS, Traits, traits
 from .notify import Notifier
 from .settings import Settings
 from .workers import JobRunner
 
-METHODS = (
-    ("lora", "LoRA", "Low-rank adapters (peft) on the blocks' linear layers: few parameters train, little memory; "
-                     "merged into the weights at the end."),
-    ("cpt", "Continued pretraining", "Every weight trains on the text: the strongest healing, and the most memory."),
-    ("kd", "Distillation", "The slimmed model learns from the original: its logits (KL), its block outputs "
-                           "(hidden-state MSE) and the next-token loss."),
-)
+METHODS = TOKEN_METHODS  # a language model's; a family's own come from family.traits
+STANDARD_KEYS = {"event", "step", "total", "train_loss", "lr", "tokens_per_s", "items_per_s", "items", "eta_s",
+                 "val_loss", "val_ppl", "val_metric"}
 SIDES = (("original", "Original"), ("slimmed", "Pruned"), ("healed", "Healed"))
 STATUS_HZ = 10
 RUN_MIN_HEIGHT = 460  # buttons, estimate, progress, status, curves (150) and the perplexity boxes
 _runs = itertools.count(1)
+
+
+def _validation_text(ev: dict[str, Any], html: bool = True) -> str:
+    """"validation loss 0.1234 (perplexity 3.4)" — perplexity only when the event has one (language models)."""
+    loss = ev.get("val_loss")
+    if not isinstance(loss, (int, float)):
+        return "no validation yet"
+    b = ("<b>", "</b>") if html else ("", "")
+    text = f"validation loss {b[0]}{loss:.4f}{b[1]}"
+    extra = []
+    if isinstance(ev.get("val_ppl"), (int, float)):
+        extra.append(f"perplexity {ev['val_ppl']:.3f}")
+    if ev.get("event") == "step" and "step" in ev:
+        extra.append(f"step {ev['step']}")
+    return text + (f" ({', '.join(extra)})" if extra else "")
+
+
+def _metric_title(evaluator: str | None) -> str:
+    return {"perplexity": "Perplexity", "digits": "Digit quality"}.get(str(evaluator), str(evaluator or "Evaluation")
+                                                                       .capitalize())
+
+
+def _headline(result: dict[str, Any]) -> tuple[str, Any]:
+    """The number an evaluation is judged by and how it is written: perplexity, or accuracy (digits)."""
+    if "perplexity" in result or not result:
+        return "perplexity", lambda v: f"{v:.3f}"
+    if "accuracy" in result:
+        return "accuracy", lambda v: f"{100 * v:.1f}%"
+    key = next((k for k, v in result.items() if isinstance(v, float)), "perplexity")
+    return key, lambda v: f"{v:.4g}"
 
 
 class SciSpinBox(QDoubleSpinBox):
@@ -217,9 +249,8 @@ class RetrainPanel(QWidget):
         self.student_label = QLabel()
         self.student_label.setWordWrap(True)
         self.method = QComboBox()
-        for key, name, desc in METHODS:
-            self.method.addItem(name, key)
-            self.method.setItemData(self.method.count() - 1, desc, Qt.ItemDataRole.ToolTipRole)
+        self.traits = Traits()
+        self._fill_methods()
         self.method.setToolTip("How to heal the slimmed model (a preset: choosing one sets its learning rate)")
         self.method.currentIndexChanged.connect(self._method_changed)
         self.method_hint = QLabel()
@@ -251,7 +282,9 @@ class RetrainPanel(QWidget):
         self.warmup = _spin(0, 1_000_000, 10, "warm-up steps (linear ramp of the learning rate)")
         self.save_every = _spin(1, 1_000_000, 50, "write a checkpoint every N steps (Resume continues from the last)")
         self.eval_every = _spin(1, 1_000_000, 50, "measure the validation loss every N steps")
-        hyper = _labelled(("steps", self.steps), ("batch", self.batch_size), ("length", self.seq_len), ("lr", self.lr))
+        self.seq_len_label = QLabel("length")
+        hyper = _labelled(("steps", self.steps), ("batch", self.batch_size), ("", self.seq_len_label),
+                          ("", self.seq_len), ("lr", self.lr))
         sched = _labelled(("warm-up", self.warmup), ("save every", self.save_every),
                           ("validate every", self.eval_every))
         # LoRA
@@ -272,7 +305,16 @@ class RetrainPanel(QWidget):
         self.kd_ce = _fspin(0.0, 100.0, 1.0, "weight of the next-token loss")
         self.kd_kl = _fspin(0.0, 100.0, 1.0, "weight of the KL divergence to the original's logits")
         self.kd_hidden = _fspin(0.0, 100.0, 1.0, "weight of the MSE between matching block outputs")
-        kd = _labelled(("next-token", self.kd_ce), ("KL", self.kd_kl), ("hidden-state", self.kd_hidden))
+        self.kd_labels = [QLabel(text) for text, _ in self.traits.kd_labels()]
+        self.teacher_label = QLabel()
+        self.teacher_label.setObjectName("Hint")
+        kd = _labelled(*(("", w) for pair in zip(self.kd_labels, (self.kd_ce, self.kd_kl, self.kd_hidden))
+                          for w in pair), ("", self.teacher_label))
+        # few-step (latent consistency distillation)
+        self.lcm_ddim_steps = _spin(1, 1000, 50, "steps of the teacher's ODE solver (DDIM) the consistency targets "
+                                    "are computed with", 5)
+        self.lcm_guidance = _fspin(0.0, 30.0, 3.0, "classifier-free guidance of the teacher", 0.5, 1)
+        lcm = _labelled(("teacher solver steps", self.lcm_ddim_steps), ("guidance", self.lcm_guidance))
         # run folder
         self.out = QLineEdit()
         self.out.setToolTip("Run folder: checkpoints, the job's config and the healed model (OUT/model)")
@@ -289,6 +331,7 @@ class RetrainPanel(QWidget):
         self.form.addRow("LoRA", lora)
         self.form.addRow("LoRA targets", targets)
         self.form.addRow("Distillation", kd)
+        self.form.addRow("Few-step", lcm)
         self.form.addRow("Run folder", out_row)
         settings = QGroupBox("Settings")
         settings.setLayout(self.form)
@@ -463,6 +506,7 @@ class RetrainPanel(QWidget):
         s.lora_targets = [t.strip() for t in self.lora_targets.text().replace(" ", ",").split(",") if t.strip()] or None
         s.lora_merge = self.lora_merge.isChecked()
         s.kd_ce, s.kd_kl, s.kd_hidden = self.kd_ce.value(), self.kd_kl.value(), self.kd_hidden.value()
+        s.lcm_ddim_steps, s.lcm_guidance = self.lcm_ddim_steps.value(), self.lcm_guidance.value()
         return s
 
     def apply_settings(self) -> None:
@@ -480,6 +524,8 @@ class RetrainPanel(QWidget):
 
     def _show_settings(self) -> None:
         s = self.settings
+        if self.method.findData(s.method) < 0 and self.method.count():  # another family's method: this one's first
+            s.method, s.lr = self.method.itemData(0), None
         self.method.blockSignals(True)
         self.method.setCurrentIndex(max(0, self.method.findData(s.method)))
         self.method.blockSignals(False)
@@ -501,18 +547,47 @@ class RetrainPanel(QWidget):
         self.kd_ce.setValue(s.kd_ce)
         self.kd_kl.setValue(s.kd_kl)
         self.kd_hidden.setValue(s.kd_hidden)
+        self.lcm_ddim_steps.setValue(s.lcm_ddim_steps)
+        self.lcm_guidance.setValue(s.lcm_guidance)
+
+    def _fill_methods(self) -> None:
+        """The family's retraining methods in the method chooser (keeping the current one when it is offered)."""
+        current = self.method.currentData()
+        self.method.blockSignals(True)
+        self.method.clear()
+        for key in self.traits.methods:
+            name, desc = self.traits.method_text(key)
+            self.method.addItem(name, key)
+            self.method.setItemData(self.method.count() - 1, desc, Qt.ItemDataRole.ToolTipRole)
+        self.method.setCurrentIndex(max(0, self.method.findData(current)))
+        self.method.blockSignals(False)
+
+    def _family_shown(self) -> None:
+        """Labels that depend on the family: the distillation weights, the teacher, the sequence length."""
+        for label, (text, tip), spin in zip(self.kd_labels, self.traits.kd_labels(),
+                                            (self.kd_ce, self.kd_kl, self.kd_hidden)):
+            label.setText(text)
+            spin.setToolTip(tip)
+            label.setToolTip(tip)
+        m = self.doc.model
+        self.teacher_label.setText(f"teacher: the original ({Path(m.source).name})" if m is not None else "")
+        self.teacher_label.setToolTip(m.source if m is not None else "")
+        images = self.traits.images
+        self.seq_len.setVisible(not images)  # an image is one sample: no sequence length
+        self.seq_len_label.setVisible(not images)
+        self.batch_size.setToolTip("images per step" if images else "sequences per step")
 
     def _method_changed(self) -> None:
         key = self.method.currentData()
-        self.lr.setValue(DEFAULT_LR[key])  # the preset's learning rate
+        self.lr.setValue(DEFAULT_LR.get(key, 1e-4))  # the preset's learning rate
         if self.out.text().strip() == self._proposed_out:
             self._propose_out()
         self._method_shown()
 
     def _method_shown(self) -> None:
         key = self.method.currentData()
-        self.method_hint.setText(next(d for k, _, d in METHODS if k == key))
-        for row, visible in ((4, key == "lora"), (5, key == "lora"), (6, key == "kd")):
+        self.method_hint.setText(self.traits.method_text(key)[1] if key else "")
+        for row, visible in ((4, key == "lora"), (5, key == "lora"), (6, key == "kd"), (7, key == "lcm")):
             self.form.setRowVisible(row, visible)
 
     def _propose_out(self) -> None:
@@ -527,9 +602,17 @@ class RetrainPanel(QWidget):
     # -- the document ------------------------------------------------------------------------------
     def _model_changed(self) -> None:
         m = self.doc.model
+        if not self.busy:
+            self.traits = traits(self.doc.registry, m, self.doc.graph)
+            self._fill_methods()
+            self._family_shown()
         fallback = default_data(m) if m is not None else None
-        self.data.setPlaceholderText(f"default: {Path(fallback).name} (the demo's text)" if fallback
-                                     else "text, JSONL, a folder of text files or a saved dataset")
+        if self.traits.images:
+            self.data.setPlaceholderText(f"default: {Path(fallback).name} (the demo's images)" if fallback
+                                         else "an image folder (imagefolder layout: images + metadata.jsonl captions)")
+        else:
+            self.data.setPlaceholderText(f"default: {Path(fallback).name} (the demo's text)" if fallback
+                                         else "text, JSONL, a folder of text files or a saved dataset")
         self.healed = None
         if not self.busy:
             self.result = None
@@ -570,9 +653,12 @@ class RetrainPanel(QWidget):
             text = "This model has no weights (config only): there is nothing to retrain."
         elif slim is not None and s.slimmed_path:
             sg, g = slim.extra.get("graph"), self.doc.graph
-            size = f"{len(sg.prunable())} blocks, {human_count(sg.total_params)} params" if sg is not None else ""
+            word = self.traits.unit_word + "s"
+            n = len(sg.prunable()) if sg is not None else 0
+            size = f"{n} {word if n != 1 else self.traits.unit_word}, {human_count(sg.total_params)} params" \
+                if sg is not None else ""
             text = (f"Retrains the <b>slimmed model</b> ({size}); distillation learns from the original "
-                    f"({len(g.prunable())} blocks)." if g is not None else "Retrains the <b>slimmed model</b>.")
+                    f"({len(g.prunable())} {word})." if g is not None else "Retrains the <b>slimmed model</b>.")
         elif slim is not None:
             text = "The slimmed model was not saved (config only): it cannot be retrained."
         else:
@@ -766,11 +852,13 @@ class RetrainPanel(QWidget):
         left = est.get("steps_left", cfg.steps)
         secs = est.get("seconds_left", est["seconds"])
         mem, machine = est["memory_bytes"], est["machine_memory_bytes"]
+        items = str(est.get("items") or "tokens")  # what the run counts: tokens, or images
+        samples = "images" if items == "images" else "sequences"
         parts = [f"<b>≈ {format_eta(secs) if secs >= 1 else '&lt; 1s'}</b> for {left:,} step{'s' if left != 1 else ''}"
                  + (" left" if resume else "") + f" ({est['step_seconds']:.3g} s/step)",
                  f"memory <b>≈ {human_bytes(mem)}</b>" + (f" of {human_bytes(machine)}" if machine else ""),
-                 f"{est['tokens']:,} tokens"
-                 + (f" ({est['epochs']:g} epochs of {est['train_sequences']:,} sequences)"
+                 f"{est.get('tokens', 0):,} {items}"
+                 + (f" ({est['epochs']:g} epochs of {est['train_sequences']:,} {samples})"
                     if "epochs" in est and "train_sequences" in est else ""),
                  f"{human_count(est['trainable_params'])} of {human_count(est['params'])} parameters train"]
         self.estimate_label.setText("Estimate on this machine: " + " · ".join(parts))
@@ -844,17 +932,27 @@ class RetrainPanel(QWidget):
         ev = self._last_step
         if ev is None:
             return
-        total = max(1, int(ev["total"]))
-        self.progress.setValue(int(1000 * ev["step"] / total))
-        parts = [f"step <b>{ev['step']:,}</b>/{total:,}", f"train loss <b>{ev['train_loss']:.4f}</b>"]
+        total = max(1, int(ev.get("total") or 1))
+        step = int(ev.get("step", 0))
+        self.progress.setValue(int(1000 * step / total))
+        parts = [f"step <b>{step:,}</b>/{total:,}"]
+        if isinstance(ev.get("train_loss"), (int, float)):
+            parts.append(f"train loss <b>{ev['train_loss']:.4f}</b>")
         if self._last_val is not None:
-            v = self._last_val
-            parts.append(f"validation loss <b>{v['val_loss']:.4f}</b> (perplexity {v['val_ppl']:.3f}, step {v['step']})")
-        if "kl" in ev:
-            parts.append(f"CE {ev['ce']:.3f} · KL {ev['kl']:.3f} · hidden MSE {ev['hidden_mse']:.4f}")
-        parts.append(f"{ev['tokens_per_s']:,.0f} tokens/s")
-        parts.append(f"lr {ev['lr']:.2e}")
-        if ev["step"] < total:
+            parts.append(_validation_text(self._last_val))
+        if "kl" in ev and "ce" in ev:  # a language model's distillation terms
+            parts.append(f"CE {ev['ce']:.3f} · KL {ev['kl']:.3f} · hidden MSE {ev.get('hidden_mse', math.nan):.4f}")
+        else:  # a family's own loss terms (e.g. BK-SDM's task / out / feat)
+            terms = [f"{k} {v:.4g}" for k, v in ev.items() if k not in STANDARD_KEYS and isinstance(v, (int, float))]
+            if terms:
+                parts.append(" · ".join(terms[:4]))
+        items = str(ev.get("items") or "tokens")
+        rate = ev.get("items_per_s", ev.get("tokens_per_s"))
+        if isinstance(rate, (int, float)):
+            parts.append(f"{rate:,.0f} {items}/s" if rate >= 10 else f"{rate:.2f} {items}/s")
+        if isinstance(ev.get("lr"), (int, float)):
+            parts.append(f"lr {ev['lr']:.2e}")
+        if step < total and isinstance(ev.get("eta_s"), (int, float)):
             parts.append(f"ETA {format_eta(ev['eta_s']) or '0s'}")
         self.status.setText(" · ".join(parts))
 
@@ -867,9 +965,12 @@ class RetrainPanel(QWidget):
         self._state_cache = None
         self.progress.setValue(1000)
         healed = str(Path(result["out"]) / "model")
-        self.status.setText(f"<b>Done</b>: {result['step']:,} steps in {result['seconds']:.1f}s · validation perplexity "
-                            f"<b>{result['val_ppl']:.3f}</b> (loss {result['val_loss']:.4f}) · healed model in {healed}")
-        self.notifier.info(f"Retraining done: validation perplexity {result['val_ppl']:.3f}; healed model in {healed}")
+        seconds = result.get("seconds")
+        took = f" in {seconds:.1f}s" if isinstance(seconds, (int, float)) else ""
+        self.status.setText(f"<b>Done</b>: {int(result.get('step', 0)):,} steps{took} · {_validation_text(result)}"
+                            f" · healed model in {healed}")
+        self.notifier.info(f"Retraining done: {_validation_text(result, html=False)}; healed model in {healed}")
+        self._run_method = str(result.get("method") or self.settings.method)
         self.update_buttons()
         self.evaluate(healed)
 
@@ -898,19 +999,26 @@ class RetrainPanel(QWidget):
         if self.doc.model is not None:
             candidates.append(default_data(self.doc.model))
         candidates += list(s.data)
+        if self.traits.images:  # the evaluator's data (e.g. the demo's folder) is optional
+            return next((c for c in candidates[:2] if c and Path(c).exists()), "")
         return next((c for c in candidates if c and Path(c).is_file()), None)
 
     def evaluate(self, healed_path: str | None = None) -> Job | None:
-        """Measure original, pruned and healed perplexity on the evaluation file, in the background."""
+        """Measure the original, pruned and healed models with the family's evaluator, in the background."""
         original, slimmed = self.doc.model, self.doc.slimmed
         if original is None:
             return None
         if self._run_models[0] is not None and self._run_models[0] is not original:
-            self.notifier.info("The run's model is no longer open: its perplexities were not measured.")
+            self.notifier.info("The run's model is no longer open: its results were not measured.")
             return None
         healed_path = healed_path or str(Path(self.out.text().strip()) / "model")
         if not Path(healed_path).is_dir():
             self.notifier.warning(f"No healed model in {healed_path} yet: finish a run first.")
+            return None
+        evaluator = self.traits.evaluator or "perplexity"
+        if self.traits.images and self.traits.evaluator is None:
+            self.notifier.info(f"The {self.traits.family} family has no evaluator: compare the healed model's images "
+                               "on the Compare tab.")
             return None
         path = self._eval_path()
         if path is None:
@@ -922,44 +1030,66 @@ class RetrainPanel(QWidget):
             models["slimmed"] = slimmed
         p = self.doc.session.preview
         out = self.out.text().strip()
+        method = getattr(self, "_run_method", None) or self.settings.method
+        lcm = method == "lcm"
 
         def done(result, ms=(original, slimmed)) -> None:
             healed, values = result
             if self.doc.model is not ms[0]:
                 return
             self.healed = self.doc.healed = healed  # the Export and Benchmark tabs use it without loading it again
-            self.doc.set_results("retrain", {**values, "file": path, "healed_path": healed_path, "out": out})
+            if lcm:
+                self.doc.fewstep = healed  # the Compare tab runs it with its own few steps
+            self.doc.set_results("retrain", {**values, "file": path, "healed_path": healed_path, "out": out,
+                                             "evaluator": evaluator, "method": method})
             self.update_buttons()
 
+        def failed(job: Job, m=original) -> None:  # the healed model is there all the same: keep it reachable
+            if self.doc.model is m:
+                self.doc.set_results("retrain", {"healed_path": healed_path, "out": out, "evaluator": evaluator,
+                                                 "method": method, "error": job.error})
+            self.results_box.setTitle(f"{_metric_title(evaluator)}: not measured ({job.error})")
+
+        options = {} if self.traits.images else {"seq_len": p.eval_seq_len, "max_tokens": p.eval_max_tokens}
+        where = f" on {Path(path).name}" if path else ""
         self.eval_job = self.runner.submit(
-            f"Perplexity of original, pruned and healed on {Path(path).name}",
-            partial(evaluate_healed_task, models, healed_path, path, registry=self.doc.registry,
-                    seq_len=p.eval_seq_len, max_tokens=p.eval_max_tokens),
-            kind="evaluate", lane="model", on_done=done)
-        self.results_box.setTitle(f"Perplexity: measuring the three models on {Path(path).name}…")
+            f"Evaluate original, pruned and healed ({evaluator}){where}",
+            partial(evaluate_healed_task, models, healed_path, path, registry=self.doc.registry, evaluator=evaluator,
+                    **options),
+            kind="evaluate", lane="model", on_done=done, on_failed=failed)
+        self.results_box.setTitle(f"{_metric_title(evaluator)}: measuring the three models{where}…")
         self.update_buttons()
         return self.eval_job
 
     def show_results(self) -> None:
         r = self.doc.session.results.get("retrain") or {}
-        base = (r.get("original") or {}).get("perplexity")
+        key, fmt = _headline(r.get("original") or {})
+        base = (r.get("original") or {}).get(key)
         for side, _ in SIDES:
             entry = r.get(side) or {}
-            ppl = entry.get("perplexity")
-            self.ppl_values[side].setText(f"{ppl:.3f}" if isinstance(ppl, (int, float)) else "—")
+            value = entry.get(key)
+            self.ppl_values[side].setText(fmt(value) if isinstance(value, (int, float)) else "—")
             note = ""
-            if isinstance(ppl, (int, float)) and isinstance(base, (int, float)) and side != "original" and base:
-                note = f"{100 * (ppl - base) / base:+.1f}% vs original"
+            if isinstance(value, (int, float)) and isinstance(base, (int, float)) and side != "original" and base:
+                note = f"{100 * (value - base) / base:+.1f}% vs original"
             elif side == "slimmed" and r and not entry:
                 note = "no slimmed model"
             elif side == "original" and isinstance(entry.get("tokens"), int):
                 note = f"{entry['tokens']:,} tokens"
+            if isinstance(entry.get("fid"), (int, float)):
+                note = f"FID {entry['fid']:.2f}" + (f" · {note}" if note else "")
             self.ppl_notes[side].setText(note)
-        if r.get("file"):
-            self.results_box.setTitle(f"Perplexity on {Path(r['file']).name}: original, pruned and healed")
-            self.results_box.setToolTip(f"measured on {r['file']}; healed model {r.get('healed_path', '')}")
+        title = _metric_title(r.get("evaluator") or ("perplexity" if key == "perplexity" else self.traits.evaluator))
+        if r.get("error"):
+            self.results_box.setTitle(f"{title}: not measured ({r['error']})")
+            self.results_box.setToolTip(f"healed model {r.get('healed_path', '')}")
+        elif r.get("file") or (r and r.get("healed_path")):
+            on = f" on {Path(r['file']).name}" if r.get("file") else ""
+            self.results_box.setTitle(f"{title}{on}: original, pruned and healed")
+            self.results_box.setToolTip(f"measured{on or ''}; healed model {r.get('healed_path', '')}")
         elif self.eval_job is None or self.eval_job.status.finished:
-            self.results_box.setTitle("Perplexity: original, pruned and healed (measured after a run)")
+            title = _metric_title(self.traits.evaluator or "perplexity")
+            self.results_box.setTitle(f"{title}: original, pruned and healed (measured after a run)")
         self.update_buttons()
 
     # -- the healed model --------------------------------------------------------------------------

@@ -26,6 +26,22 @@ from .document import Document
 MAX_TICKS = 24
 
 
+def tick_label(graph, unit_id: str) -> str:
+    """A short axis label: a block's number ("3"), a stage or the mid block ("Down 3", "Mid block"), a stage's
+    layer ("Down 1 L1")."""
+    unit = graph.get(unit_id)
+    if unit.label.startswith("Block "):
+        return unit.label.replace("Block ", "")
+    short = unit.label.split(" · ")[0]
+    if unit.parent is None or unit.parent not in graph:
+        return short
+    index = unit.attrs.get("layer", unit.attrs.get("index"))
+    if not isinstance(index, int) and unit_id.rsplit(".", 1)[-1].isdigit():
+        index = int(unit_id.rsplit(".", 1)[-1])  # "down_blocks.1.layers.1": layer 1
+    parent = graph.get(unit.parent).label.split(" · ")[0]
+    return f"{parent} L{index}" if isinstance(index, int) else f"{parent} · {short}"
+
+
 class ScoresPanel(QWidget):
     def __init__(self, document: Document, parent: QWidget | None = None):
         super().__init__(parent)
@@ -93,10 +109,12 @@ class ScoresPanel(QWidget):
         self.matrix = np.array(score_matrix(scores, self.unit_ids), dtype=float)
         self.image.setImage(np.nan_to_num(self.matrix, nan=0.0), levels=(0, 1), autoLevels=False)
         self.image.setRect(0, 0, len(self.unit_ids), len(self.criteria))
-        labels = [g.get(u).label.replace("Block ", "") for u in self.unit_ids]
+        labels = [tick_label(g, u) for u in self.unit_ids]
         step = max(1, math.ceil(len(labels) / MAX_TICKS))
         item.getAxis("bottom").setTicks([[(i + 0.5, labels[i]) for i in range(0, len(labels), step)]])
-        item.getAxis("bottom").setLabel("block", color="#374151")
+        word = "unit" if g.attrs.get("layout") == "unet" else "block"
+        item.getAxis("bottom").setLabel(word, color="#374151")
+        item.setTitle(f"Importance per {word} (each criterion normalised to 0–1)", color="#111827", size="10pt")
         item.getAxis("left").setTicks([[(j + 0.5, c) for j, c in enumerate(self.criteria)]])
         item.setLimits(xMin=0, xMax=len(self.unit_ids), yMin=0, yMax=len(self.criteria))
         item.setRange(xRange=(0, len(self.unit_ids)), yRange=(0, len(self.criteria)), padding=0)
