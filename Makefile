@@ -29,9 +29,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check slimgui plugins tests benchmarks
 	$(VENV)/bin/lint-imports
 
-# Retrain the shipped demo model from scratch (about 30 minutes on 2 CPU cores).
+# Retrain the shipped demo models from scratch (language model ~30 min, diffusion ~15 min on 2 CPU cores).
 demo-models: $(STAMP)
 	$(PY) -m slimgui_llm.demo --out resources/demo/llm
+	$(PY) -m slimgui_diffusion.demo --out resources/demo/diffusion
 
 clean:
 	rm -rf $(VENV) .pytest_cache bench-report.json
