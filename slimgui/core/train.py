@@ -549,7 +549,8 @@ def main(argv: list[str] | None = None) -> int:
     except Cancelled as exc:
         print(f"slimgui: {exc}", file=sys.stderr)
         return 130
-    print(json.dumps(result))
+    if int(os.environ.get("RANK", "0")) == 0:  # one result line, not one per process
+        print(json.dumps(result), flush=True)
     return 0
 
 
