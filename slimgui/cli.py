@@ -326,7 +326,8 @@ def cmd_generate(args) -> int:
         for path in [args.model, *(args.vs or [])]:
             ns = argparse.Namespace(model=path, adapter=None, trust_remote_code=args.trust_remote_code)
             m = _open(ns, reg, bar)
-            label = path if path.startswith("demo:") else Path(path).name
+            p = Path(path)
+            label = path if path.startswith("demo:") else (f"{p.parent.name}/{p.name}" if p.name == "model" else p.name)
             models.append((label, m))
         family = models[0][1].family
         if any(m.family != family for _, m in models):

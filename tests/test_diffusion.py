@@ -248,7 +248,10 @@ def test_compare_grid_same_seeds_side_by_side(sd, registry, tmp_path):
     assert (again.image[:132] == media.image[:132]).all()  # same seed, same model → same pixels
     assert not (media.image[4:132] == media.image[136:264]).all()  # the slimmed model draws differently
     path = save_png(media, tmp_path / "grid.png")
-    assert Image.open(path).size == (media.image.shape[1], media.image.shape[0])
+    saved = Image.open(path)
+    assert saved.height == media.image.shape[0] and saved.width > media.image.shape[1]  # + a strip of row labels
+    bare = save_png(media, tmp_path / "bare.png", labels=False)
+    assert Image.open(bare).size == (media.image.shape[1], media.image.shape[0])
 
 
 def test_cli_prune_preset_generate_and_inspect(sd_dir, tmp_path):

@@ -187,8 +187,28 @@ def compare_grid(models: list[tuple[str, LoadedModel]], prompt: str, *, seeds: l
                 meta={"prompt": prompt, "seeds": seeds, "models": used})
 
 
-def save_png(media: ImageMedia, path: str | Path) -> Path:
-    """Write the grid as a PNG atomically."""
+def labelled(media: ImageMedia) -> np.ndarray:
+    """The grid with each row's label in a strip on its left (what a saved comparison needs)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    rows = [t for t in media.tiles if "row" in t]
+    if not rows:
+        return media.image
+    font = ImageFont.load_default()
+    names = list(dict.fromkeys(t["row"] for t in rows))
+    width = 12 + max(int(ImageDraw.Draw(Image.new("L", (1, 1))).textlength(n, font=font)) for n in names)
+    base = Image.fromarray(media.image)
+    canvas = Image.new(base.mode, (base.width + width, base.height), 255 if base.mode == "L" else (255, 255, 255))
+    canvas.paste(base, (width, 0))
+    draw = ImageDraw.Draw(canvas)
+    for name in names:
+        x, y, w, h = next(t["box"] for t in rows if t["row"] == name)
+        draw.text((6, y + h // 2 - 6), name, fill=0 if base.mode == "L" else (0, 0, 0), font=font)
+    return np.asarray(canvas)
+
+
+def save_png(media: ImageMedia, path: str | Path, *, labels: bool = True) -> Path:
+    """Write the grid as a PNG atomically (with the row labels on the left unless ``labels`` is False)."""
     import io
 
     from PIL import Image
@@ -196,7 +216,7 @@ def save_png(media: ImageMedia, path: str | Path) -> Path:
     from slimgui.core.io import atomic_write_bytes
 
     buf = io.BytesIO()
-    Image.fromarray(media.image).save(buf, format="PNG")
+    Image.fromarray(labelled(media) if labels else media.image).save(buf, format="PNG")
     try:
         return atomic_write_bytes(path, buf.getvalue())
     except OSError as exc:
