@@ -98,7 +98,11 @@ def test_graph_is_a_u_with_skips_params_and_macs(sd, registry):
     # the 32-channel stages at 4x4 cost more MACs than the same blocks at 1x1
     assert g.get("down_blocks.1.layers.1").macs > g.get("down_blocks.3.layers.1").macs
     assert presets(sd, registry) == {"bk-base": True, "bk-small": True, "bk-tiny": True}
-    assert g.removed_params(["down_blocks.3", "down_blocks.3.layers.1"]) == g.get("down_blocks.3").params
+    inner = g.get("down_blocks.3").params + g.get("up_blocks.0").params + g.get("down_blocks.2.downsamplers.0").params
+    assert g.removed_params(["down_blocks.3", "down_blocks.3.layers.1"]) == inner
+    plan = preset_plan(sd, "bk-small", registry=registry)
+    slim = prune(sd, plan, registry=registry)
+    assert plan.params_after(g) == sum(p.numel() for p in slim.module.parameters())  # the estimate is exact
 
 
 # -- presets and removal -----------------------------------------------------------------------------

@@ -78,8 +78,11 @@ class UnitGraph:
         return out
 
     def removed_params(self, unit_ids: list[str]) -> int:
-        """Parameters removed with these units, each counted once even when one unit contains another."""
+        """Parameters removed with these units — with the units each one takes along (``attrs["removes_with"]``,
+        e.g. a U-Net layer's mirrored up layer) — each counted once even when one unit contains another."""
         chosen = set(unit_ids)
+        for uid in list(chosen):
+            chosen.update(p for p in self.get(uid).attrs.get("removes_with", []) if p in self._by_id)
         return sum(self.get(uid).params for uid in chosen if not chosen.intersection(self.ancestors(uid)))
 
     @property
