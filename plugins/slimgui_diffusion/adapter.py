@@ -165,6 +165,8 @@ class DiffusersAdapter:
         for name, spec in index.items():
             if name.startswith("_") or not isinstance(spec, list) or len(spec) != 2 or spec[0] is None:
                 continue
+            if name == "safety_checker":  # never loaded: SlimGUI opens pipelines without it
+                continue
             weighted[name] = vet_component(folder / name, name, str(spec[1]))
         unet_cfg = _read_json(folder / "unet" / "config.json", "the U-Net config")
         cls = self._unet_class(unet_cfg, folder / "unet")
