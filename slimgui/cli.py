@@ -72,6 +72,12 @@ def _open(args, registry, progress):
                       trust_remote_code=getattr(args, "trust_remote_code", False))
 
 
+def _open_path(path: str, args, registry, progress):
+    """Open one more model (``--vs``) with the best-matching adapter and the command's trust setting."""
+    return _open(argparse.Namespace(model=path, adapter=None, trust_remote_code=args.trust_remote_code),
+                 registry, progress)
+
+
 def _calibration(args, model):
     """Calibration data from --data, else the family's default (the demo's own text), else None."""
     from slimgui.core.data import CalibrationData
@@ -324,8 +330,7 @@ def cmd_generate(args) -> int:
     try:
         models = []
         for path in [args.model, *(args.vs or [])]:
-            ns = argparse.Namespace(model=path, adapter=None, trust_remote_code=args.trust_remote_code)
-            m = _open(ns, reg, bar)
+            m = _open_path(path, args, reg, bar)
             p = Path(path)
             label = path if path.startswith("demo:") else (f"{p.parent.name}/{p.name}" if p.name == "model" else p.name)
             models.append((label, m))
@@ -487,8 +492,7 @@ def cmd_bench(args) -> int:
                     raise SlimError(f"{path} does not exist")
                 entries.append((path, path))
                 continue
-            ns = argparse.Namespace(model=path, adapter=None, trust_remote_code=args.trust_remote_code)
-            entries.append((path, _open(ns, reg, bar)))
+            entries.append((path, _open_path(path, args, reg, bar)))
         if args.width_variant:
             if len(entries) < 2 or isinstance(entries[1][1], str):
                 raise SlimError("--width-variant needs a torch model to match: give the depth-pruned one with --vs")

@@ -125,3 +125,20 @@ def test_cancel_token_and_eta():
         tok.raise_if_cancelled()
     eta = EtaTracker(start=0.0)
     assert eta.eta(0, 10) is None
+
+
+def test_origin_links_are_followed_to_the_demo(tmp_path):
+    import json as _json
+
+    from slimgui.core.model import made_from, origin_with
+
+    demo, pruned, healed = (tmp_path / n for n in ("demo", "pruned", "healed"))
+    for d in (demo, pruned, healed):
+        d.mkdir()
+    (demo / "slimgui_demo.json").write_text("{}")
+    (pruned / "slimgui_plan.json").write_text(_json.dumps({"kind": "plan", "model": str(demo)}))
+    (healed / "slimgui_healed_from.json").write_text(_json.dumps({"model": str(pruned)}))
+    assert made_from(healed) == pruned and made_from(demo) is None
+    assert origin_with(healed, "slimgui_demo.json") == demo
+    (pruned / "slimgui_plan.json").write_text(_json.dumps({"model": str(tmp_path / "gone")}))
+    assert origin_with(healed, "slimgui_demo.json") is None  # a broken link ends the search

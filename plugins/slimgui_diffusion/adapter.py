@@ -18,7 +18,7 @@ import torch
 from slimgui.core.errors import SlimError
 from slimgui.core.graph import UnitGraph
 from slimgui.core.io import atomic_write_text
-from slimgui.core.model import LoadedModel
+from slimgui.core.model import LoadedModel, origin_with
 from slimgui.core.plan import PruningPlan
 from slimgui.core.progress import CancelToken, ProgressFn, check, report
 from slimgui.core.safety import check_safetensors
@@ -280,32 +280,15 @@ class DiffusersAdapter:
         info = model.extra.get("unet_map")
         if info is not None:
             atomic_write_text(out / MAP_FILE, unet_ops.mapping_json(info))
-        for name in ("slimgui_fewstep.json",):
-            src = Path(model.source) / name
-            if src.is_file() and model.extra.get("keep_fewstep", True):
-                atomic_write_text(out / name, src.read_text(encoding="utf-8"))
+        fewstep = Path(model.source) / "slimgui_fewstep.json"  # a slimmed few-step model still samples in few steps
+        if fewstep.is_file():
+            atomic_write_text(out / fewstep.name, fewstep.read_text(encoding="utf-8"))
         return str(out)
 
     # -- data ------------------------------------------------------------------------------------
     def demo_root(self, model: LoadedModel) -> Path | None:
         """The demo folder this model was made from (following plan / healing links), if any."""
-        folder = Path(model.source)
-        for _ in range(8):
-            if (folder / "slimgui_demo.json").is_file():
-                return folder
-            link = next((folder / n for n in ("slimgui_plan.json", "slimgui_healed_from.json")
-                         if (folder / n).is_file()), None)
-            if link is None:
-                return None
-            try:
-                doc = json.loads(link.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError):
-                return None
-            src = doc.get("model") or doc.get("source") or (doc.get("payload") or {}).get("model")
-            if not src or not Path(src).exists():
-                return None
-            folder = Path(src)
-        return None
+        return origin_with(model.source, "slimgui_demo.json")
 
     def default_data(self, model: LoadedModel) -> str | None:
         """The demo's training images for the demo model and models made from it; else None."""

@@ -79,7 +79,7 @@ def vae_scale(pipe: Any) -> float:
     return float(getattr(pipe.vae.config, "scaling_factor", 1.0) or 1.0)
 
 
-def encode_images(pipe: Any, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def encode_images(pipe: Any, images: torch.Tensor) -> torch.Tensor:
     """Scaled VAE latents of images in [-1, 1] (the mean of the posterior: deterministic)."""
     with torch.no_grad():
         dist = pipe.vae.encode(images.to(pipe.vae.dtype)).latent_dist

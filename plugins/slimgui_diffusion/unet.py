@@ -17,7 +17,6 @@ carries ``attrs["layout"] = "unet"`` and the stage lists, so views draw it as a 
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -96,7 +95,11 @@ def count_macs(unet: torch.nn.Module, sample_size: tuple[int, int], context_len:
     from torch.utils.flop_counter import FlopCounterMode
 
     cfg = unet.config
-    meta = copy.deepcopy(unet).to("meta") if next(unet.parameters()).device.type != "meta" else unet
+    if next(unet.parameters()).device.type == "meta":
+        meta = unet
+    else:  # the same architecture without weights (no copy of a possibly large model)
+        with torch.device("meta"):
+            meta = type(unet).from_config(unet.config)
     prefix = type(unet).__name__ + "."
     with torch.device("meta"):
         x = torch.zeros(1, cfg.in_channels, *sample_size)
@@ -131,8 +134,8 @@ def unet_graph(unet: torch.nn.Module, *, context_len: int = 77, family: str = "d
     edges: list[tuple[str, str]] = []
 
     def unit(uid: str, kind: str, label: str, parent: str | None = None, prunable: bool = False, **attrs) -> Unit:
-        u = Unit(uid, kind, label, parent, params=_params(_sub(unet, uid)) if _sub(unet, uid) is not None else 0,
-                 macs=macs.get(uid), prunable=prunable, attrs=attrs)
+        u = Unit(uid, kind, label, parent, params=_params(_sub(unet, uid)), macs=macs.get(uid), prunable=prunable,
+                 attrs=attrs)
         units.append(u)
         return u
 
@@ -158,11 +161,9 @@ def unet_graph(unet: torch.nn.Module, *, context_len: int = 77, family: str = "d
             unit(f"{sid}.resnets.{j}", "resnet", f"ResNet {j}", lid, stage="down", level=i)
             if attn:
                 unit(f"{sid}.attentions.{j}", "attention", f"Attention {j}", lid, stage="down", level=i)
-            # the layer's own params/MACs are those of its blocks
-            units[-2 if attn else -1].attrs["pair"] = lid
         if _sub(unet, f"{sid}.downsamplers.0") is not None:
             unit(f"{sid}.downsamplers.0", "downsample", "Downsample", sid, stage="down", level=i)
-    for u in units:
+    for u in units:  # a layer's params and MACs are those of its blocks
         if u.kind == "layer":
             kids = [k for k in units if k.parent == u.id]
             u.params = sum(k.params for k in kids)
@@ -421,7 +422,7 @@ def _like(output: Any, h: torch.Tensor) -> Any:
     if isinstance(output, torch.Tensor):
         return h
     if isinstance(output, tuple):
-        return (h, *output[1:]) if len(output) > 1 and not isinstance(output[1], tuple) else (h,) + output[1:]
+        return (h, *output[1:])
     if hasattr(output, "sample"):
         return type(output)(sample=h)
     return h
@@ -434,11 +435,6 @@ def bypassed(unet: torch.nn.Module, unit_id: str) -> Iterator[None]:
     removal = parse_removal(shape, [unit_id], buildable=False)
     n = shape.levels
     handles = []
-
-    def hook(fn):
-        def run(module, args, kwargs, output):
-            return fn(module, args, kwargs, output)
-        return run
 
     def identity(module, args, kwargs, output):
         return _like(output, _hidden(args, kwargs))
@@ -465,7 +461,7 @@ def bypassed(unet: torch.nn.Module, unit_id: str) -> Iterator[None]:
     for path, fn in targets:
         module = _sub(unet, path)
         if module is not None:
-            handles.append(module.register_forward_hook(hook(fn), with_kwargs=True))
+            handles.append(module.register_forward_hook(fn, with_kwargs=True))
     try:
         yield
     finally:

@@ -14,7 +14,7 @@ from torch import nn
 from slimgui.core.data import CalibrationData, read_text_file
 from slimgui.core.errors import SlimError
 from slimgui.core.graph import Unit, UnitGraph
-from slimgui.core.model import LoadedModel
+from slimgui.core.model import LoadedModel, origin_with
 from slimgui.core.plan import PruningPlan
 from slimgui.core.progress import CancelToken, ProgressFn, report
 from slimgui.core.safety import check_pickle_checkpoint, check_safetensors
@@ -349,21 +349,11 @@ class TransformersAdapter:
     # -- data --------------------------------------------------------------------------------
     def default_data(self, model: LoadedModel) -> str | None:
         """The demo's training text for the demo model and models pruned from it; else None."""
-        folder = Path(model.source)
-        for _ in range(8):
-            if (folder / "slimgui_demo.json").is_file():
-                from .demo import ensure_demo
+        if origin_with(model.source, "slimgui_demo.json") is None:
+            return None
+        from .demo import ensure_demo
 
-                return ensure_demo()["train"]
-            link = next((folder / n for n in ("slimgui_plan.json", "slimgui_healed_from.json")
-                         if (folder / n).is_file()), None)
-            if link is None:
-                return None
-            try:
-                folder = Path(json.loads(link.read_text(encoding="utf-8")).get("model", ""))
-            except (OSError, ValueError, AttributeError):
-                return None
-        return None
+        return ensure_demo()["train"]
 
     def resolve_data(self, model: LoadedModel, data: Any) -> CalibrationData:
         if isinstance(data, CalibrationData):

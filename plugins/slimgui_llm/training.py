@@ -13,6 +13,7 @@ from torch import nn
 
 from slimgui.core.data import read_text_file
 from slimgui.core.errors import SlimError
+from slimgui.core.model import made_from
 from slimgui.core.train import TrainConfig, TrainTask
 
 from .adapter import TransformersAdapter, causal_lm_loss, mask_tokens
@@ -154,16 +155,6 @@ class _BlockTap:
         return hook
 
 
-def _plan_source(student_dir: Path) -> str | None:
-    """The model a SlimGUI-pruned student was made from (its plan records it), if it still exists."""
-    plan = student_dir / "slimgui_plan.json"
-    try:
-        src = json.loads(plan.read_text(encoding="utf-8")).get("model") if plan.is_file() else None
-    except (OSError, ValueError, AttributeError):
-        return None
-    return str(src) if src and Path(src).exists() else None
-
-
 def _kept_indices(student_dir: Path, n_student: int, n_teacher: int) -> list[int]:
     plan_file = student_dir / "slimgui_plan.json"
     if plan_file.is_file():
@@ -211,7 +202,8 @@ def build_training_task(adapter: TransformersAdapter, cfg: TrainConfig, registry
     if cfg.method == "kd":
         if not decoder:
             raise SlimError("distillation is implemented for decoder language models", hint="use lora or cpt")
-        teacher_path = cfg.teacher or _plan_source(Path(student.source))
+        origin = made_from(student.source)
+        teacher_path = cfg.teacher or (str(origin) if origin is not None else None)
         if not teacher_path:
             raise SlimError("distillation needs a teacher", hint="pass --teacher ORIGINAL_MODEL")
         teacher = adapter.load(teacher_path, trust_remote_code=cfg.trust_remote_code)

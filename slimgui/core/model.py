@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,34 @@ Chooser = Callable[[str, list[tuple[float, Plugin, AdapterSpec]]], AdapterSpec]
 
 def _first(_: str, candidates: list[tuple[float, Plugin, AdapterSpec]]) -> AdapterSpec:
     return candidates[0][2]
+
+
+ORIGIN_LINKS = ("slimgui_plan.json", "slimgui_healed_from.json")
+
+
+def made_from(folder: str | Path) -> Path | None:
+    """The model a SlimGUI output folder was made from (its plan or healing record names it), if it exists."""
+    folder = Path(folder)
+    link = next((folder / n for n in ORIGIN_LINKS if (folder / n).is_file()), None)
+    if link is None:
+        return None
+    try:
+        src = json.loads(link.read_text(encoding="utf-8")).get("model")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return Path(src) if src and Path(src).exists() else None
+
+
+def origin_with(folder: str | Path, marker: str, max_hops: int = 8) -> Path | None:
+    """Follow ``made_from`` links from ``folder`` to the first folder holding ``marker`` (e.g. a demo's)."""
+    current: Path | None = Path(folder)
+    for _ in range(max_hops):
+        if current is None:
+            return None
+        if (current / marker).is_file():
+            return current
+        current = made_from(current)
+    return None
 
 
 def describe_path(path: Path) -> str:

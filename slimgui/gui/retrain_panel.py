@@ -465,7 +465,7 @@ class RetrainPanel(QWidget):
             self.data.setText(path)
 
     def _browse_data_dir(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Folder of text files or a saved dataset")
+        path = QFileDialog.getExistingDirectory(self, "Training data folder (text files, a saved dataset or images)")
         if path:
             self.data.setText(path)
 
