@@ -502,15 +502,20 @@ def cmd_bench(args) -> int:
                            repeats=args.repeats, decode=not args.no_decode, progress=bar)
     finally:
         bar.close()
-    lines = [f"{'model':<40} {'rt':<5} {'batch':>5} {'forward ms':>11} {'p90':>8} {'items/s':>9} {'decode ms/tok':>14} "
-             f"{'speedup':>8} {'ideal':>6}"]
+    def cell(value, width: int, fmt: str) -> str:
+        """A number, or a dash where the figure does not apply (ONNX rows have no decode loop or ideal)."""
+        ok = isinstance(value, (int, float)) and value == value and value != 0
+        return f"{value:>{width}{fmt}}" if ok else f"{'-':>{width}}"
+
+    lines = [f"{'model':<40} {'runtime':<11} {'batch':>5} {'forward ms':>11} {'p90':>8} {'items/s':>9} "
+             f"{'decode ms/tok':>14} {'speedup':>8} {'ideal':>6}"]
     for r in result["rows"]:
         sp = r.get("decode_speedup", r.get("prefill_speedup"))
-        rate = r.get("prefill_tokens_per_s", r.get(f"{r.get('items', 'tokens')}_per_s", float("nan")))
-        lines.append(f"{Path(r['model']).name[:40]:<40} {r['runtime'][:5]:<5} {r['batch']:>5} {r['prefill_median_ms']:>11.2f} "
-                     f"{r['prefill_p90_ms']:>8.2f} {rate:>9.0f} "
-                     f"{r.get('decode_ms_per_token', float('nan')):>14.2f} "
-                     f"{(sp if sp else float('nan')):>8.2f} {r.get('ideal_speedup', float('nan')):>6.2f}")
+        rate = r.get("prefill_tokens_per_s", r.get(f"{r.get('items', 'tokens')}_per_s"))
+        lines.append(f"{Path(r['model']).name[:40]:<40} {r['runtime'][:11]:<11} {r['batch']:>5} "
+                     f"{r['prefill_median_ms']:>11.2f} {r['prefill_p90_ms']:>8.2f} {cell(rate, 9, '.0f')} "
+                     f"{cell(r.get('decode_ms_per_token'), 14, '.2f')} {cell(sp, 8, '.2f')} "
+                     f"{cell(r.get('ideal_speedup'), 6, '.2f')}")
     lines.append(f"threads {result['threads']}, sequence {result['seq']}, {result['repeats']} runs after warm-up")
     _emit(args, result, "\n".join(lines))
     return 0
