@@ -47,6 +47,21 @@ def test_fp32_onnx_matches_torch_and_runs(exported, tiny_models, registry):
     ids = np.arange(30, dtype=np.int64).reshape(3, 10)  # another batch and length than the trace
     logits = sess.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0]
     assert logits.shape == (3, 10, 300)
+    assert doc["padded_positions"] > 0  # the parity inputs exercise the attention mask
+
+
+def test_export_traces_eager_attention_and_puts_the_model_back(tiny_models, registry, tmp_path):
+    import onnx
+
+    from slimgui.core.model import open_model
+
+    model = open_model(str(tiny_models["llama"]), registry=registry)
+    before = model.module.config._attn_implementation
+    doc = model.impl.export_onnx(model, str(tmp_path / "m.onnx"))
+    assert model.module.config._attn_implementation == before
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "m.onnx")).graph.node}
+    assert "Softmax" in ops and "IsNaN" not in ops  # SDPA's export adds IsNaN/Where in every layer
+    assert doc["cosine"] >= 0.9999
 
 
 def test_past_key_values_variant_decodes_incrementally(tiny_models, tmp_path, capsys):

@@ -108,7 +108,10 @@ def sample_inputs(model, batch: int = 2, seq: int = 32, text: str | None = None)
             input_ids = torch.randint(0, vocab, (batch, seq), generator=gen)
     else:
         input_ids = torch.randint(0, vocab, (batch, seq), generator=gen)
-    return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
+    attention_mask = torch.ones_like(input_ids)
+    if batch > 1:
+        attention_mask[-1, seq - seq // 4:] = 0  # the last row is right-padded: the mask input is exercised
+    return {"input_ids": input_ids, "attention_mask": attention_mask}
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -129,8 +132,11 @@ def parity(onnx_path: str | Path, model, inputs: dict[str, torch.Tensor], with_p
     got = sess.run(["logits"], feed)[0]
     with torch.no_grad():
         ref = model.module(**inputs, use_cache=False).logits.numpy()
+    valid = inputs["attention_mask"].numpy().astype(bool)  # padded positions carry no meaning
+    got, ref = got[valid], ref[valid]
     return {"max_abs_diff": float(np.abs(got - ref).max()), "cosine": _cosine(got, ref),
-            "inputs": {k: list(v.shape) for k, v in inputs.items()}}
+            "inputs": {k: list(v.shape) for k, v in inputs.items()},
+            "padded_positions": int((~valid).sum())}
 
 
 def export_onnx(model, out: str | Path, *, with_past: bool = False, sample_text: str | None = None,
