@@ -134,6 +134,32 @@ def test_bad_exports_leave_nothing_behind(tiny_models, tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
+def test_large_weights_go_to_one_sidecar_file(tiny_models, tmp_path, capsys, monkeypatch):
+    """Models past 2 GiB cannot be one protobuf; their weights go to NAME.onnx.data (forced here by a low limit)."""
+    from slimgui_llm import export
+
+    monkeypatch.setattr(export, "EXTERNAL_DATA_BYTES", 0)
+    m = str(tiny_models["llama"])
+    fp32 = run_json(capsys, "export", m, "--format", "onnx", "--out", str(tmp_path / "m.onnx"))
+    int8 = run_json(capsys, "export", m, "--format", "onnx", "--int8", "--out", str(tmp_path / "q.onnx"))
+    assert fp32["external_data"] and fp32["cosine"] > 0.9999
+    assert int8["external_data"] and int8["cosine"] > 0.99
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.onnx.check.json", "m.onnx.data",
+                                                          "q.onnx", "q.onnx.check.json", "q.onnx.data"]
+    assert (tmp_path / "m.onnx").stat().st_size < 200_000 < (tmp_path / "m.onnx.data").stat().st_size
+    assert fp32["bytes"] == sum((tmp_path / n).stat().st_size for n in ("m.onnx", "m.onnx.data"))
+    ids = np.arange(12, dtype=np.int64).reshape(2, 6)
+    feed = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+    a = ort.InferenceSession(str(tmp_path / "m.onnx")).run(None, feed)[0]
+    b = ort.InferenceSession(str(tmp_path / "q.onnx")).run(None, feed)[0]
+    assert a.shape == b.shape == (2, 6, 300)
+    # a later small export under the same name drops the stale sidecar
+    monkeypatch.setattr(export, "EXTERNAL_DATA_BYTES", 1 << 30)
+    run_json(capsys, "export", m, "--format", "onnx", "--out", str(tmp_path / "m.onnx"), "--force")
+    assert not (tmp_path / "m.onnx.data").exists()
+    ort.InferenceSession(str(tmp_path / "m.onnx"))
+
+
 def test_onnx_file_failing_the_checker(tmp_path, capsys):
     import onnx
     from onnx import TensorProto, helper

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -32,6 +33,64 @@ from .adapter import TransformersAdapter
 
 OPSET = 17
 PARITY_MIN_COSINE = 0.999  # below this an export is refused rather than shipped
+# Weights at least this large go to one sidecar file, NAME.onnx.data: protobuf cannot hold 2 GiB, and
+# torch's exporter would otherwise leave one loose file per tensor beside the graph.
+EXTERNAL_DATA_BYTES = 1 << 30
+
+
+def data_file(path: str | Path) -> Path:
+    """The sidecar holding an ONNX file's weights when they are stored outside the graph."""
+    return Path(str(path) + ".data")
+
+
+def total_bytes(path: str | Path) -> int:
+    """Size of an exported model on disk: the graph plus its weight sidecar, if any."""
+    path = Path(path)
+    return path.stat().st_size + (data_file(path).stat().st_size if data_file(path).is_file() else 0)
+
+
+class _Staged:
+    """A private folder beside ``out`` to write into; ``commit`` moves the file (and its .data) into place.
+
+    Nothing appears under the final name until every check has passed, and a failure or a cancel removes
+    the folder with whatever it held, loose weight files included."""
+
+    def __init__(self, out: Path):
+        import tempfile
+
+        self.out = out
+        self.dir = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+        self.path = self.dir / out.name
+
+    def commit(self) -> None:
+        data = data_file(self.path)
+        if data.is_file():  # the weights first: the graph that names them appears last
+            shutil.copymode(self.path, data)  # onnx writes the sidecar owner-only; match the graph file
+            os.replace(data, data_file(self.out))
+        elif data_file(self.out).is_file():
+            data_file(self.out).unlink()  # a stale sidecar of an earlier, larger export
+        os.replace(self.path, self.out)
+
+    def __enter__(self) -> _Staged:
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return False
+
+
+def _one_data_file(path: Path, weight_bytes: int) -> None:
+    """Rewrite ``path`` so its weights live in one ``.data`` sidecar when they are large or already loose."""
+    import onnx
+
+    loose = [f for f in path.parent.iterdir() if f not in (path, data_file(path))]
+    if not loose and (data_file(path).is_file() or weight_bytes < EXTERNAL_DATA_BYTES):
+        return
+    proto = onnx.load(str(path), load_external_data=True)
+    for f in [*loose, data_file(path), path]:
+        f.unlink(missing_ok=True)
+    onnx.save_model(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=data_file(path).name, size_threshold=1024)
 
 
 class _Logits(nn.Module):
@@ -149,7 +208,20 @@ def export_onnx(model, out: str | Path, *, with_past: bool = False, sample_text:
         raise SlimError(f"{model.source} has no weights to export")
     out = Path(out)
     _writable(out)
-    tmp = out.with_name(f".{out.stem}.partial{out.suffix}")
+    with _Staged(out) as staged:
+        result = _export_staged(model, staged, with_past=with_past, sample_text=sample_text, progress=progress,
+                                cancel=cancel)
+        staged.commit()
+    result.update({"file": str(out), "bytes": total_bytes(out), "external_data": data_file(out).is_file()})
+    atomic_write_text(str(out) + ".check.json", json.dumps(result, indent=1))
+    report(progress, 3, 3, "exported")
+    return result
+
+
+def _export_staged(model, staged: _Staged, *, with_past: bool, sample_text: str | None,
+                   progress: ProgressFn | None, cancel: CancelToken | None) -> dict[str, Any]:
+    """Trace into the staging folder, check there; the caller moves the result into place."""
+    tmp = staged.path
     module = model.module.eval()
     inputs = sample_inputs(model, text=sample_text)
     layers = model.config.num_hidden_layers
@@ -179,31 +251,23 @@ def export_onnx(model, out: str | Path, *, with_past: bool = False, sample_text:
     except SlimError:
         raise
     except Exception as exc:
-        _remove(tmp)
         raise SlimError(f"the model cannot be traced for ONNX: {type(exc).__name__}: "
                         f"{str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}",
                         hint="export to --format hf instead, or report the architecture") from None
-    try:
-        check(cancel)
-        report(progress, 1, 3, "ONNX checker")
-        check_onnx_file(tmp)
-        report(progress, 2, 3, "comparing with torch")
-        result = parity(tmp, model, inputs, with_past=with_past)
-        if with_past:
-            result["incremental"] = incremental_parity(tmp, model, inputs["input_ids"][:1])
-        worst = min(result["cosine"], result.get("incremental", {}).get("cosine", 1.0))
-        if worst < PARITY_MIN_COSINE:
-            raise SlimError(f"the ONNX export of this {model.config.model_type} model does not match torch "
-                            f"(cosine {worst:.4f}, max abs diff {result['max_abs_diff']:.3g}); nothing was written",
-                            hint="export to --format hf instead; please report the architecture")
-        os.replace(tmp, out)
-    except BaseException:
-        _remove(tmp)
-        raise
-    result.update({"file": str(out), "bytes": out.stat().st_size, "opset": OPSET, "with_past": with_past,
-                   "inputs_names": names, "source": model.source})
-    atomic_write_text(str(out) + ".check.json", json.dumps(result, indent=1))
-    report(progress, 3, 3, "exported")
+    check(cancel)
+    _one_data_file(tmp, sum(p.numel() * p.element_size() for p in module.parameters()))
+    report(progress, 1, 3, "ONNX checker")
+    check_onnx_file(tmp)
+    report(progress, 2, 3, "comparing with torch")
+    result = parity(tmp, model, inputs, with_past=with_past)
+    if with_past:
+        result["incremental"] = incremental_parity(tmp, model, inputs["input_ids"][:1])
+    worst = min(result["cosine"], result.get("incremental", {}).get("cosine", 1.0))
+    if worst < PARITY_MIN_COSINE:
+        raise SlimError(f"the ONNX export of this {model.config.model_type} model does not match torch "
+                        f"(cosine {worst:.4f}, max abs diff {result['max_abs_diff']:.3g}); nothing was written",
+                        hint="export to --format hf instead; please report the architecture")
+    result.update({"opset": OPSET, "with_past": with_past, "inputs_names": names, "source": model.source})
     return result
 
 
@@ -264,19 +328,21 @@ def quantize(src: str | Path, dst: str | Path, *, nodes: list[str] | None = None
 
     dst = Path(dst)
     _writable(dst)
-    tmp = dst.with_name(f".{dst.stem}.partial{dst.suffix}")
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # onnxruntime's quantiser logs advice through the root logger
     try:
-        quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"],
-                         nodes_to_quantize=nodes or None, nodes_to_exclude=exclude or None,
-                         extra_options={"MatMulConstBOnly": True})
-        os.replace(tmp, dst)
+        with _Staged(dst) as staged:
+            # a source whose weights are in a sidecar is large: its INT8 copy may pass 2 GiB too
+            quantize_dynamic(str(src), str(staged.path), weight_type=QuantType.QInt8,
+                             op_types_to_quantize=["MatMul", "Gemm"], nodes_to_quantize=nodes or None,
+                             nodes_to_exclude=exclude or None, use_external_data_format=data_file(src).is_file(),
+                             extra_options={"MatMulConstBOnly": True})
+            _one_data_file(staged.path, 0)
+            staged.commit()
     except SlimError:
         raise
     except Exception as exc:
-        _remove(tmp)
         raise SlimError(f"quantisation of {Path(src).name} failed: {str(exc).strip().splitlines()[0][:200]}") from None
     finally:
         root.setLevel(level)
@@ -299,6 +365,7 @@ def sensitivity_scan(fp32: str | Path, work: Path, feed: dict[str, np.ndarray], 
         quantize(fp32, probe, nodes=[layer["node"]])
         layer["sensitivity"] = output_error(probe, feed, reference)
         probe.unlink()
+        data_file(probe).unlink(missing_ok=True)
         report(progress, i + 1, len(layers), f"sensitivity of {layer['layer']}")
     return layers
 
@@ -312,13 +379,6 @@ def _writable(path: Path) -> None:
         raise SlimError(f"cannot write into {path.parent}", hint="choose a writable --out")
     if path.is_dir():
         raise SlimError(f"{path} is a folder", hint="give a file name ending in .onnx")
-
-
-def _remove(path: Path) -> None:
-    try:
-        path.unlink()
-    except OSError:
-        pass
 
 
 def calibration_feed(model, batch: int = 2, seq: int = 64, text: str | None = None) -> dict[str, np.ndarray]:
@@ -368,8 +428,9 @@ def export_quantized(model, out: str | Path, *, mode: str = "int8", fp32_fractio
         quantize(fp32, out, exclude=exclude)
         err = output_error(out, feed, reference)
         got = session(out).run(["logits"], feed)[0]
-        result.update({"file": str(out), "bytes": out.stat().st_size, "fp32_bytes": fp32.stat().st_size,
-                       "size_ratio": out.stat().st_size / fp32.stat().st_size, "output_rel_error": err,
+        result.update({"file": str(out), "bytes": total_bytes(out), "fp32_bytes": total_bytes(fp32),
+                       "size_ratio": total_bytes(out) / total_bytes(fp32), "output_rel_error": err,
+                       "external_data": data_file(out).is_file(),
                        "cosine": _cosine(got, reference), "max_abs_diff": float(np.abs(got - reference).max()),
                        "layers": layers, "fp32_layers": [x["layer"] for x in layers if x["node"] in exclude],
                        "seconds": round(time.perf_counter() - t0, 2)})

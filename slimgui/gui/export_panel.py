@@ -178,7 +178,8 @@ class ExportPanel(QWidget):
         self.sample.setProperty("pathDrop", True)
         sample_row = browse_row(self.sample, self._browse_sample)
         self.out = QLineEdit()
-        self.out.setToolTip("The .onnx file (its check report goes beside it as NAME.onnx.check.json) or the folder")
+        self.out.setToolTip("The .onnx file (its check report goes beside it as NAME.onnx.check.json; weights over 1 GiB go to "
+                            "NAME.onnx.data) or the folder")
         out_row = browse_row(self.out, self._browse_out, "Choose where to write the export")
         target_row = QHBoxLayout()
         target_row.addWidget(self.target)
