@@ -88,6 +88,25 @@ def test_int8_and_mixed_precision(exported):
     assert int8["size_ratio"] < mixed["size_ratio"]  # FP32 layers weigh more (tiny models: even above 1)
 
 
+def test_emulated_sensitivity_matches_onnxruntime(tiny_models, registry, tmp_path, exported):
+    """The fast scan (one torch forward per layer) measures what quantising the ONNX file measures."""
+    from slimgui_llm import export
+
+    from slimgui.core.model import open_model
+
+    out, docs = exported
+    assert {x["scan"] for x in docs["mixed"]["layers"]} == {"torch-emulated"}
+    model = open_model(str(tiny_models["llama"]), registry=registry)
+    feed = export.calibration_feed(model)
+    fast = export.sensitivity_scan(out / "fp32.onnx", tmp_path, feed, model=model)
+    slow = export.sensitivity_scan(out / "fp32.onnx", tmp_path, feed)
+    assert {x["scan"] for x in slow} == {"onnxruntime"} and [x["node"] for x in fast] == [x["node"] for x in slow]
+    a = np.array([x["sensitivity"] for x in fast])
+    b = np.array([x["sensitivity"] for x in slow])
+    assert np.all(np.abs(a - b) <= 0.05 * b + 1e-9), np.abs(a - b) / b
+    assert list(tmp_path.iterdir()) == []  # the probes are gone
+
+
 def test_flipping_a_layer_to_fp32(tiny_models, tmp_path, capsys, monkeypatch):
     doc = run_json(capsys, "export", str(tiny_models["llama"]), "--format", "onnx", "--mixed",
                    "--keep-fp32", "model.layers.2.mlp.down_proj", "--out", str(tmp_path / "m.onnx"))
