@@ -146,6 +146,35 @@ def bench_int8(fp32: Path, int8: Path, vocab: int, seq: int = 128, rounds: int =
     return out
 
 
+def bench_int8_by_width(demo_model, work: Path, widths=(512, 1024), layers: int = 8) -> dict:
+    """The same INT8/FP32 pairs on wider models of the demo's shape (random weights: latency only).
+
+    The 256-wide demo is dominated by per-node overhead, which INT8 does not shrink; this shows how the
+    gain grows with the width of the matrix multiplications, through the app's own export path."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from slimgui.core.model import open_model
+
+    base = demo_model.config
+    out: dict = {}
+    for hidden in widths:
+        cfg = LlamaConfig(hidden_size=hidden, intermediate_size=round(hidden * base.intermediate_size / base.hidden_size),
+                          num_hidden_layers=layers, num_attention_heads=hidden // base.head_dim,
+                          num_key_value_heads=hidden // base.head_dim, head_dim=base.head_dim,
+                          vocab_size=base.vocab_size, tie_word_embeddings=True)
+        torch.manual_seed(0)
+        folder = work / f"width{hidden}"
+        LlamaForCausalLM(cfg).save_pretrained(folder)
+        model = open_model(str(folder))
+        model.impl.export_onnx(model, str(folder / "fp32.onnx"))
+        model.impl.export_onnx(model, str(folder / "int8.onnx"), mode="int8")
+        pairs = bench_int8(folder / "fp32.onnx", folder / "int8.onnx", base.vocab_size, rounds=15)
+        out[str(hidden)] = {"params_m": round(sum(p.numel() for p in model.module.parameters()) / 1e6, 1), "layers": layers,
+                            **{k.removeprefix("int8_speedup_seq128_"): round(v, 3) for k, v in pairs.items()
+                               if k.startswith("int8_speedup_seq128_")}}
+    return {"int8_speedup_by_width": out}
+
+
 def bench_export(model, pruned, work: Path, sample_text: str) -> dict:
     """ONNX parity, INT8 speed and size, mixed vs full INT8 quality, depth- vs width-pruned latency."""
     from slimgui.core.bench import benchmark
@@ -162,6 +191,7 @@ def bench_export(model, pruned, work: Path, sample_text: str) -> dict:
     out["mixed_vs_int8_quality"] = mixed["output_rel_error"] / int8["output_rel_error"]
     out["mixed_fp32_layers"] = mixed["fp32_layers"]
     out.update(bench_int8(work / "fp32.onnx", work / "int8.onnx", model.config.vocab_size))
+    out.update(bench_int8_by_width(model, work))
     target = sum(p.numel() for p in pruned.module.parameters())
     width = model.impl.width_variant(model, target)
     out["width_variant"] = width.extra["width"]
