@@ -80,17 +80,45 @@ class _Staged:
 
 
 def _one_data_file(path: Path, weight_bytes: int) -> None:
-    """Rewrite ``path`` so its weights live in one ``.data`` sidecar when they are large or already loose."""
-    import onnx
+    """Rewrite ``path`` so its weights live in one ``.data`` sidecar when they are large or already loose.
 
-    loose = [f for f in path.parent.iterdir() if f not in (path, data_file(path))]
-    if not loose and (data_file(path).is_file() or weight_bytes < EXTERNAL_DATA_BYTES):
+    Tensor by tensor: a loose file (or a large inline tensor) is appended to the sidecar and the graph
+    points at its offset, so a model of several GiB is never held in memory a second time."""
+    import onnx
+    from onnx.external_data_helper import ExternalDataInfo
+
+    data = data_file(path)
+    loose = [f for f in path.parent.iterdir() if f not in (path, data)]
+    if not loose and (data.is_file() or weight_bytes < EXTERNAL_DATA_BYTES):
         return
-    proto = onnx.load(str(path), load_external_data=True)
-    for f in [*loose, data_file(path), path]:
-        f.unlink(missing_ok=True)
-    onnx.save_model(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                    location=data_file(path).name, size_threshold=1024)
+    proto = onnx.load(str(path), load_external_data=False)
+    part = data.with_name(data.name + ".partial")
+    with open(part, "wb") as sink:
+        tensors = [*proto.graph.initializer,
+                   *(a.t for n in proto.graph.node for a in n.attribute if a.type == onnx.AttributeProto.TENSOR)]
+        for tensor in tensors:
+            if tensor.data_location == onnx.TensorProto.EXTERNAL:
+                info = ExternalDataInfo(tensor)
+                with open(path.parent / info.location, "rb") as src:
+                    src.seek(info.offset or 0)
+                    payload = src.read(info.length) if info.length else src.read()
+            elif tensor.HasField("raw_data") and len(tensor.raw_data) >= 1024:
+                payload = tensor.raw_data
+                tensor.ClearField("raw_data")
+            else:
+                continue
+            sink.write(b"\0" * (-sink.tell() % 4096))  # page-aligned, so runtimes can map each tensor
+            del tensor.external_data[:]
+            for key, value in (("location", data.name), ("offset", str(sink.tell())), ("length", str(len(payload)))):
+                entry = tensor.external_data.add()
+                entry.key, entry.value = key, value
+            tensor.data_location = onnx.TensorProto.EXTERNAL
+            sink.write(payload)
+    for f in loose:
+        if f != part:
+            f.unlink()
+    os.replace(part, data)
+    onnx.save_model(proto, str(path))
 
 
 class _Logits(nn.Module):
