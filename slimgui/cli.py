@@ -485,6 +485,12 @@ def cmd_bench(args) -> int:
     if not batches or min(batches) < 1:
         raise SlimError("--batch needs sizes of at least 1")
     try:
+        seqs = [int(n) for n in str(args.seq).split(",") if n.strip()]
+    except ValueError:
+        raise SlimError(f"--seq must be comma-separated integers, got {args.seq!r}") from None
+    if not seqs or min(seqs) < 1:
+        raise SlimError("--seq needs lengths of at least 1")
+    try:
         entries: list[tuple[str, Any]] = []
         for path in [args.model, *(args.vs or [])]:
             if path.endswith(".onnx"):
@@ -498,7 +504,7 @@ def cmd_bench(args) -> int:
                 raise SlimError("--width-variant needs a torch model to match: give the depth-pruned one with --vs")
             target = sum(p.numel() for p in entries[1][1].module.parameters())
             entries.append((f"width-pruned ({target:,} params)", entries[0][1].impl.width_variant(entries[0][1], target)))
-        result = benchmark(entries, batches=batches, seq=args.seq, new_tokens=args.new_tokens, threads=args.threads,
+        result = benchmark(entries, batches=batches, seq=seqs, new_tokens=args.new_tokens, threads=args.threads,
                            repeats=args.repeats, decode=not args.no_decode, progress=bar)
     finally:
         bar.close()
@@ -507,16 +513,17 @@ def cmd_bench(args) -> int:
         ok = isinstance(value, (int, float)) and value == value and value != 0
         return f"{value:>{width}{fmt}}" if ok else f"{'-':>{width}}"
 
-    lines = [f"{'model':<40} {'runtime':<11} {'batch':>5} {'forward ms':>11} {'p90':>8} {'items/s':>9} "
+    lines = [f"{'model':<40} {'runtime':<11} {'batch':>5} {'seq':>5} {'forward ms':>11} {'p90':>8} {'items/s':>9} "
              f"{'decode ms/tok':>14} {'speedup':>8} {'ideal':>6}"]
     for r in result["rows"]:
         sp = r.get("decode_speedup", r.get("prefill_speedup"))
         rate = r.get("prefill_tokens_per_s", r.get(f"{r.get('items', 'tokens')}_per_s"))
-        lines.append(f"{Path(r['model']).name[:40]:<40} {r['runtime'][:11]:<11} {r['batch']:>5} "
+        lines.append(f"{Path(r['model']).name[:40]:<40} {r['runtime'][:11]:<11} {r['batch']:>5} {r['seq']:>5} "
                      f"{r['prefill_median_ms']:>11.2f} {r['prefill_p90_ms']:>8.2f} {cell(rate, 9, '.0f')} "
                      f"{cell(r.get('decode_ms_per_token'), 14, '.2f')} {cell(sp, 8, '.2f')} "
                      f"{cell(r.get('ideal_speedup'), 6, '.2f')}")
-    lines.append(f"threads {result['threads']}, sequence {result['seq']}, {result['repeats']} runs after warm-up")
+    lines.append(f"threads {result['threads']}, sequence {','.join(map(str, result['seqs']))}, "
+                 f"{result['repeats']} runs after warm-up")
     _emit(args, result, "\n".join(lines))
     return 0
 
@@ -677,7 +684,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(sp)
     sp.add_argument("--vs", nargs="+", help="other models or .onnx files to measure beside MODEL")
     sp.add_argument("--batch", default="1,8,32", help="batch sizes (default 1,8,32)")
-    sp.add_argument("--seq", type=int, default=128, help="sequence length (default 128)")
+    sp.add_argument("--seq", default="128", help="sequence length(s), comma-separated (default 128)")
     sp.add_argument("--new-tokens", type=int, default=16, help="tokens generated per decode run (default 16)")
     sp.add_argument("--threads", type=int, default=2, help="threads for torch and onnxruntime (default 2)")
     sp.add_argument("--repeats", type=int, default=5, help="timed runs after warm-up (default 5)")

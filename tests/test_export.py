@@ -212,3 +212,19 @@ def test_bench_side_by_side_with_width_variant(tiny_models, registry, tmp_path, 
     assert depth["ideal_speedup"] > 1 and depth["decode_ms_per_token"] > 0 and depth["prefill_p90_ms"] >= 0
     onnx_row = by[("int8.onnx", 2)]
     assert onnx_row["runtime"] == "onnxruntime" and onnx_row["prefill_tokens_per_s"] > 0
+
+
+def test_bench_across_lengths(exported, capsys):
+    out, _ = exported
+    doc = run_json(capsys, "bench", str(out / "fp32.onnx"), "--vs", str(out / "int8.onnx"),
+                   "--batch", "1,2", "--seq", "8,24", "--repeats", "2", "--threads", "1")
+    assert doc["seqs"] == [8, 24] and doc["seq"] == 8 and doc["threads"] == 1
+    rows = {(Path(r["model"]).name, r["batch"], r["seq"]): r for r in doc["rows"]}
+    assert len(rows) == 2 * 2 * 2
+    for b in (1, 2):
+        for n in (8, 24):  # each length compared with the same length of the first model
+            r = rows[("int8.onnx", b, n)]
+            assert r["prefill_speedup"] == rows[("fp32.onnx", b, n)]["prefill_median_ms"] / r["prefill_median_ms"]
+            assert r["prefill_tokens_per_s"] == pytest.approx(b * n / (r["prefill_median_ms"] / 1e3))
+    assert "--seq must be comma-separated integers" in one_line_error(capsys, "bench", str(out / "fp32.onnx"),
+                                                                      "--seq", "8,x")

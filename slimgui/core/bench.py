@@ -126,10 +126,10 @@ def onnx_forward_runner(path: str | Path, batch: int, seq: int, threads: int | N
     return lambda: sess.run(None, feed)
 
 
-def benchmark(entries: list[tuple[str, Any]], *, batches: list[int], seq: int = 128, new_tokens: int = 16,
+def benchmark(entries: list[tuple[str, Any]], *, batches: list[int], seq: int | list[int] = 128, new_tokens: int = 16,
               threads: int | None = 2, repeats: int = 5, decode: bool = True, progress=None,
               cancel=None) -> dict[str, Any]:
-    """Latency/throughput of each ``(label, model or .onnx path)`` at each batch size, side by side.
+    """Latency/throughput of each ``(label, model or .onnx path)`` at each batch size and length, side by side.
 
     Torch models need an adapter with ``bench_runner(model, batch, seq, mode, new_tokens)``; ``.onnx``
     files are run with onnxruntime (forward pass only).  Speedups are relative to the first entry,
@@ -138,8 +138,9 @@ def benchmark(entries: list[tuple[str, Any]], *, batches: list[int], seq: int = 
     from .progress import check, report
 
     used = torch_threads(threads)
+    seqs = [seq] if isinstance(seq, int) else list(seq)
     rows: list[dict[str, Any]] = []
-    total = len(entries) * len(batches)
+    total = len(entries) * len(batches) * len(seqs)
     done = 0
     for label, item in entries:
         is_onnx = isinstance(item, (str, Path)) and str(item).endswith(".onnx")
@@ -148,33 +149,35 @@ def benchmark(entries: list[tuple[str, Any]], *, batches: list[int], seq: int = 
             params = sum(p.numel() for p in item.module.parameters())
             if not hasattr(item.impl, "bench_runner"):
                 raise SlimError(f"the {item.family} family cannot be benchmarked yet")
-        for b in batches:
+        for length, b in [(n, bb) for n in seqs for bb in batches]:
             check(cancel)
             row: dict[str, Any] = {"model": label, "runtime": "onnxruntime" if is_onnx else "torch", "batch": b,
-                                   "seq": seq, "params": params}
+                                   "seq": length, "params": params}
             if is_onnx:
-                row["file_mib"] = round(Path(item).stat().st_size / 2**20, 2)
-                fwd = measure(onnx_forward_runner(item, b, seq, threads), repeats=repeats)
+                sidecar = Path(str(item) + ".data")  # weights of a large export live beside the graph
+                size = Path(item).stat().st_size + (sidecar.stat().st_size if sidecar.is_file() else 0)
+                row["file_mib"] = round(size / 2**20, 2)
+                fwd = measure(onnx_forward_runner(item, b, length, threads), repeats=repeats)
             else:
-                fwd = measure(item.impl.bench_runner(item, b, seq, "prefill", new_tokens), repeats=repeats)
+                fwd = measure(item.impl.bench_runner(item, b, length, "prefill", new_tokens), repeats=repeats)
             items = "tokens" if is_onnx else getattr(item.impl, "bench_items", "tokens")
             row.update(prefill_median_ms=fwd["median_s"] * 1e3, prefill_p90_ms=fwd["p90_s"] * 1e3,
                        peak_mem_mib=fwd["peak_mem_mib"], items=items)
             if items == "tokens":
-                row["prefill_tokens_per_s"] = b * seq / fwd["median_s"]
+                row["prefill_tokens_per_s"] = b * length / fwd["median_s"]
             else:  # one forward pass of a diffusion U-Net over a batch of latents
                 row[f"{items}_per_s"] = b / fwd["median_s"]
             if decode and not is_onnx and getattr(item.impl, "can_decode", lambda m: True)(item):
-                dec = measure(item.impl.bench_runner(item, b, seq, "decode", new_tokens), repeats=max(3, repeats // 2))
+                dec = measure(item.impl.bench_runner(item, b, length, "decode", new_tokens), repeats=max(3, repeats // 2))
                 row.update(decode_ms_per_token=dec["median_s"] * 1e3 / new_tokens,
                            decode_p90_ms_per_token=dec["p90_s"] * 1e3 / new_tokens,
                            decode_tokens_per_s=b * new_tokens / dec["median_s"])
             rows.append(row)
             done += 1
-            report(progress, done, total, f"{label} batch {b}")
-    base = {r["batch"]: r for r in rows if r["model"] == entries[0][0]}
+            report(progress, done, total, f"{label} batch {b}" + (f", {length} tokens" if len(seqs) > 1 else ""))
+    base = {(r["batch"], r["seq"]): r for r in rows if r["model"] == entries[0][0]}
     for r in rows:
-        ref = base.get(r["batch"])
+        ref = base.get((r["batch"], r["seq"]))
         if ref is None or r is ref:
             continue
         r["prefill_speedup"] = ref["prefill_median_ms"] / r["prefill_median_ms"]
@@ -184,4 +187,4 @@ def benchmark(entries: list[tuple[str, Any]], *, batches: list[int], seq: int = 
             r["ideal_speedup"] = ref["params"] / r["params"]
             key = "decode_speedup" if "decode_speedup" in r else "prefill_speedup"
             r["speedup_over_ideal"] = r[key] / r["ideal_speedup"]
-    return {"threads": used, "seq": seq, "new_tokens": new_tokens, "repeats": repeats, "rows": rows}
+    return {"threads": used, "seq": seqs[0], "seqs": seqs, "new_tokens": new_tokens, "repeats": repeats, "rows": rows}

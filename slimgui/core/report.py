@@ -165,20 +165,22 @@ def render(*, title: str, model: dict[str, Any] | None = None, plan: dict[str, A
     if bench and bench.get("rows"):
         parts.append("<h2>Benchmark</h2>")
         rows = bench["rows"]
+        seqs = bench.get("seqs") or [bench.get("seq")]
         for metric, label in (("decode_ms_per_token", "decode ms / token"), ("prefill_median_ms", "prefill ms")):
             series: dict[str, list[tuple[float, float]]] = {}
             for r in rows:
                 if metric in r:
-                    series.setdefault(Path(str(r["model"])).name, []).append((r["batch"], r[metric]))
+                    name = Path(str(r["model"])).name + (f" · {r['seq']} tokens" if len(seqs) > 1 else "")
+                    series.setdefault(name, []).append((r["batch"], r[metric]))
             if series:
                 parts.append(line_chart(series, title=f"{label} vs batch size", x_label="batch size", y_label=label,
                                         log_x=True))
-        cols = ["model", "runtime", "batch", "params", "prefill_median_ms", "prefill_p90_ms", "prefill_tokens_per_s",
+        cols = ["model", "runtime", "batch", "seq", "params", "prefill_median_ms", "prefill_p90_ms", "prefill_tokens_per_s",
                 "decode_ms_per_token", "decode_tokens_per_s", "prefill_speedup", "decode_speedup", "ideal_speedup",
                 "peak_mem_mib"]
         parts.append(table([{**r, "model": Path(str(r["model"])).name} for r in rows], cols, BENCH_HEADERS))
         base = Path(str(rows[0]["model"])).name
-        parts.append(f"<p>threads {bench.get('threads')}, sequence {bench.get('seq')}, "
+        parts.append(f"<p>threads {bench.get('threads')}, sequence {', '.join(map(str, seqs))}, "
                      + (f"{bench.get('new_tokens')} new tokens per decode, " if bench.get("new_tokens") else "")
                      + f"{bench.get('repeats')} runs after warm-up; medians and p90. Speedups are relative to "
                      f"{_esc(base)}; the ideal speedup is its parameter ratio.</p>")
