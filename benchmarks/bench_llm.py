@@ -143,6 +143,8 @@ def bench_int8(fp32: Path, int8: Path, vocab: int, seq: int = 128, rounds: int =
     out["int8_speedup_seq128"] = out["int8_speedup_seq128_b1_t1"]
     out["int8_speedup_threads"] = 1
     out["machine_threads"] = machine
+    for b in (1, 8):  # the keys of earlier reports keep their meaning: the machine's thread count
+        out[f"int8_speedup_seq128_b{b}"] = out[f"int8_speedup_seq128_b{b}_t{machine}"]
     return out
 
 
@@ -327,6 +329,9 @@ def main() -> int:
     Path(args.out).write_text(json.dumps(report, indent=2))
     for k in report["targets_met"]:
         log(f"{k} = {report[k]:.4g} (target {targets[k][0]} {targets[k][1]})")
+        if k == "int8_speedup_seq128":  # measured at one thread: the machine's count beside it
+            log(f"    at {report['machine_threads']} threads: batch 1 {report['int8_speedup_seq128_b1']:.4g}, "
+                f"batch 8 {report['int8_speedup_seq128_b8']:.4g}")
     print(json.dumps(report))
     return 0
 

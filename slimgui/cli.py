@@ -440,8 +440,10 @@ def cmd_export(args) -> int:
         else:
             if not hasattr(model.impl, "export_onnx"):
                 raise SlimError(f"the {model.family} family cannot export to ONNX yet")
-            if out.exists() and not args.force:
-                raise SlimError(f"{out} already exists", hint="choose another --out or pass --force")
+            sidecar = Path(str(out) + ".data")  # where a large export keeps its weights
+            for existing in (out, sidecar):
+                if existing.exists() and not args.force:
+                    raise SlimError(f"{existing} already exists", hint="choose another --out or pass --force")
             if args.int8 and args.mixed:
                 raise SlimError("choose one of --int8 and --mixed")
             mode = "mixed" if args.mixed else "int8" if args.int8 else "fp32"

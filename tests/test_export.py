@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,34 @@ def test_fp32_onnx_matches_torch_and_runs(exported, tiny_models, registry):
     logits = sess.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0]
     assert logits.shape == (3, 10, 300)
     assert doc["padded_positions"] > 0  # the parity inputs exercise the attention mask
+
+
+def test_parity_catches_an_export_that_ignores_the_mask(tiny_models, registry, tmp_path):
+    """The parity inputs carry a left-padded row, so a graph that drops attention_mask is refused."""
+    import torch
+    from slimgui_llm import export
+
+    from slimgui.core.model import open_model
+
+    model = open_model(str(tiny_models["llama"]), registry=registry)
+
+    class NoMask(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, attention_mask):
+            logits = self.m(input_ids=input_ids, attention_mask=torch.ones_like(attention_mask), use_cache=False).logits
+            return logits + 0 * attention_mask[..., None]  # the input stays in the graph, unused by attention
+
+    inputs = export.sample_inputs(model)
+    assert not inputs["attention_mask"][-1, 0] and inputs["attention_mask"][-1, -1]  # left padding
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's advice on data-dependent branches
+        torch.onnx.export(NoMask(model.module), (inputs["input_ids"], inputs["attention_mask"]),
+                          str(tmp_path / "x.onnx"), input_names=["input_ids", "attention_mask"],
+                          output_names=["logits"], dynamo=False)
+    assert export.parity(tmp_path / "x.onnx", model, inputs)["cosine"] < export.PARITY_MIN_COSINE
 
 
 def test_export_traces_eager_attention_and_puts_the_model_back(tiny_models, registry, tmp_path):
@@ -172,6 +201,10 @@ def test_large_weights_go_to_one_sidecar_file(tiny_models, tmp_path, capsys, mon
     a = ort.InferenceSession(str(tmp_path / "m.onnx")).run(None, feed)[0]
     b = ort.InferenceSession(str(tmp_path / "q.onnx")).run(None, feed)[0]
     assert a.shape == b.shape == (2, 6, 300)
+    (tmp_path / "n.onnx.data").write_bytes(b"someone's weights")  # a sidecar is never overwritten unasked
+    assert "n.onnx.data already exists" in one_line_error(capsys, "export", m, "--format", "onnx",
+                                                          "--out", str(tmp_path / "n.onnx"))
+    (tmp_path / "n.onnx.data").unlink()
     # a later small export under the same name drops the stale sidecar
     monkeypatch.setattr(export, "EXTERNAL_DATA_BYTES", 1 << 30)
     run_json(capsys, "export", m, "--format", "onnx", "--out", str(tmp_path / "m.onnx"), "--force")

@@ -101,12 +101,15 @@ def onnx_session(path: str | Path, threads: int | None = None):
 
 
 def onnx_forward_runner(path: str | Path, batch: int, seq: int, threads: int | None = None,
-                        vocab: int = 100) -> Callable[[], Any]:
-    """A callable running one forward pass of an exported LM (input_ids/attention_mask) at batch×seq."""
+                        vocab: int = 100, sess: Any = None) -> Callable[[], Any]:
+    """A callable running one forward pass of an exported LM (input_ids/attention_mask) at batch×seq.
+
+    ``sess``: an onnxruntime session of ``path`` already checked and opened, reused across shapes."""
     import numpy as np
 
-    check_onnx_file(path)
-    sess = onnx_session(path, threads)
+    if sess is None:
+        check_onnx_file(path)
+        sess = onnx_session(path, threads)
     names = [i.name for i in sess.get_inputs()]
     if "input_ids" not in names:
         raise SlimError(f"{Path(path).name} has no input_ids input", hint="bench expects a language-model ONNX export")
@@ -144,8 +147,11 @@ def benchmark(entries: list[tuple[str, Any]], *, batches: list[int], seq: int | 
     done = 0
     for label, item in entries:
         is_onnx = isinstance(item, (str, Path)) and str(item).endswith(".onnx")
-        params = None
-        if not is_onnx:
+        params, sess = None, None
+        if is_onnx:  # checked and opened once; a multi-GiB file is not re-read for every shape
+            check_onnx_file(item)
+            sess = onnx_session(item, threads)
+        else:
             params = sum(p.numel() for p in item.module.parameters())
             if not hasattr(item.impl, "bench_runner"):
                 raise SlimError(f"the {item.family} family cannot be benchmarked yet")
@@ -157,7 +163,7 @@ def benchmark(entries: list[tuple[str, Any]], *, batches: list[int], seq: int | 
                 sidecar = Path(str(item) + ".data")  # weights of a large export live beside the graph
                 size = Path(item).stat().st_size + (sidecar.stat().st_size if sidecar.is_file() else 0)
                 row["file_mib"] = round(size / 2**20, 2)
-                fwd = measure(onnx_forward_runner(item, b, length, threads), repeats=repeats)
+                fwd = measure(onnx_forward_runner(item, b, length, threads, sess=sess), repeats=repeats)
             else:
                 fwd = measure(item.impl.bench_runner(item, b, length, "prefill", new_tokens), repeats=repeats)
             items = "tokens" if is_onnx else getattr(item.impl, "bench_items", "tokens")

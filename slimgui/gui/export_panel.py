@@ -332,7 +332,7 @@ class ExportPanel(QWidget):
         suffix = ".onnx" if fmt == "onnx" else ""
         root = exports_dir()
         path, n = root / f"{stem}{suffix}", 1
-        while path.exists():
+        while path.exists() or Path(f"{path}.data").exists():  # .data: the weights of a large export
             n += 1
             path = root / f"{stem}-{n}{suffix}"
         self._proposed_out = str(path)
