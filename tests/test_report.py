@@ -96,3 +96,20 @@ def test_report_includes_the_benchmark_and_exports_stored_in_the_session(tmp_pat
     other = dict(bench, threads=7)
     page = write_session_report(Session.load(tmp_path / "s.slim"), tmp_path / "r2.html", bench=other).read_text()
     assert "threads 7" in page and "threads 3" not in page
+
+
+def test_report_of_a_bench_across_lengths(tmp_path, capsys):
+    """`slimgui bench --seq 64,256` rows: one chart series per model and length."""
+    sess = Session(model_path=str(tmp_path / "model"), adapter="transformers")
+    sess.save(tmp_path / "s.slim")
+    rows = [{"model": m, "runtime": "onnxruntime", "batch": b, "seq": n, "prefill_median_ms": ms * b * n / 64,
+             "prefill_p90_ms": ms * b * n / 60} for m, ms in (("fp32.onnx", 2.0), ("int8.onnx", 1.0))
+            for n in (64, 256) for b in (1, 8)]
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps({"threads": 1, "seq": 64, "seqs": [64, 256], "repeats": 3, "rows": rows}))
+    out = tmp_path / "report.html"
+    assert main(["report", str(tmp_path / "s.slim"), "--out", str(out), "--bench", str(bench), "-q"]) == 0
+    html = out.read_text()
+    for series in ("fp32.onnx · 64 tokens", "fp32.onnx · 256 tokens", "int8.onnx · 256 tokens"):
+        assert series in html
+    assert "sequence 64, 256" in html

@@ -170,7 +170,7 @@ def render(*, title: str, model: dict[str, Any] | None = None, plan: dict[str, A
             series: dict[str, list[tuple[float, float]]] = {}
             for r in rows:
                 if metric in r:
-                    name = Path(str(r["model"])).name + (f" · {r['seq']} tokens" if len(seqs) > 1 else "")
+                    name = Path(str(r["model"])).name + (f" · {r.get('seq')} tokens" if len(seqs) > 1 else "")
                     series.setdefault(name, []).append((r["batch"], r[metric]))
             if series:
                 parts.append(line_chart(series, title=f"{label} vs batch size", x_label="batch size", y_label=label,
