@@ -440,8 +440,9 @@ def cmd_export(args) -> int:
         else:
             if not hasattr(model.impl, "export_onnx"):
                 raise SlimError(f"the {model.family} family cannot export to ONNX yet")
-            sidecar = Path(str(out) + ".data")  # where a large export keeps its weights
-            for existing in (out, sidecar):
+            from slimgui.core.io import onnx_data_file
+
+            for existing in (out, onnx_data_file(out)):  # a large export keeps its weights in NAME.onnx.data
                 if existing.exists() and not args.force:
                     raise SlimError(f"{existing} already exists", hint="choose another --out or pass --force")
             if args.int8 and args.mixed:

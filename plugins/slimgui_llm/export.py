@@ -27,6 +27,8 @@ from slimgui.core.bench import check_onnx_file
 from slimgui.core.bench import onnx_session as session
 from slimgui.core.errors import SlimError
 from slimgui.core.io import atomic_write_text
+from slimgui.core.io import onnx_data_file as data_file
+from slimgui.core.io import onnx_total_bytes as total_bytes
 from slimgui.core.progress import CancelToken, ProgressFn, check, report
 
 from .adapter import TransformersAdapter
@@ -36,17 +38,6 @@ PARITY_MIN_COSINE = 0.999  # below this an export is refused rather than shipped
 # Weights at least this large go to one sidecar file, NAME.onnx.data: protobuf cannot hold 2 GiB, and
 # torch's exporter would otherwise leave one loose file per tensor beside the graph.
 EXTERNAL_DATA_BYTES = 1 << 30
-
-
-def data_file(path: str | Path) -> Path:
-    """The sidecar holding an ONNX file's weights when they are stored outside the graph."""
-    return Path(str(path) + ".data")
-
-
-def total_bytes(path: str | Path) -> int:
-    """Size of an exported model on disk: the graph plus its weight sidecar, if any."""
-    path = Path(path)
-    return path.stat().st_size + (data_file(path).stat().st_size if data_file(path).is_file() else 0)
 
 
 class _Staged:

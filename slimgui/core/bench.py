@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SlimError
+from .io import onnx_total_bytes
 
 
 def _vm_hwm_kib() -> int | None:
@@ -160,9 +161,7 @@ def benchmark(entries: list[tuple[str, Any]], *, batches: list[int], seq: int | 
             row: dict[str, Any] = {"model": label, "runtime": "onnxruntime" if is_onnx else "torch", "batch": b,
                                    "seq": length, "params": params}
             if is_onnx:
-                sidecar = Path(str(item) + ".data")  # weights of a large export live beside the graph
-                size = Path(item).stat().st_size + (sidecar.stat().st_size if sidecar.is_file() else 0)
-                row["file_mib"] = round(size / 2**20, 2)
+                row["file_mib"] = round(onnx_total_bytes(item) / 2**20, 2)  # the weight sidecar too
                 fwd = measure(onnx_forward_runner(item, b, length, threads, sess=sess), repeats=repeats)
             else:
                 fwd = measure(item.impl.bench_runner(item, b, length, "prefill", new_tokens), repeats=repeats)

@@ -85,6 +85,17 @@ def read_versioned_json(
     return doc
 
 
+def onnx_data_file(path: str | os.PathLike) -> Path:
+    """The sidecar holding an ONNX file's weights when they are stored outside the graph (``NAME.onnx.data``)."""
+    return Path(f"{os.fspath(path)}.data")
+
+
+def onnx_total_bytes(path: str | os.PathLike) -> int:
+    """Size of an exported ONNX model on disk: the graph plus its weight sidecar, if any."""
+    data = onnx_data_file(path)
+    return Path(path).stat().st_size + (data.stat().st_size if data.is_file() else 0)
+
+
 def resources_dir() -> Path:
     """The repository's ``resources/`` folder (demo models, icons, screenshots)."""
     override = os.environ.get("SLIMGUI_RESOURCES")

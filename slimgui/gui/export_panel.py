@@ -43,7 +43,7 @@ from PySide6.QtWidgets import (
 )
 
 from slimgui.core.errors import SlimError
-from slimgui.core.io import cache_dir
+from slimgui.core.io import cache_dir, onnx_data_file
 from slimgui.core.jobs import Job, export_task, format_eta
 from slimgui.core.model import LoadedModel
 from slimgui.core.ops import graph_of
@@ -332,7 +332,7 @@ class ExportPanel(QWidget):
         suffix = ".onnx" if fmt == "onnx" else ""
         root = exports_dir()
         path, n = root / f"{stem}{suffix}", 1
-        while path.exists() or Path(f"{path}.data").exists():  # .data: the weights of a large export
+        while path.exists() or onnx_data_file(path).exists():  # .data: the weights of a large export
             n += 1
             path = root / f"{stem}-{n}{suffix}"
         self._proposed_out = str(path)
