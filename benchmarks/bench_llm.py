@@ -194,6 +194,14 @@ def bench_export(model, pruned, work: Path, sample_text: str) -> dict:
     out["mixed_fp32_layers"] = mixed["fp32_layers"]
     out.update(bench_int8(work / "fp32.onnx", work / "int8.onnx", model.config.vocab_size))
     out.update(bench_int8_by_width(model, work))
+    # the INT8 figures hold for this CPU's kernels only: say which (VNNI sums exactly, AVX2 saturates pairs)
+    from slimgui.core import int8 as int8_arith
+
+    kernel = int8_arith.kernel()
+    out["int8_kernel"] = kernel.instruction_set
+    out["int8_arithmetic"] = kernel.arithmetic
+    out["cpu"] = kernel.cpu
+    out["int8_matmul_speedup_1024"] = round(int8_arith.matmul_speedup()["speedup"], 3)
     target = sum(p.numel() for p in pruned.module.parameters())
     width = model.impl.width_variant(model, target)
     out["width_variant"] = width.extra["width"]
@@ -330,6 +338,7 @@ def main() -> int:
     for k in report["targets_met"]:
         log(f"{k} = {report[k]:.4g} (target {targets[k][0]} {targets[k][1]})")
         if k == "int8_speedup_seq128":  # measured at one thread: the machine's count beside it
+            log(f"    INT8 kernel {report.get('int8_kernel')} ({report.get('int8_arithmetic')}) on {report.get('cpu')}")
             log(f"    at {report['machine_threads']} threads: batch 1 {report['int8_speedup_seq128_b1']:.4g}, "
                 f"batch 8 {report['int8_speedup_seq128_b8']:.4g}")
     print(json.dumps(report))

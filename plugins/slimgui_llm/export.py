@@ -407,22 +407,6 @@ def output_error(path: str | Path, feed: dict[str, np.ndarray], reference: np.nd
     return _relative_error(session(path).run(["logits"], feed)[0], reference, feed)
 
 
-def _fake_quant_activation(x: torch.Tensor) -> torch.Tensor:
-    """onnxruntime's DynamicQuantizeLinear, dequantised: uint8, one scale and zero point per tensor."""
-    lo, hi = torch.clamp(x.amin(), max=0), torch.clamp(x.amax(), min=0)
-    scale = (hi - lo) / 255
-    if scale == 0:
-        return x
-    zero = torch.clamp(torch.round(-lo / scale), 0, 255)
-    return (torch.clamp(torch.round(x / scale) + zero, 0, 255) - zero) * scale
-
-
-def _fake_quant_weight(w: torch.Tensor) -> torch.Tensor:
-    """onnxruntime's dynamic QInt8 weights, dequantised: symmetric, [-127, 127], one scale per tensor."""
-    scale = w.abs().max() / 127
-    return w if scale == 0 else torch.clamp(torch.round(w / scale), -127, 127) * scale
-
-
 def _real(logits: np.ndarray, feed: dict[str, np.ndarray]) -> np.ndarray:
     """The logits at real positions: padded ones carry no meaning (and differ between attention kernels)."""
     mask = feed.get("attention_mask")
@@ -438,15 +422,21 @@ def sensitivity_scan(fp32: str | Path, work: Path, feed: dict[str, np.ndarray], 
                      progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> list[dict[str, Any]]:
     """Quantise one layer at a time and measure how much the output changes.
 
-    With the torch ``model`` at hand, a layer that is an ``nn.Linear`` of it is quantised the way
-    onnxruntime's dynamic INT8 does it (same scales, zero points and rounding), in torch, for one forward
-    pass (with the eager attention the graph was traced with): on the demo this agrees with quantising
-    the ONNX file to 0.2 % per layer, same ranking, at a fifteenth of the time, and for a model of a few
-    GiB it takes minutes where writing and loading one quantised copy per layer would take hours.  Any other layer is quantised in a copy of the ONNX file
-    and run in onnxruntime.  Each layer records which way it was measured (``scan``)."""
+    With the torch ``model`` at hand, a layer that is an ``nn.Linear`` of it is quantised the way this
+    machine's onnxruntime computes dynamic INT8 (same scales, zero points and rounding, and the 16-bit
+    pair saturation of AVX2 kernels where the probe in :mod:`slimgui.core.int8` finds it), in torch, for
+    one forward pass with the eager attention the graph was traced with: on the demo this agrees with
+    quantising the ONNX file to 0.2 % per layer, same ranking, at a fifteenth of the time, and for a model
+    of a few GiB it takes minutes where writing and loading one quantised copy per layer would take hours.
+    Any other layer — and every layer when this machine's INT8 arithmetic matches neither model — is
+    quantised in a copy of the ONNX file and run in onnxruntime.  Each layer records which way it was
+    measured (``scan``) and, when emulated, with which arithmetic (``arithmetic``)."""
+    from slimgui.core import int8
+
     layers = weight_matmuls(fp32)
+    kernel = int8.kernel()
     linears = {}
-    if model is not None and model.module is not None:
+    if model is not None and model.module is not None and kernel.emulable:
         modules = dict(model.module.named_modules())
         for layer in layers:
             name = layer["layer"]
@@ -467,13 +457,14 @@ def sensitivity_scan(fp32: str | Path, work: Path, feed: dict[str, np.ndarray], 
         check(cancel)
         mod = linears.get(layer["node"])
         if mod is not None:
-            hook = mod.register_forward_hook(lambda m, args, out: nn.functional.linear(
-                _fake_quant_activation(args[0]), _fake_quant_weight(m.weight), m.bias))
+            hook = mod.register_forward_hook(lambda m, args, out: int8.int8_linear(
+                args[0], m.weight, m.bias, arithmetic=kernel.arithmetic))
             try:
                 got = forward()
             finally:
                 hook.remove()
             layer["sensitivity"], layer["scan"] = _relative_error(got, torch_ref, feed), "torch-emulated"
+            layer["arithmetic"] = kernel.arithmetic
         else:
             probe = work / f"probe-{i}.onnx"
             quantize(fp32, probe, nodes=[layer["node"]])
@@ -539,6 +530,13 @@ def export_quantized(model, out: str | Path, *, mode: str = "int8", fp32_fractio
             exclude = sorted(keep)
             for x in layers:
                 x["precision"] = "fp32" if x["node"] in keep else "int8"
+        from slimgui.core import int8
+
+        kernel = int8.kernel()
+        result["int8_kernel"] = kernel.to_json()
+        warning = int8.speed_warning()
+        if warning:
+            result.setdefault("warnings", []).append(warning)
         quantize(fp32, out, exclude=exclude)
         err = output_error(out, feed, reference)
         got, ref = _real(session(out).run(["logits"], feed)[0], feed), _real(reference, feed)

@@ -62,8 +62,15 @@ MODES = (("fp32", "FP32", "The float32 graph, checked against torch"),
          ("mixed", "Mixed", "INT8 except the layers a per-layer sensitivity scan marks sensitive (kept FP32)"))
 OVERLAY = "INT8 sensitivity"
 RECORD_KEYS = ("format", "mode", "file", "report", "bytes", "fp32_bytes", "cosine", "max_abs_diff", "size_ratio",
-               "output_rel_error", "fp32_layers", "with_past", "fp32_parity", "incremental", "source", "seconds")
+               "output_rel_error", "fp32_layers", "with_past", "fp32_parity", "incremental", "source", "seconds",
+               "int8_kernel", "warnings")
 COLUMNS = ("FP32", "Layer", "Unit", "Sensitivity", "Exported as")
+
+
+def _int8_probe(progress=None, cancel=None) -> dict[str, Any]:
+    from slimgui.core import int8
+
+    return {"kernel": int8.kernel().to_json(), "speed": int8.matmul_speedup(), "warning": int8.speed_warning()}
 
 
 def exports_dir() -> Path:
@@ -167,6 +174,14 @@ class ExportPanel(QWidget):
         mode_row.addSpacing(8)
         mode_row.addWidget(self.fp32_share)
         mode_row.addStretch(1)
+        self.int8_hint = QLabel()
+        self.int8_hint.setObjectName("Hint")
+        self.int8_hint.setWordWrap(True)
+        self.int8_hint.setToolTip("What this machine's onnxruntime does with INT8, measured on a small MatMul when "
+                                  "INT8 or mixed precision is chosen (make bench measures the model itself)")
+        self.int8_hint.hide()
+        self._int8_info: dict[str, Any] | None = None
+        self._int8_job: Job | None = None
         self.with_past = QCheckBox("with past key/values (incremental decoding)")
         self.with_past.setToolTip("Add past key/value inputs and present outputs, so a runtime can decode token by "
                                   "token; the export is checked token by token against torch (FP32 ONNX only)")
@@ -198,6 +213,7 @@ class ExportPanel(QWidget):
         form.addRow("Model", target_row)
         form.addRow("Format", self.format)
         form.addRow("Precision", mode_row)
+        form.addRow("", self.int8_hint)
         form.addRow("", self.with_past)
         form.addRow("Check on", sample_row)
         form.addRow("Write to", out_row)
@@ -314,6 +330,7 @@ class ExportPanel(QWidget):
         self.with_past.setEnabled(onnx and mode == "fp32")
         if not self.with_past.isEnabled():
             self.with_past.setChecked(False)
+        self._show_int8_hint(onnx and mode in ("int8", "mixed"))
         model = self._target_source(target)
         self.target_hint.setText(Path(model).name if model else "")
         self.target_hint.setToolTip(model or "")
@@ -323,6 +340,32 @@ class ExportPanel(QWidget):
         elif onnx != current.lower().endswith(".onnx"):  # the user's path, in the other format's shape
             self.out.setText(current + ".onnx" if onnx else current[: -len(".onnx")])
         self.update_buttons()
+
+    def _show_int8_hint(self, wanted: bool) -> None:
+        """Say, before an INT8 export, which INT8 kernel this CPU runs and whether INT8 is faster here."""
+        self.int8_hint.setVisible(wanted)
+        if not wanted:
+            return
+        info = self._int8_info
+        if info is None:
+            self.int8_hint.setText("Measuring INT8 on this CPU…")
+            if self._int8_job is None or self._int8_job.status.finished:
+                self._int8_job = self.runner.submit("Measure INT8 on this CPU", _int8_probe, kind="probe", lane="io",
+                                                    on_done=self._int8_measured, notify_failure=False)
+            return
+        kernel, speed = info["kernel"], info["speed"]
+        sums = {"exact": "exact 32-bit sums", "u8s8-pair-saturation": "16-bit pair sums that can saturate"}.get(
+            kernel["arithmetic"], "arithmetic not recognised: sensitivities measured in onnxruntime")
+        if info["warning"]:
+            self.int8_hint.setText(f"<span style='color:#b91c1c'>⚠ {info['warning']}</span>")
+        else:
+            self.int8_hint.setText(f"INT8 here: {kernel['instruction_set']} ({sums}); a 1024×1024 MatMul runs "
+                                   f"{speed['speedup']:.1f}× faster in INT8 than in FP32 on one thread")
+
+    def _int8_measured(self, info: dict[str, Any]) -> None:
+        self._int8_info = info
+        _, fmt, mode = self._choice()
+        self._show_int8_hint(fmt == "onnx" and mode in ("int8", "mixed"))
 
     def _propose_out(self) -> None:
         target, fmt, mode = self._choice()
@@ -517,6 +560,8 @@ class ExportPanel(QWidget):
         extra = (f"; vs {ref}: cosine {result['cosine']:.6f}, max abs diff {result['max_abs_diff']:.3g}"
                  if result.get("format") == "onnx" else "")
         self.notifier.info(f"Exported the {target} model{what} to {result['file']} ({human_bytes(result['bytes'])}){extra}")
+        for warning in result.get("warnings") or []:
+            self.notifier.warning(warning)
         self.update_buttons()
 
     def _view_units(self, target: str, model: LoadedModel) -> dict[str, str]:

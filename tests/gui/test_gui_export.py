@@ -251,3 +251,29 @@ def test_benchmark_tab_report_and_session_roundtrip(qtbot, make_window, tiny_mod
     assert w2.bench_panel.batches.text() == "1,2" and w2.bench_panel.seq.value() == 16
     assert w2.export_panel.result["file"] == str(onnx_file)
     assert w2.export_panel.stats["cosine"].value.text() == e.stats["cosine"].value.text()
+
+
+def test_int8_choice_says_what_this_cpu_does_before_exporting(qtbot, window, tiny_models, monkeypatch):
+    """Choosing INT8 measures this machine's INT8 kernel in the background and says so; a CPU where INT8
+    is slower than FP32 is warned about before anything is exported."""
+    from slimgui.core import int8
+
+    open_and_wait(qtbot, window, tiny_models["llama"])
+    p = window.export_panel
+    show_tab(window, p)
+    assert not p.int8_hint.isVisible()
+    p.mode_buttons["int8"].setChecked(True)
+    assert p.int8_hint.isVisible()
+    qtbot.waitUntil(lambda: p._int8_info is not None, timeout=WAIT_MS)
+    kernel = int8.kernel()
+    text = p.int8_hint.text()
+    assert kernel.instruction_set in text and ("faster" in text or "slower" in text), text
+    # a CPU where INT8 loses: the warning is there before Export is pressed
+    p._int8_info = None
+    monkeypatch.setattr(int8, "matmul_speedup", lambda: {"fp32_ms": 1.0, "int8_ms": 2.0, "speedup": 0.5})
+    p.mode_buttons["fp32"].setChecked(True)
+    p.mode_buttons["mixed"].setChecked(True)
+    qtbot.waitUntil(lambda: p._int8_info is not None, timeout=WAIT_MS)
+    assert "slower than FP32" in p.int8_hint.text() and "0.50" in p.int8_hint.text()
+    p.mode_buttons["fp32"].setChecked(True)
+    assert not p.int8_hint.isVisible()
