@@ -70,33 +70,31 @@ def quantize_weight(w):
 
 
 def _pair_sums(xq, wq):
-    """Σ_j clip16(x[2j]·w[2j] + x[2j+1]·w[2j+1]) for rows of ``xq`` (M, K) and rows of ``wq`` (N, K)."""
+    """Σ_j clip16(x[2j]·w[2j] + x[2j+1]·w[2j+1]) for rows of ``xq`` (M, K) and rows of ``wq`` (N, K).
+
+    The exact product plus a correction for the pairs that leave 16 bits.  A pair (output n, pair j) can
+    only do so when ``max_m x[m,2j]·|w[n,2j]| + max_m x[m,2j+1]·|w[n,2j+1]|`` exceeds 32767: with
+    per-tensor weight scales that takes two large weights side by side, so the candidates are few and
+    only they are formed, for every row."""
     import torch
 
     m, k = xq.shape
-    n = wq.shape[0]
     if k % 2:  # MLAS pads K with zeros
         xq = torch.nn.functional.pad(xq, (0, 1))
         wq = torch.nn.functional.pad(wq, (0, 1))
-    xi = xq.to(torch.int32)
-    wi = wq.to(torch.int32)
-    xe, xo = xi[:, 0::2], xi[:, 1::2]
-    we, wo = wi[:, 0::2], wi[:, 1::2]
-    # only pairs that can leave 16 bits need forming: |x| ≤ max over rows, |w| ≤ max over outputs
-    bound = xe.amax(0) * we.abs().amax(0) + xo.amax(0) * wo.abs().amax(0)
-    risky = torch.nonzero(bound > _PAIR_MAX).flatten()
     exact = xq @ wq.T
-    if risky.numel() == 0:
+    xi, wi = xq.to(torch.int32), wq.to(torch.int32)
+    xe, xo, we, wo = xi[:, 0::2], xi[:, 1::2], wi[:, 0::2], wi[:, 1::2]
+    bound = xe.amax(0) * we.abs() + xo.amax(0) * wo.abs()  # (N, pairs)
+    outs, pairs = torch.nonzero(bound > _PAIR_MAX, as_tuple=True)
+    if outs.numel() == 0:
         return exact
-    xe, xo, we, wo = xe[:, risky], xo[:, risky], we[:, risky], wo[:, risky]
-    pairs = risky.numel()
-    rows = max(1, _CHUNK_ELEMENTS // max(1, n * pairs))
-    correction = torch.zeros(m, n, dtype=torch.float64)
-    for start in range(0, m, rows):
-        sl = slice(start, start + rows)
-        s = xe[sl, None, :] * we[None, :, :] + xo[sl, None, :] * wo[None, :, :]
-        clipped = s.clamp(_PAIR_MIN, _PAIR_MAX)
-        correction[sl] = (clipped - s).sum(-1).to(torch.float64)
+    correction = torch.zeros(m, wq.shape[0], dtype=torch.float64)
+    step = max(1, _CHUNK_ELEMENTS // max(1, m))
+    for start in range(0, outs.numel(), step):
+        n, j = outs[start:start + step], pairs[start:start + step]
+        s = xe[:, j] * we[n, j] + xo[:, j] * wo[n, j]  # (M, candidates)
+        correction.index_add_(1, n, (s.clamp(_PAIR_MIN, _PAIR_MAX) - s).to(torch.float64))
     return exact + correction
 
 
