@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -23,6 +24,111 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit code 2
         sys.stderr.write(f"slimgui: error: {message} (see `{self.prog} --help`)\n")
         raise SystemExit(2)
+
+
+# -- numeric options: every one has a stated range, checked by argparse (one line through _Parser.error) ----------
+INT_MAX = 2**31 - 1
+SEED_MAX = 2**32 - 1
+SEQ_MAX = 1_048_576  # tokens; the model's own context (max_position_embeddings / n_positions) is checked once open
+BATCH_MAX = 4096
+
+
+def _int_range(lo: int, hi: int):
+    """An argparse ``type`` for a whole number in [lo, hi]."""
+    def parse(text: str) -> int:
+        try:
+            value = int(str(text).strip().replace("_", ""), 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number from {lo:,} to {hi:,}, got {text!r}") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"must be from {lo:,} to {hi:,}, got {value:,}")
+        return value
+
+    parse.__name__ = "int"
+    return parse
+
+
+def _float_range(lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = False):
+    """An argparse ``type`` for a finite number in [lo, hi] (``lo_open``/``hi_open``: the bound itself excluded)."""
+    if lo_open or hi_open:
+        span = f"{'above' if lo_open else 'at least'} {lo:g} and {'below' if hi_open else 'at most'} {hi:g}"
+    else:
+        span = f"from {lo:g} to {hi:g}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number {span}, got {text!r}") from None
+        if not math.isfinite(value) or value < lo or value > hi or (lo_open and value == lo) or (hi_open and value == hi):
+            raise argparse.ArgumentTypeError(f"must be a number {span}, got {text}")
+        return value
+
+    parse.__name__ = "float"
+    return parse
+
+
+def _int_list(text: str, flag: str, lo: int, hi: int) -> list[int]:
+    try:
+        values = [int(x, 10) for x in str(text).split(",") if x.strip()]
+    except ValueError:
+        raise SlimError(f"{flag} must be comma-separated whole numbers, got {text!r}") from None
+    if not values:
+        raise SlimError(f"{flag} needs at least one value from {lo:,} to {hi:,}")
+    bad = [v for v in values if not lo <= v <= hi]
+    if bad:
+        raise SlimError(f"{flag} values must be from {lo:,} to {hi:,}, got {bad[0]:,}")
+    return values
+
+
+def _context(model) -> tuple[int, str] | None:
+    """(tokens, config key) of a model's context window, when its config states one."""
+    cfg = getattr(model, "config", None)
+    for key in ("max_position_embeddings", "n_positions", "n_ctx"):
+        value = cfg.get(key) if isinstance(cfg, dict) else getattr(cfg, key, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value, key
+    return None
+
+
+def _check_context(model, flag: str, tokens: int, *, what: str = "") -> None:
+    """Refuse ``tokens`` (a --seq-len, --max-new-tokens, ...) beyond the model's context, naming the limit."""
+    ctx = _context(model)
+    if ctx is not None and tokens > ctx[0]:
+        raise SlimError(f"{flag} {tokens:,}{what} is more than the model's context of {ctx[0]:,} tokens "
+                        f"({ctx[1]} in {Path(str(model.source)).name}/config.json)",
+                        hint=f"use at most {ctx[0]:,}")
+
+
+def _sources(*paths) -> list[str]:
+    """The model paths a command reads (outputs may not be, lie inside or contain them); demo: names excluded."""
+    return [str(p) for p in paths if p and not str(p).startswith("demo:")]
+
+
+def _check_out(path, kind: str, *, force: bool = False, sources=(), what: str = "--out") -> Path:
+    from slimgui.core.io import check_output_path
+
+    return check_output_path(path, kind, force=force, sources=sources, what=what)
+
+
+def _warn(payload: dict[str, Any], warnings) -> list[str]:
+    """Print each warning as one ``slimgui: warning: TEXT`` line on stderr and list them in ``payload["warnings"]``."""
+    lines = [" ".join(str(w).split()) for w in (warnings or []) if str(w).strip()]
+    for line in lines:
+        sys.stderr.write(f"slimgui: warning: {line}\n")
+    payload["warnings"] = lines
+    return lines
+
+
+def _finite_or_none(obj: Any) -> Any:
+    """The payload with NaN/Inf numbers as null, so that --json output is always valid JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_none(v) for v in obj]
+    return obj
 
 
 class ProgressBar:
@@ -87,12 +193,13 @@ def _calibration(args, model):
         path = model.impl.default_data(model)
     if path is None:
         return None
+    _check_context(model, "--seq-len", args.seq_len)
     return CalibrationData(path, seq_len=args.seq_len, samples=args.samples, batch_size=args.batch_size)
 
 
 def _emit(args, payload: dict[str, Any], human: str) -> None:
     if args.json:
-        print(json.dumps(payload, default=str))
+        print(json.dumps(_finite_or_none(payload), default=str, allow_nan=False))
     else:
         print(human)
 
@@ -181,9 +288,15 @@ def _analyze(args, reg, model, bar):
     return analyze(model, args.criterion, registry=reg, data=data, keep=args.keep, progress=bar)
 
 
+def _score_cell(v: float) -> str:
+    return f"{v:12.5g}" if math.isfinite(v) else f"{'nan' if math.isnan(v) else ('inf' if v > 0 else '-inf'):>12}"
+
+
 def cmd_analyze(args) -> int:
     from slimgui.core.ops import graph_of
 
+    if args.out is not None:
+        _check_out(args.out, "file", force=True)
     reg = _registry()
     bar = ProgressBar(not args.quiet)
     try:
@@ -196,8 +309,9 @@ def cmd_analyze(args) -> int:
     graph = graph_of(model, reg)
     ranking = scores.ranking()
     rank = {uid: i for i, uid in enumerate(ranking)}
-    hi = max(scores.values.values()) if scores.values else 1.0
-    lo = min(scores.values.values()) if scores.values else 0.0
+    finite = [v for v in scores.values.values() if math.isfinite(v)]
+    hi = max(finite) if finite else 1.0
+    lo = min(finite) if finite else 0.0
     width = max([12] + [len(u.id) for u in graph.prunable()])
     lines = [f"criterion {scores.criterion} on {model.source} ({scores.meta.get('seconds', 0):.1f}s)"
              + (f"; keep-set {scores.keep}" if scores.keep else "")
@@ -205,15 +319,20 @@ def cmd_analyze(args) -> int:
              f"  {'#':>3}  {'unit':<{width}} {'score':>12} {'rank':>5}  (rank 0 = least important)"]
     for pos, u in enumerate(graph.prunable()):
         v = scores.values[u.id]
-        bar_len = int(20 * (v - lo) / (hi - lo)) if hi > lo else 10
+        if math.isfinite(v):
+            bar_len = int(20 * (v - lo) / (hi - lo)) if hi > lo else 10
+        else:
+            bar_len = 0
         lock = " locked" if u.id in scores.locked else ""
-        lines.append(f"  {pos:>3}  {u.id:<{width}} {v:12.5g} {rank[u.id]:>5}  {'█' * bar_len}{lock}")
+        lines.append(f"  {pos:>3}  {u.id:<{width}} {_score_cell(v)} {rank[u.id]:>5}  {'█' * bar_len}{lock}")
     if args.out:
         lines.append(f"scores written to {args.out}")
-    payload = {"criterion": scores.criterion, "model": model.source, "scores": scores.values, "ranking": ranking,
+    payload = {"criterion": scores.criterion, "model": model.source,
+               "scores": {k: (v if math.isfinite(v) else None) for k, v in scores.values.items()}, "ranking": ranking,
                "locked": scores.locked, "keep": scores.keep, "seconds": scores.meta.get("seconds"),
                "baseline": scores.meta.get("baseline_ppl"),
-               "out": str(args.out) if args.out else None}
+               "out": str(args.out) if args.out else None, "non_finite": scores.non_finite()}
+    _warn(payload, scores.meta.get("warnings"))
     _emit(args, payload, "\n".join(lines))
     return 0
 
@@ -223,8 +342,12 @@ def cmd_prune(args) -> int:
     from slimgui.core.plan import PruningPlan, plan_from_scores
     from slimgui.core.scores import Scores
 
+    if args.ratio is not None and args.count is not None:
+        raise SlimError("give --ratio or --count, not both")
+    _check_out(args.out, "folder", force=args.force, sources=_sources(args.model))
     reg = _registry()
     bar = ProgressBar(not args.quiet)
+    warnings: list[str] = []
     try:
         model = _open(args, reg, bar)
         graph = graph_of(model, reg)
@@ -247,6 +370,7 @@ def cmd_prune(args) -> int:
                 scores = Scores.load(args.scores)
             elif args.criterion:
                 scores = _analyze(args, reg, model, bar)
+                warnings = list(scores.meta.get("warnings") or [])
             else:
                 raise SlimError("--ratio needs --criterion NAME or --scores FILE to rank the blocks")
             plan = plan_from_scores(graph, scores, ratio=args.ratio, count=args.count, keep=args.keep)
@@ -266,6 +390,7 @@ def cmd_prune(args) -> int:
                "kept_indices": plan.meta["kept_indices"], "criterion": plan.criterion, "keep": plan.keep,
                "preset": plan.meta.get("preset"),
                "params_before": before, "params_after": after, "param_ratio": after / before}
+    _warn(payload, warnings)
     human = (f"removed {', '.join(plan.remove)}\n"
              f"params {_fmt_params(before)} → {_fmt_params(after)} ({100 * after / before:.1f}%)\n"
              f"saved to {out}")
@@ -285,6 +410,14 @@ def cmd_eval(args) -> int:
         if evaluator == "perplexity":
             if not args.data:
                 raise SlimError("perplexity needs a text file", hint="pass --data FILE")
+            if args.stride is not None and args.stride > args.seq_len:
+                raise SlimError(f"--stride {args.stride} is longer than --seq-len {args.seq_len}",
+                                hint="the stride moves the window: at most the window length")
+            _check_context(model, "--seq-len", args.seq_len)
+            if not args.no_generate and model.tokenizer is not None:
+                prompt = len(model.tokenizer(args.prompt, add_special_tokens=False)["input_ids"]) if args.prompt else 0
+                _check_context(model, "--max-new-tokens", args.max_new_tokens + prompt,
+                               what=f" (with the prompt's {prompt} tokens)" if prompt else "")
             result = evaluate(model, args.data, registry=reg, seq_len=args.seq_len, stride=args.stride,
                               max_tokens=args.max_tokens, progress=bar)
         else:
@@ -320,9 +453,8 @@ def cmd_generate(args) -> int:
     bar = ProgressBar(not args.quiet)
     out = Path(args.out)
     if out.suffix.lower() != ".png":
-        raise SlimError(f"--out must be a .png file, got {out.name}")
-    if out.exists() and not args.force:
-        raise SlimError(f"{out} already exists", hint="choose another --out or pass --force")
+        raise SlimError(f"--out must be a .png file, got {out.name or repr(args.out)}")
+    out = _check_out(args.out, "file", force=args.force)
     if args.steps is not None and args.steps < 1:
         raise SlimError(f"--steps must be at least 1, got {args.steps}")
     if args.n < 1:
@@ -378,9 +510,34 @@ def _train_config(args):
     return cfg
 
 
+def _path_context(path: str) -> tuple[int, str] | None:
+    """The context window a model folder's config.json states (read with a size limit), if any."""
+    from slimgui.core.io import MAX_CONFIG_BYTES, read_json_file
+
+    cfg = Path(path) / "config.json" if Path(path).is_dir() else None
+    if cfg is None or not cfg.is_file():
+        return None
+    try:
+        doc = read_json_file(cfg, "the model's config", limit=MAX_CONFIG_BYTES)
+    except SlimError:
+        return None  # opening the model explains it
+    return _context(argparse.Namespace(config=doc, source=path)) if isinstance(doc, dict) else None
+
+
 def cmd_retrain(args) -> int:
     from slimgui.core.train import run_training
 
+    sources = _sources(args.model, args.teacher)
+    _check_out(args.out, "folder", force=True, sources=sources)
+    if args.export_job:
+        _check_out(args.export_job, "folder", force=True, sources=sources, what="--export-job")
+    if args.method == "kd" and args.kd_ce == args.kd_kl == args.kd_hidden == 0:
+        raise SlimError("--lambda-task, --lambda-out and --lambda-feat are all 0: distillation would learn nothing",
+                        hint="give at least one a weight above 0")
+    ctx = _path_context(args.model) if not args.model.startswith("demo:") else None
+    if ctx is not None and args.seq_len > ctx[0]:
+        raise SlimError(f"--seq-len {args.seq_len:,} is more than the model's context of {ctx[0]:,} tokens "
+                        f"({ctx[1]} in {Path(args.model).name}/config.json)", hint=f"use at most {ctx[0]:,}")
     cfg = _train_config(args)
     if args.export_job:
         from slimgui.core.train import export_job
@@ -426,9 +583,14 @@ def cmd_retrain(args) -> int:
 def cmd_export(args) -> int:
     from slimgui.core.ops import save
 
+    if args.int8 and args.mixed:
+        raise SlimError("choose one of --int8 and --mixed")
+    if args.format == "hf" and (args.int8 or args.mixed or args.past):
+        raise SlimError("--int8, --mixed and --past apply to --format onnx")
+    _check_out(args.out, "folder" if args.format == "hf" else "file", force=args.force, sources=_sources(args.model))
+    out = Path(args.out)
     reg = _registry()
     bar = ProgressBar(not args.quiet)
-    out = Path(args.out)
     try:
         model = _open(args, reg, bar)
         if args.format == "hf":
@@ -461,9 +623,10 @@ def cmd_export(args) -> int:
                 raise SlimError("--past is available for the FP32 export only")
             result = model.impl.export_onnx(model, str(out), mode=mode, with_past=args.past, **options)
             payload = {"format": "onnx", "mode": mode, "out": str(out), "model": model.source,
-                       **{k: v for k, v in result.items() if k != "layers"}}
+                       **{k: v for k, v in result.items() if k not in ("layers", "warnings")}}
+            _warn(payload, result.get("warnings"))
             if mode == "mixed":
-                payload["sensitivity"] = {x["layer"]: x["sensitivity"] for x in result["layers"]}
+                payload["sensitivity"] = {x["layer"]: x.get("sensitivity") for x in result["layers"]}
             human = (f"wrote {out} ({result['bytes'] / 2**20:.1f} MiB, {mode}); vs torch: cosine "
                      f"{result['cosine']:.6f}, max abs diff {result['max_abs_diff']:.3g}; report in {out}.check.json")
             if mode != "fp32":
@@ -481,27 +644,28 @@ def cmd_bench(args) -> int:
 
     reg = _registry()
     bar = ProgressBar(not args.quiet)
-    try:
-        batches = [int(b) for b in args.batch.split(",") if b.strip()]
-    except ValueError:
-        raise SlimError(f"--batch must be comma-separated integers, got {args.batch!r}") from None
-    if not batches or min(batches) < 1:
-        raise SlimError("--batch needs sizes of at least 1")
-    try:
-        seqs = [int(n) for n in str(args.seq).split(",") if n.strip()]
-    except ValueError:
-        raise SlimError(f"--seq must be comma-separated integers, got {args.seq!r}") from None
-    if not seqs or min(seqs) < 1:
-        raise SlimError("--seq needs lengths of at least 1")
+    batches = _int_list(args.batch, "--batch", 1, BATCH_MAX)
+    seqs = _int_list(args.seq, "--seq", 1, SEQ_MAX)
     try:
         entries: list[tuple[str, Any]] = []
         for path in [args.model, *(args.vs or [])]:
             if path.endswith(".onnx"):
-                if not Path(path).is_file():
-                    raise SlimError(f"{path} does not exist")
+                from slimgui.core.io import regular_file_stat
+
+                regular_file_stat(path, "ONNX file")
                 entries.append((path, path))
                 continue
             entries.append((path, _open_path(path, args, reg, bar)))
+        models = [(label, m) for label, m in entries if not isinstance(m, str)]
+        families = sorted({m.family for _, m in models})
+        if len(families) > 1:
+            raise SlimError(f"the models to compare are of different families ({', '.join(families)})",
+                            hint="benchmark models of one family side by side")
+        for _label, m in models:
+            _check_context(m, "--seq", max(seqs))
+            if not args.no_decode and getattr(m.impl, "can_decode", lambda _m: True)(m):
+                _check_context(m, "--new-tokens", args.new_tokens + min(max(seqs), 16),
+                               what=f" (after a prompt of {min(max(seqs), 16)} tokens)")
         if args.width_variant:
             if len(entries) < 2 or isinstance(entries[1][1], str):
                 raise SlimError("--width-variant needs a torch model to match: give the depth-pruned one with --vs")
@@ -534,6 +698,7 @@ def cmd_bench(args) -> int:
 def cmd_report(args) -> int:
     from slimgui.core.report import session_report
 
+    _check_out(args.out, "file", force=True)
     out = session_report(args.session, args.out, bench=args.bench, exports=args.export or [])
     _emit(args, {"out": str(out)}, f"report written to {out} (open it in a browser)")
     return 0
@@ -564,9 +729,12 @@ def build_parser() -> argparse.ArgumentParser:
     def calib(sp):
         sp.add_argument("--data", help="calibration text file (default: the demo's training text for demo models)")
         sp.add_argument("--keep", help="keep-set of locked blocks, e.g. first:4,last:2 (Taylor+), or indices/ids")
-        sp.add_argument("--seq-len", type=int, default=128, help="tokens per calibration segment (default 128)")
-        sp.add_argument("--samples", type=int, default=32, help="calibration segments (default 32)")
-        sp.add_argument("--batch-size", type=int, default=8, help="segments per forward pass (default 8)")
+        sp.add_argument("--seq-len", type=_int_range(2, SEQ_MAX), default=128,
+                        help=f"tokens per calibration segment (2-{SEQ_MAX}, at most the model's context; default 128)")
+        sp.add_argument("--samples", type=_int_range(1, 100_000), default=32,
+                        help="calibration segments (1-100000, default 32)")
+        sp.add_argument("--batch-size", type=_int_range(1, BATCH_MAX), default=8,
+                        help=f"segments per forward pass (1-{BATCH_MAX}, default 8)")
 
     sp = sub.add_parser("plugins", help="list plugins, their adapters and criteria, and broken ones")
     common(sp, model=False)
@@ -594,8 +762,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--preset", help="a named preset of the family, e.g. bk-base, bk-small, bk-tiny (diffusion U-Nets)")
     sp.add_argument("--criterion", help="rank blocks with this criterion")
     sp.add_argument("--scores", help="rank blocks with a scores file from `slimgui analyze --out`")
-    sp.add_argument("--ratio", type=float, help="fraction of the blocks to remove, e.g. 0.25")
-    sp.add_argument("--count", type=int, help="number of blocks to remove (instead of --ratio)")
+    sp.add_argument("--ratio", type=_float_range(0, 1, lo_open=True, hi_open=True),
+                    help="fraction of the blocks to remove, above 0 and below 1, e.g. 0.25")
+    sp.add_argument("--count", type=_int_range(1, 100_000),
+                    help="number of blocks to remove (1-100000, fewer than the model has; instead of --ratio)")
     sp.add_argument("--out", required=True, help="output folder")
     sp.add_argument("--force", action="store_true", help="replace an existing output folder")
     calib(sp)
@@ -605,15 +775,22 @@ def build_parser() -> argparse.ArgumentParser:
     common(sp)
     sp.add_argument("--data", help="text file to evaluate on (LLM); the demo folder with the classifier (diffusion)")
     sp.add_argument("--evaluator", help="evaluator name (default: the family's first, e.g. perplexity or digits)")
-    sp.add_argument("--samples", type=int, default=10, help="digits: images generated per digit (default 10)")
-    sp.add_argument("--steps", type=int, help="digits: sampler steps (default 25; a few-step model's own)")
-    sp.add_argument("--guidance", type=float, help="digits: classifier-free guidance (default 3)")
-    sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--seq-len", type=int, default=128, help="window length in tokens (default 128)")
-    sp.add_argument("--stride", type=int, help="window stride (default: the window length)")
-    sp.add_argument("--max-tokens", type=int, help="evaluate only the first N tokens")
+    sp.add_argument("--samples", type=_int_range(1, 10_000), default=10,
+                    help="digits: images generated per digit (1-10000, default 10)")
+    sp.add_argument("--steps", type=_int_range(1, 1000),
+                    help="digits: sampler steps (1-1000; default 25, a few-step model's own)")
+    sp.add_argument("--guidance", type=_float_range(0, 100),
+                    help="digits: classifier-free guidance (0-100, default 3)")
+    sp.add_argument("--seed", type=_int_range(0, SEED_MAX), default=0, help=f"random seed (0-{SEED_MAX}, default 0)")
+    sp.add_argument("--seq-len", type=_int_range(2, SEQ_MAX), default=128,
+                    help=f"window length in tokens (2-{SEQ_MAX}, at most the model's context; default 128)")
+    sp.add_argument("--stride", type=_int_range(1, SEQ_MAX),
+                    help="window stride (1 to the window length; default: the window length)")
+    sp.add_argument("--max-tokens", type=_int_range(2, INT_MAX),
+                    help=f"evaluate only the first N tokens (2-{INT_MAX}; default: all)")
     sp.add_argument("--prompt", default="def ", help="prompt for the generation sample")
-    sp.add_argument("--max-new-tokens", type=int, default=40)
+    sp.add_argument("--max-new-tokens", type=_int_range(1, 100_000), default=40,
+                    help="tokens of the generation sample (1-100000, within the model's context; default 40)")
     sp.add_argument("--no-generate", action="store_true", help="skip the generation sample")
     sp.set_defaults(func=cmd_eval)
 
@@ -621,11 +798,16 @@ def build_parser() -> argparse.ArgumentParser:
     common(sp)
     sp.add_argument("--vs", nargs="+", help="more models, one row each (slimmed, healed, few-step)")
     sp.add_argument("--prompt", default="", help="text prompt (empty: unconditional / empty prompt)")
-    sp.add_argument("--class", dest="label", type=int, help="a class instead of a prompt (the demo: a digit 0-9)")
-    sp.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
-    sp.add_argument("--n", type=int, default=4, help="images per model: seeds SEED..SEED+N-1 (default 4)")
-    sp.add_argument("--steps", type=int, help="sampler steps (default 25; a few-step model uses its own)")
-    sp.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the pipeline's)")
+    sp.add_argument("--class", dest="label", type=_int_range(0, 1_000_000),
+                    help="a class instead of a prompt (the demo: a digit 0-9)")
+    sp.add_argument("--seed", type=_int_range(0, SEED_MAX - 256), default=0,
+                    help=f"first seed (0-{SEED_MAX - 256}, default 0)")
+    sp.add_argument("--n", type=_int_range(1, 256), default=4,
+                    help="images per model: seeds SEED..SEED+N-1 (1-256, default 4)")
+    sp.add_argument("--steps", type=_int_range(1, 1000),
+                    help="sampler steps (1-1000; default 25, a few-step model uses its own)")
+    sp.add_argument("--guidance", type=_float_range(0, 100),
+                    help="classifier-free guidance scale (0-100; default: the pipeline's)")
     sp.add_argument("--out", required=True, help="the .png grid to write")
     sp.add_argument("--force", action="store_true", help="replace an existing --out")
     sp.set_defaults(func=cmd_generate)
@@ -639,35 +821,51 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--data", action="append", required=True,
                     help="text file/folder, JSONL or a saved dataset; for diffusion an image folder with "
                          "metadata.jsonl captions (repeatable)")
-    sp.add_argument("--steps", type=int, default=100)
-    sp.add_argument("--save-every", type=int, default=50, help="checkpoint every N steps (default 50)")
-    sp.add_argument("--keep-last", type=int, default=2, help="checkpoints to keep (default 2)")
-    sp.add_argument("--eval-every", type=int, help="validate every N steps (default: --save-every)")
+    sp.add_argument("--steps", type=_int_range(1, 10_000_000), default=100,
+                    help="optimizer steps (1-10000000, default 100)")
+    sp.add_argument("--save-every", type=_int_range(1, 10_000_000), default=50,
+                    help="checkpoint every N steps (1-10000000, default 50)")
+    sp.add_argument("--keep-last", type=_int_range(1, 1000), default=2, help="checkpoints to keep (1-1000, default 2)")
+    sp.add_argument("--eval-every", type=_int_range(1, 10_000_000),
+                    help="validate every N steps (1-10000000; default: --save-every)")
     sp.add_argument("--out", required=True, help="run folder: checkpoints and the healed model (OUT/model)")
     sp.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     sp.add_argument("--export-job", metavar="DIR", help="write a job folder for `accelerate launch` instead of running")
     sp.add_argument("--estimate", action="store_true", help="check the job and print its time/memory estimate only")
-    sp.add_argument("--batch-size", type=int, default=8)
-    sp.add_argument("--grad-accum", type=int, default=1)
-    sp.add_argument("--seq-len", type=int, default=128)
-    sp.add_argument("--lr", type=float, help="learning rate (default: 1e-3 LoRA, 2e-4 otherwise)")
-    sp.add_argument("--warmup", type=int, default=10)
-    sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--lora-r", type=int, default=8)
-    sp.add_argument("--lora-alpha", type=int, default=16)
-    sp.add_argument("--lora-dropout", type=float, default=0.05)
+    sp.add_argument("--batch-size", type=_int_range(1, BATCH_MAX), default=8,
+                    help=f"sequences per step and process (1-{BATCH_MAX}, default 8)")
+    sp.add_argument("--grad-accum", type=_int_range(1, BATCH_MAX), default=1,
+                    help=f"gradient accumulation steps (1-{BATCH_MAX}, default 1)")
+    sp.add_argument("--seq-len", type=_int_range(2, SEQ_MAX), default=128,
+                    help=f"tokens per training sequence (2-{SEQ_MAX}, at most the model's context; default 128)")
+    sp.add_argument("--lr", type=_float_range(0, 10, lo_open=True),
+                    help="learning rate, above 0 and at most 10 (default: 1e-3 LoRA, 2e-4 otherwise)")
+    sp.add_argument("--warmup", type=_int_range(0, 10_000_000), default=10,
+                    help="learning-rate warm-up steps (0-10000000, default 10)")
+    sp.add_argument("--seed", type=_int_range(0, SEED_MAX), default=0, help=f"random seed (0-{SEED_MAX}, default 0)")
+    sp.add_argument("--lora-r", type=_int_range(1, 4096), default=8, help="LoRA rank (1-4096, default 8)")
+    sp.add_argument("--lora-alpha", type=_int_range(1, 65_536), default=16, help="LoRA alpha (1-65536, default 16)")
+    sp.add_argument("--lora-dropout", type=_float_range(0, 1, hi_open=True), default=0.05,
+                    help="LoRA dropout, from 0 and below 1 (default 0.05)")
     sp.add_argument("--lora-targets", help="comma-separated module names (default: every linear layer in the blocks)")
     sp.add_argument("--keep-adapter", action="store_true", help="save the LoRA adapter instead of merging it")
-    sp.add_argument("--kd-ce", "--lambda-task", dest="kd_ce", type=float, default=1.0,
-                    help="distillation: weight of the task loss (next-token CE; diffusion: noise MSE)")
-    sp.add_argument("--kd-kl", "--lambda-out", dest="kd_kl", type=float, default=1.0,
-                    help="distillation: weight of the output loss (KL on logits; diffusion: MSE to the teacher's output)")
-    sp.add_argument("--kd-hidden", "--lambda-feat", dest="kd_hidden", type=float, default=1.0,
-                    help="distillation: weight of the feature loss (block outputs; diffusion: stage features)")
-    sp.add_argument("--lcm-ddim-steps", type=int, default=50, help="lcm: teacher solver steps (default 50)")
-    sp.add_argument("--lcm-guidance", type=float, default=3.0, help="lcm: classifier-free guidance of the teacher")
-    sp.add_argument("--lcm-ema-decay", type=float, default=0.95, help="lcm: EMA decay of the target network")
-    sp.add_argument("--max-train-tokens", type=int, help="use at most this many training tokens")
+    weight = _float_range(0, 1e6)
+    sp.add_argument("--kd-ce", "--lambda-task", dest="kd_ce", type=weight, default=1.0,
+                    help="distillation: weight of the task loss (next-token CE; diffusion: noise MSE; 0-1e6, default 1)")
+    sp.add_argument("--kd-kl", "--lambda-out", dest="kd_kl", type=weight, default=1.0,
+                    help="distillation: weight of the output loss (KL on logits; diffusion: MSE to the teacher's output; "
+                         "0-1e6, default 1)")
+    sp.add_argument("--kd-hidden", "--lambda-feat", dest="kd_hidden", type=weight, default=1.0,
+                    help="distillation: weight of the feature loss (block outputs; diffusion: stage features; "
+                         "0-1e6, default 1)")
+    sp.add_argument("--lcm-ddim-steps", type=_int_range(1, 10_000), default=50,
+                    help="lcm: teacher solver steps (1-10000, default 50)")
+    sp.add_argument("--lcm-guidance", type=_float_range(0, 100), default=3.0,
+                    help="lcm: classifier-free guidance of the teacher (0-100, default 3)")
+    sp.add_argument("--lcm-ema-decay", type=_float_range(0, 1, hi_open=True), default=0.95,
+                    help="lcm: EMA decay of the target network, from 0 and below 1 (default 0.95)")
+    sp.add_argument("--max-train-tokens", type=_int_range(2, 2**40),
+                    help="use at most this many training tokens (2 or more)")
     sp.set_defaults(func=cmd_retrain)
 
     sp = sub.add_parser("export", help="save as a transformers folder or ONNX (FP32, INT8 or mixed precision)")
@@ -676,7 +874,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True, help="output folder (hf) or .onnx file")
     sp.add_argument("--int8", action="store_true", help="dynamic INT8 quantisation of every weight MatMul")
     sp.add_argument("--mixed", action="store_true", help="INT8 except the layers a sensitivity scan marks sensitive")
-    sp.add_argument("--fp32-fraction", type=float, default=0.1, help="--mixed: share of layers kept FP32 (default 0.1)")
+    sp.add_argument("--fp32-fraction", type=_float_range(0, 1), default=0.1,
+                    help="--mixed: share of layers kept FP32 (0-1, default 0.1)")
     sp.add_argument("--keep-fp32", help="--mixed: comma-separated layers to keep FP32 (instead of the scan's choice)")
     sp.add_argument("--past", action="store_true", help="ONNX with past key/values inputs for incremental decoding")
     sp.add_argument("--data", help="text to draw the comparison inputs from (default: random tokens)")
@@ -686,11 +885,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("bench", help="latency and throughput, side by side, across batch sizes")
     common(sp)
     sp.add_argument("--vs", nargs="+", help="other models or .onnx files to measure beside MODEL")
-    sp.add_argument("--batch", default="1,8,32", help="batch sizes (default 1,8,32)")
-    sp.add_argument("--seq", default="128", help="sequence length(s), comma-separated (default 128)")
-    sp.add_argument("--new-tokens", type=int, default=16, help="tokens generated per decode run (default 16)")
-    sp.add_argument("--threads", type=int, default=2, help="threads for torch and onnxruntime (default 2)")
-    sp.add_argument("--repeats", type=int, default=5, help="timed runs after warm-up (default 5)")
+    sp.add_argument("--batch", default="1,8,32", help=f"batch sizes, comma-separated, each 1-{BATCH_MAX} (default 1,8,32)")
+    sp.add_argument("--seq", default="128",
+                    help=f"sequence length(s), comma-separated, each 1-{SEQ_MAX} and within the model's context "
+                         "(default 128)")
+    sp.add_argument("--new-tokens", type=_int_range(1, 100_000), default=16,
+                    help="tokens generated per decode run (1-100000, within the model's context; default 16)")
+    sp.add_argument("--threads", type=_int_range(1, 1024), default=2,
+                    help="threads for torch and onnxruntime (1-1024, default 2)")
+    sp.add_argument("--repeats", type=_int_range(1, 10_000), default=5,
+                    help="timed runs after warm-up (1-10000, default 5)")
     sp.add_argument("--no-decode", action="store_true", help="measure forward passes only")
     sp.add_argument("--width-variant", action="store_true",
                     help="also measure MODEL width-pruned to the parameter count of the first --vs model")

@@ -129,23 +129,124 @@ def test_bi_is_one_pass_and_matches_manual(tiny_models, registry, calib):
         assert scores[f"block.{i}"] == pytest.approx((1 - cos).mean().item(), rel=1e-4)
 
 
-def test_taylor_and_magnitude_follow_their_definitions(tiny_models, registry, calib):
+# where each architecture's blocks live in named_parameters() (written out, not asked of the adapter)
+BLOCK_PREFIX = {"llama": "model.layers", "mistral": "model.layers", "qwen2": "model.layers", "gpt2": "transformer.h",
+                "opt": "model.decoder.layers"}
+
+
+def shortened_llama_taylor(module, ids: torch.Tensor, batch_size: int, prefix: str, n_blocks: int) -> dict:
+    """Shortened LLaMA's anal_block_sensitivity_taylor.py, written out: per batch loss = model(ids, labels=ids).loss,
+    backward, salience[name] += W * grad for every parameter with "weight" (and not "embed_tokens") in its name,
+    zero_grad; then a weight's score is salience.abs().sum() and a block's the sum of its weights' scores."""
+    salience: dict[str, torch.Tensor] = {}
+    for i in range(0, ids.shape[0], batch_size):
+        x = ids[i:i + batch_size]
+        module(x, labels=x).loss.backward()
+        for name, param in module.named_parameters():
+            if param.requires_grad and "weight" in name and "embed_tokens" not in name:
+                s = (param * param.grad).detach().clone().float()
+                salience[name] = salience[name] + s if name in salience else s
+        module.zero_grad()
+    blocks = {}
+    for name, s in salience.items():
+        if name.startswith(prefix + "."):
+            idx = int(name[len(prefix) + 1:].split(".")[0])
+            blocks[idx] = blocks.get(idx, 0.0) + s.abs().sum().item()
+    assert sorted(blocks) == list(range(n_blocks))
+    return {f"block.{i}": v for i, v in blocks.items()}
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "gpt2"])
+def test_taylor_equals_the_shortened_llama_script(arch, tiny_models, registry, text_file):
+    model = open_model(str(tiny_models[arch]), registry=registry)
+    # ragged batches on purpose (4 + 4 + 2): the criterion weights each batch by its share of the samples
+    calib = CalibrationData(str(text_file), seq_len=32, samples=10, batch_size=4)
+    taylor = analyze(model, "taylor", registry=registry, data=calib).values
+    from slimgui_llm.adapter import TransformersAdapter
+
+    ids = torch.cat([b["input_ids"] for b in TransformersAdapter().calibration_batches(model, calib)])
+    assert ids.shape == (10, 32)
+    prefix = BLOCK_PREFIX[arch]
+    # the paper's defaults: --num_calib_data 10 --batch_size 10, i.e. one batch of every sample
+    paper = shortened_llama_taylor(model.module, ids, 10, prefix, 4)
+    assert set(taylor) == set(paper)
+    for k in paper:
+        assert taylor[k] == pytest.approx(paper[k], rel=1e-5)
+    # the paper's script with k equal batches sums k batch means: the same scores times k, the same ranking
+    paper5 = shortened_llama_taylor(model.module, ids, 2, prefix, 4)
+    for k in paper:
+        assert paper5[k] == pytest.approx(5 * taylor[k], rel=1e-4)
+    assert all(p.grad is None for p in model.module.parameters())  # the criterion leaves no gradients behind
+
+
+@pytest.mark.parametrize("arch", DECODERS + ["bert"])
+def test_taylor_sums_every_weight_but_biases(arch, tiny_models, registry):
+    """``taylor``'s selection (every parameter but biases) is the paper's ("weight" in the name) on every block."""
+    from slimgui.core.criteria import taylor_weights, weight_matrices
+
+    model = open_model(str(tiny_models[arch]), registry=registry)
+    _, layers = model.impl.stack(model)
+    for block in layers:
+        names = [n for n, _ in taylor_weights(block)]
+        assert names == [n for n, _ in block.named_parameters() if "weight" in n]
+        assert any(p.dim() == 1 for _, p in taylor_weights(block))  # the norm weights are in
+        assert {n for n, _ in weight_matrices(block)} < set(names)
+
+
+def test_taylor_loss_is_the_papers_next_token_loss(tiny_models, registry, calib):
+    """What the criterion backpropagates per batch is transformers' own model(ids, labels=ids).loss."""
+    model = open_model(str(tiny_models["llama"]), registry=registry)
+    with torch.no_grad():
+        for b in model.impl.calibration_batches(model, calib):
+            ours = model.impl.loss(model, b).item()
+            theirs = model.module(b["input_ids"], labels=b["input_ids"]).loss.item()
+            assert ours == pytest.approx(theirs, rel=1e-6)
+
+
+def test_taylor_matrices_and_magnitude_follow_their_definitions(tiny_models, registry, calib):
     model = open_model(str(tiny_models["llama"]), registry=registry)
     mag = analyze(model, "magnitude", registry=registry).values
     block1 = model.module.model.layers[1]
     assert mag["block.1"] == pytest.approx(sum(p.abs().sum().item() for p in block1.parameters() if p.dim() >= 2))
     taylor = analyze(model, "taylor", registry=registry, data=calib).values
-    # recompute: gradients accumulated over all batches first, then |W * G| summed
+    matrices = analyze(model, "taylor-matrices", registry=registry, data=calib).values
+    # recompute: the gradient of the mean loss over all samples (2 equal batches: the mean of the batch losses)
     from slimgui_llm.adapter import TransformersAdapter, causal_lm_loss
 
     module = model.module
     module.zero_grad()
-    for b in TransformersAdapter().calibration_batches(model, calib):
-        causal_lm_loss(module(**b).logits, b["input_ids"]).backward()
-    expect = sum((p * p.grad).abs().sum().item() for p in module.model.layers[2].parameters() if p.dim() >= 2)
+    batches = TransformersAdapter().calibration_batches(model, calib)
+    for b in batches:
+        (causal_lm_loss(module(**b).logits, b["input_ids"]) / len(batches)).backward()
+    block = module.model.layers[2]
+    expect = sum((p * p.grad).abs().sum().item() for p in block.parameters() if p.dim() >= 2)
+    norms = sum((p * p.grad).abs().sum().item() for n, p in block.named_parameters() if "norm" in n)
     module.zero_grad()
-    assert taylor["block.2"] == pytest.approx(expect, rel=1e-4)
-    assert all(p.grad is None for p in module.parameters())  # the criterion leaves no gradients behind
+    assert matrices["block.2"] == pytest.approx(expect, rel=1e-5)
+    assert taylor["block.2"] == pytest.approx(expect + norms, rel=1e-5) and norms > 0
+    assert all(p.grad is None for p in module.parameters())
+
+
+def test_short_calibration_text_records_what_was_used_and_warns(tiny_models, registry, tmp_path, tokenizer):
+    model = open_model(str(tiny_models["llama"]), registry=registry)
+    short = tmp_path / "short.txt"
+    short.write_text("def parse(self, value):\n    return int(value) + 1\n" * 10, encoding="utf-8")
+    n_tokens = len(tokenizer(short.read_text(), add_special_tokens=False)["input_ids"])
+    calib = CalibrationData(str(short), seq_len=32, samples=32, batch_size=8)
+    batches = model.impl.calibration_batches(model, calib)
+    used = sum(b["input_ids"].shape[0] for b in batches)
+    assert used == n_tokens // 32 < 32
+    info = model.impl.calibration_info(model)
+    assert info["data"]["samples"] == used and info["data"]["samples_requested"] == 32
+    assert info["data"]["tokens"] == 32 * used
+    assert len(info["warnings"]) == 1 and f"used {used} segments" in info["warnings"][0]
+    assert "not the 32 asked for" in info["warnings"][0] and "short.txt" in info["warnings"][0]
+    # enough text: nothing to warn about
+    model.impl.calibration_batches(model, CalibrationData(str(short), seq_len=32, samples=used, batch_size=8))
+    assert model.impl.calibration_info(model)["warnings"] == []
+    scores = analyze(model, "bi", registry=registry, data=calib)
+    assert scores.meta["data"]["samples"] == used and scores.meta["data"]["samples_requested"] == 32
+    assert scores.meta["warnings"] == info["warnings"]
 
 
 def test_perplexity_sliding_window_and_stride(tiny_models, registry, text_file):

@@ -8,7 +8,6 @@ original named) and runs.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import torch
 
 from slimgui.core.errors import SlimError
 from slimgui.core.graph import UnitGraph
-from slimgui.core.io import atomic_write_text
+from slimgui.core.io import MAX_CONFIG_BYTES, atomic_write_text, read_bytes_limited, read_json_file
 from slimgui.core.model import LoadedModel, origin_with
 from slimgui.core.plan import PruningPlan
 from slimgui.core.progress import CancelToken, ProgressFn, check, report
@@ -51,13 +50,10 @@ def _quiet_diffusers() -> None:
 
 
 def _read_json(path: Path, what: str) -> dict:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SlimError(f"{what} is missing: {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SlimError(f"{what} {path} is not valid JSON ({getattr(exc, 'msg', exc)})",
-                        hint="restore the file from the original download") from None
+    """A JSON object from a regular file of at most ``MAX_CONFIG_BYTES``; anything else is one message."""
+    if not path.exists() and not path.is_symlink():
+        raise SlimError(f"{what} is missing: {path}")
+    doc = read_json_file(path, what, limit=MAX_CONFIG_BYTES, invalid=f"({what}) is not valid JSON")
     if not isinstance(doc, dict):
         raise SlimError(f"{what} {path} is not a JSON object")
     return doc
@@ -124,6 +120,7 @@ class DiffusersAdapter:
     def _load_unet(self, folder: Path, progress, cancel) -> LoadedModel:
         config = _read_json(folder / "config.json", "the U-Net config")
         cls = self._unet_class(config, folder)
+        unet_ops.validate_config(config, str(folder / "config.json"))
         unet_ops.UNetShape.from_config(config)
         safe, pickles = _weights(folder)
         for f in safe:
@@ -170,6 +167,7 @@ class DiffusersAdapter:
             weighted[name] = vet_component(folder / name, name, str(spec[1]))
         unet_cfg = _read_json(folder / "unet" / "config.json", "the U-Net config")
         cls = self._unet_class(unet_cfg, folder / "unet")
+        unet_ops.validate_config(unet_cfg, str(folder / "unet" / "config.json"))
         unet_ops.UNetShape.from_config(unet_cfg)
         if not weighted.get("unet"):  # config-only: show the structure, nothing to run
             with torch.device("meta"):
@@ -282,7 +280,8 @@ class DiffusersAdapter:
             atomic_write_text(out / MAP_FILE, unet_ops.mapping_json(info))
         fewstep = Path(model.source) / "slimgui_fewstep.json"  # a slimmed few-step model still samples in few steps
         if fewstep.is_file():
-            atomic_write_text(out / fewstep.name, fewstep.read_text(encoding="utf-8"))
+            atomic_write_text(out / fewstep.name, read_bytes_limited(fewstep, "the few-step record",
+                                                                     limit=MAX_CONFIG_BYTES).decode("utf-8", "replace"))
         return str(out)
 
     # -- data ------------------------------------------------------------------------------------

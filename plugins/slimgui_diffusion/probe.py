@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from slimgui.core.errors import SlimError
+from slimgui.core.io import MAX_CONFIG_BYTES, read_json_file
 
 UNET_CLASSES = {"UNet2DConditionModel", "UNet2DModel"}
 
 
 def _json(path: Path) -> dict | None:
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        doc = read_json_file(path, "JSON file", limit=MAX_CONFIG_BYTES)
+    except SlimError:
         return None
     return doc if isinstance(doc, dict) else None
 

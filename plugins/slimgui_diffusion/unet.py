@@ -38,6 +38,129 @@ PER_STAGE_KEYS = ("layers_per_block", "attention_head_dim", "num_attention_heads
                   "cross_attention_dim", "only_cross_attention", "down_block_types", "block_out_channels")
 
 
+# What a U-Net config may ask for (lowest, highest).  Generous for real models (SD 1.x/2.x/XL have 3-4 levels of
+# 320-1280 channels, latents of 64-128, DDPM pixel U-Nets up to 1024); outside is a broken or hostile config,
+# refused before diffusers builds anything.
+MAX_LEVELS = 16
+CHANNELS = (1, 16_384)
+LAYERS_PER_BLOCK = (1, 64)
+SAMPLE_SIZE = (1, 4096)
+IO_CHANNELS = (1, 1024)
+GROUPS = (1, 1024)
+CROSS_DIM = (1, 65_536)
+HEAD_DIM = (1, 16_384)
+CLASS_EMBEDS = (1, 1_000_000)
+
+
+def _bad(where: str, msg: str) -> SlimError:
+    return SlimError(f"{where}: {msg}", hint="repair or replace it with a diffusers UNet2DConditionModel or "
+                                             "UNet2DModel config")
+
+
+def _whole(where: str, key: str, v: Any, bounds: tuple[int, int]) -> int:
+    lo, hi = bounds
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise _bad(where, f"{key} must be a whole number, got {v!r:.60}")
+    if not lo <= v <= hi:
+        raise _bad(where, f"{key} is {v:,}, outside the range SlimGUI accepts ({lo:,} to {hi:,})")
+    return v
+
+
+def _whole_or_list(where: str, key: str, v: Any, bounds: tuple[int, int], n: int, nested: bool = False) -> None:
+    if isinstance(v, (list, tuple)):
+        if len(v) != n:
+            raise _bad(where, f"{key} has {len(v)} entries for {n} down stages")
+        for i, x in enumerate(v):
+            if nested and isinstance(x, (list, tuple)):
+                for j, y in enumerate(x):
+                    _whole(where, f"{key}[{i}][{j}]", y, bounds)
+            else:
+                _whole(where, f"{key}[{i}]", x, bounds)
+    else:
+        _whole(where, key, v, bounds)
+
+
+def _known_block_types() -> tuple[set[str], set[str]] | None:
+    """The down and up block type names diffusers' block factories accept (None when they cannot be read)."""
+    global _BLOCK_TYPES
+    if _BLOCK_TYPES is None:
+        try:
+            import inspect
+            import re
+
+            from diffusers.models.unets import unet_2d_blocks as blocks
+
+            names = [set(re.findall(r'_block_type == "(\w+)"', inspect.getsource(fn)))
+                     for fn in (blocks.get_down_block, blocks.get_up_block)]
+            _BLOCK_TYPES = (names[0], names[1]) if all(names) else False
+        except Exception:  # another diffusers layout: leave the check to diffusers
+            _BLOCK_TYPES = False
+    return _BLOCK_TYPES or None
+
+
+_BLOCK_TYPES: Any = None
+
+
+def validate_config(config: Any, where: str = "the U-Net config") -> None:
+    """Check a U-Net config's structure-deciding entries before anything is built: types, lengths and the bounds
+    above (block lists, channels divisible by ``norm_num_groups``, sample size, per-stage lists)."""
+    if not isinstance(config, dict):
+        try:
+            config = dict(config)
+        except (TypeError, ValueError):
+            raise _bad(where, "it is not a JSON object") from None
+    cfg = config
+    down, up, ch = cfg.get("down_block_types"), cfg.get("up_block_types"), cfg.get("block_out_channels")
+    for key, v in (("down_block_types", down), ("up_block_types", up), ("block_out_channels", ch)):
+        if not isinstance(v, (list, tuple)) or not v:
+            raise _bad(where, f"{key} must be a non-empty list, got {v!r:.60}")
+        if len(v) > MAX_LEVELS:
+            raise _bad(where, f"{key} has {len(v)} entries; SlimGUI accepts at most {MAX_LEVELS} levels")
+    if not len(down) == len(up) == len(ch):
+        raise _bad(where, f"down_block_types, up_block_types and block_out_channels have different lengths "
+                          f"({len(down)}, {len(up)}, {len(ch)})")
+    known = _known_block_types()
+    for key, names, ok in (("down_block_types", down, known[0] if known else None),
+                           ("up_block_types", up, known[1] if known else None)):
+        for i, name in enumerate(names):
+            if not isinstance(name, str):
+                raise _bad(where, f"{key}[{i}] must be a block type name, got {name!r:.60}")
+            if ok is not None and name.removeprefix("UNetRes") not in ok:
+                raise _bad(where, f"{key}[{i}] names an unknown block type '{name[:60]}'")
+    for i, c in enumerate(ch):
+        _whole(where, f"block_out_channels[{i}]", c, CHANNELS)
+    n = len(down)
+    _whole_or_list(where, "layers_per_block", cfg.get("layers_per_block", 2), LAYERS_PER_BLOCK, n)
+    size = cfg.get("sample_size")
+    if size is not None:
+        if isinstance(size, (list, tuple)):
+            if len(size) != 2:
+                raise _bad(where, f"sample_size must be a number or [height, width], got {size!r:.60}")
+            for i, x in enumerate(size):
+                _whole(where, f"sample_size[{i}]", x, SAMPLE_SIZE)
+        else:
+            _whole(where, "sample_size", size, SAMPLE_SIZE)
+    for key in ("in_channels", "out_channels"):
+        if cfg.get(key) is not None:
+            _whole(where, key, cfg[key], IO_CHANNELS)
+    groups = cfg.get("norm_num_groups", 32)
+    if groups is not None:
+        _whole(where, "norm_num_groups", groups, GROUPS)
+        odd = [c for c in ch if c % groups]
+        if odd:
+            raise _bad(where, f"block_out_channels {odd[0]} is not divisible by norm_num_groups {groups}")
+    for key, bounds, nested in (("cross_attention_dim", CROSS_DIM, False), ("attention_head_dim", HEAD_DIM, False),
+                                ("num_attention_heads", HEAD_DIM, False),
+                                ("transformer_layers_per_block", LAYERS_PER_BLOCK, True)):
+        if cfg.get(key) is not None:
+            _whole_or_list(where, key, cfg[key], bounds, n, nested)
+    if cfg.get("num_class_embeds") is not None:
+        _whole(where, "num_class_embeds", cfg["num_class_embeds"], CLASS_EMBEDS)
+    mid = cfg.get("mid_block_type")
+    if mid is not None and not isinstance(mid, str):
+        raise _bad(where, f"mid_block_type must be a block type name or null, got {mid!r:.60}")
+
+
 @dataclass
 class UNetShape:
     """The parts of a U-Net config that decide its structure."""
@@ -56,10 +179,12 @@ class UNetShape:
         name = cfg.get("_class_name") or ("UNet2DConditionModel" if "cross_attention_dim" in cfg else "UNet2DModel")
         down = list(cfg.get("down_block_types") or [])
         up = list(cfg.get("up_block_types") or [])
-        ch = [int(c) for c in cfg.get("block_out_channels") or []]
-        if not down or len(down) != len(up) or len(down) != len(ch):
+        raw_ch = cfg.get("block_out_channels") or []
+        if not down or not isinstance(raw_ch, (list, tuple)) or len(down) != len(up) or len(down) != len(raw_ch):
             raise SlimError("this U-Net config has no matching down_block_types / up_block_types / block_out_channels",
                             hint="SlimGUI opens diffusers UNet2DConditionModel and UNet2DModel configs")
+        validate_config(cfg)
+        ch = [int(c) for c in raw_ch]
         lpb = cfg.get("layers_per_block", 2)
         layers = [int(lpb)] * len(down) if isinstance(lpb, int) else [int(x) for x in lpb]
         size = cfg.get("sample_size") or 64

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy as copy_mod
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +89,9 @@ class TransformersAdapter:
         model = LoadedModel(family=FAMILY, adapter="transformers", source=source, module=module, config=module.config,
                             tokenizer=tokenizer, has_weights=has_weights, impl=self,
                             extra={"kind": kind, "weight_files": [str(f) for f in files]})
-        self.stack(model)  # fail early when there is no block stack
+        stack_path, _ = self.stack(model)  # fail early when there is no block stack
+        if has_weights and files:
+            model.extra["stored_dtypes"] = stored_float_dtypes(files, stack_path)
         return model
 
     def _config(self, source: str, remote: bool, trust_remote_code: bool):
@@ -279,7 +282,8 @@ class TransformersAdapter:
         module = copy_mod.deepcopy(model.module) if copy else model.module
         new = LoadedModel(family=FAMILY, adapter=model.adapter, source=model.source, module=module,
                           config=module.config, tokenizer=model.tokenizer, has_weights=model.has_weights, impl=self,
-                          extra={"kind": model.extra.get("kind"), "stack_path": path})
+                          extra={"kind": model.extra.get("kind"), "stack_path": path,
+                                 "stored_dtypes": model.extra.get("stored_dtypes")})
         old_layers = module.get_submodule(path)
         kept = [old_layers[i] for i in keep]
         self._set_stack(new, kept)
@@ -289,9 +293,8 @@ class TransformersAdapter:
                     sub.layer_idx = new_idx
         cfg = module.config
         cfg.num_hidden_layers = len(keep)
-        layer_types = getattr(cfg, "layer_types", None)
-        if isinstance(layer_types, (list, tuple)) and len(layer_types) == len(layers):
-            cfg.layer_types = [layer_types[i] for i in keep]
+        for key, values in per_layer_config(cfg, keep, len(layers)).items():
+            setattr(cfg, key, values)
         new.extra["kept_indices"] = keep
         new.extra["removed_indices"] = sorted(remove)
         return new
@@ -299,7 +302,15 @@ class TransformersAdapter:
     def save(self, model: LoadedModel, out_dir: str) -> str:
         if not model.has_weights:
             raise SlimError("a model opened without weights cannot be saved", hint="open a folder with weights")
-        model.module.save_pretrained(out_dir)
+        dtypes = model.extra.get("stored_dtypes")
+        if dtypes:  # computed in float32, saved in the checkpoint's own precision (bf16 stays bf16)
+            model.module.save_pretrained(out_dir, state_dict=cast_state_dict(model.module, dtypes))
+            cfg_path = Path(out_dir) / "config.json"
+            doc = json.loads(cfg_path.read_text(encoding="utf-8"))
+            doc["dtype"] = dtypes["default"]
+            cfg_path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        else:
+            model.module.save_pretrained(out_dir)
         if model.tokenizer is not None:
             model.tokenizer.save_pretrained(out_dir)
         return out_dir
@@ -371,7 +382,15 @@ class TransformersAdapter:
         return model.tokenizer
 
     def calibration_batches(self, model: LoadedModel, data: Any) -> list[dict[str, torch.Tensor]]:
-        """``samples`` segments of ``seq_len`` tokens, spread evenly over the text, in batches."""
+        """``samples`` segments of ``seq_len`` tokens, spread evenly over the text, in batches.
+
+        The text is tokenized without special tokens (no BOS is added).  A text longer than ``samples``
+        spans of ``12 * seq_len`` characters gives ``samples`` spans spread evenly over it (first at the
+        start, last at the end), each cut to its first ``seq_len`` tokens; a shorter text is tokenized whole
+        and cut into consecutive ``seq_len``-token segments, as many as fit (at most ``samples``).  What was
+        used is recorded in ``model.extra["calibration_used"]`` (:meth:`calibration_info`), with a warning
+        when it is fewer segments than asked for.
+        """
         spec = self.resolve_data(model, data)
         tok = self._need_tokenizer(model)
         text = read_text_file(spec.path, "calibration file")
@@ -383,6 +402,7 @@ class TransformersAdapter:
                                 f"at least {spec.seq_len} are needed", hint="give a longer text or a smaller --seq-len")
             n = min(spec.samples, len(ids) // spec.seq_len)
             segs = [ids[i * spec.seq_len:(i + 1) * spec.seq_len] for i in range(n)]
+            available = f"{Path(spec.path).name} has {len(ids)} tokens, enough for {len(ids) // spec.seq_len}"
         else:
             step = (len(text) - span) / max(1, spec.samples - 1)
             segs = []
@@ -393,8 +413,28 @@ class TransformersAdapter:
                     segs.append(ids[:spec.seq_len])
             if not segs:
                 raise SlimError(f"calibration file {spec.path} gives no {spec.seq_len}-token segment")
+            available = (f"{spec.samples - len(segs)} of the {spec.samples} {span}-character spans of "
+                         f"{Path(spec.path).name} hold fewer than {spec.seq_len} tokens")
+        model.extra["calibration_used"] = self._calibration_record(spec, len(segs), available)
         ids = torch.tensor(segs, dtype=torch.long)
         return [{"input_ids": b, "attention_mask": torch.ones_like(b)} for b in ids.split(spec.batch_size)]
+
+    @staticmethod
+    def _calibration_record(spec: CalibrationData, used: int, available: str) -> dict[str, Any]:
+        warnings = []
+        if used < spec.samples:
+            warnings.append(f"calibration used {used} segments of {spec.seq_len} tokens, not the {spec.samples} "
+                            f"asked for: {available} (give a longer text, a smaller --seq-len or fewer --samples)")
+        return {"data": {"path": spec.path, "seq_len": spec.seq_len, "samples": used,
+                         "samples_requested": spec.samples, "batch_size": spec.batch_size,
+                         "tokens": used * spec.seq_len},
+                "warnings": warnings}
+
+    @staticmethod
+    def calibration_info(model: LoadedModel) -> dict[str, Any] | None:
+        """What the last :meth:`calibration_batches` on ``model`` used: ``{"data": {path, seq_len, samples (used),
+        samples_requested, batch_size, tokens}, "warnings": [str, ...]}``, or None if it has not run."""
+        return model.extra.get("calibration_used")
 
     def is_decoder(self, model: LoadedModel) -> bool:
         return model.extra.get("kind") == "decoder"
@@ -411,6 +451,75 @@ class TransformersAdapter:
             return nn.functional.cross_entropy(out.logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
         raise SlimError("this criterion needs a training loss, and this encoder has no language-modelling head",
                         hint="use ppl (output change), bi or magnitude, or open the model with its masked-LM head")
+
+
+_SAFETENSORS_FLOATS = {"BF16": "bfloat16", "F16": "float16", "F32": "float32", "F64": "float64"}
+
+
+def _name_pattern(name: str, stack_path: str) -> str:
+    """A tensor name with its block index replaced by ``*``: the same for every block, before and after pruning."""
+    return re.sub(rf"^{re.escape(stack_path)}\.\d+\.", f"{stack_path}.*.", name)
+
+
+def stored_float_dtypes(files: list[Path], stack_path: str) -> dict[str, Any] | None:
+    """The floating dtypes the checkpoint stores, read from the safetensors headers (no tensor is read):
+    ``{"default": the most common, "by_name": {name pattern: dtype} for tensors stored otherwise}``;
+    None when everything is float32 (what the model is computed in) or there is no safetensors file."""
+    from collections import Counter
+
+    from safetensors import safe_open
+
+    found: dict[str, str] = {}
+    for f in files:
+        if f.suffix != ".safetensors":
+            continue
+        with safe_open(str(f), framework="pt") as fh:
+            for key in fh.keys():
+                dtype = _SAFETENSORS_FLOATS.get(fh.get_slice(key).get_dtype())
+                if dtype is not None:
+                    found[_name_pattern(key, stack_path)] = dtype
+    if not found or set(found.values()) == {"float32"}:
+        return None
+    default = Counter(found.values()).most_common(1)[0][0]
+    return {"default": default, "by_name": {k: v for k, v in found.items() if v != default},
+            "stack_path": stack_path}
+
+
+def cast_state_dict(module: nn.Module, dtypes: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """``module.state_dict()`` with every floating tensor in the dtype the checkpoint stored it in; tensors
+    that share storage (tied embeddings) stay shared, so transformers still saves them once."""
+    stack_path = dtypes.get("stack_path", "")
+    by_name, default = dtypes.get("by_name") or {}, getattr(torch, dtypes["default"])
+    cast: dict[tuple, torch.Tensor] = {}
+    out = {}
+    for name, t in module.state_dict().items():
+        if not t.is_floating_point():
+            out[name] = t
+            continue
+        stored = by_name.get(_name_pattern(name, stack_path))
+        target = getattr(torch, stored) if stored else default
+        key = (t.data_ptr(), tuple(t.shape), tuple(t.stride()), target)
+        if key not in cast:
+            cast[key] = t.detach().to(target)
+        out[name] = cast[key]
+    return out
+
+
+# config entries that hold one value per block (transformers configs validate their length against
+# num_hidden_layers, and the modelling code indexes them by layer): pruning keeps the kept blocks' entries
+PER_LAYER_CONFIG_KEYS = ("layer_types", "mlp_layer_types", "no_rope_layers", "num_attention_heads_per_layer",
+                         "activation_sparsity_pattern")
+
+
+def per_layer_config(config, keep: list[int], n: int) -> dict[str, list]:
+    """``{key: the kept blocks' entries, in order}`` for each of the config's per-block lists
+    (:data:`PER_LAYER_CONFIG_KEYS`) that has one entry per block of the ``n``-block stack."""
+    out = {}
+    for key in PER_LAYER_CONFIG_KEYS:
+        values = getattr(config, key, None)
+        if isinstance(values, (list, tuple)) and len(values) == n:
+            out[key] = [values[i] for i in keep]
+    return out
 
 
 def causal_lm_loss(logits: torch.Tensor, input_ids: torch.Tensor, reduction: str = "mean") -> torch.Tensor:

@@ -16,7 +16,7 @@ from torch import nn
 from slimgui.core.plan import PruningPlan
 from slimgui.core.progress import CancelToken, ProgressFn, check, report
 
-from .adapter import TransformersAdapter, causal_lm_loss
+from .adapter import TransformersAdapter, causal_lm_loss, per_layer_config
 
 
 class _Replay(nn.Module):
@@ -32,15 +32,30 @@ class _Replay(nn.Module):
 
 
 @contextmanager
-def swapped_stack(adapter: TransformersAdapter, model, layers: list[nn.Module]):
+def swapped_stack(adapter: TransformersAdapter, model, layers: list[nn.Module], keep: list[int] | None = None):
+    """Run the model with ``layers`` as its block stack; ``keep`` (the original indices they stand for)
+    also swaps the config's per-block entries (``layer_types``: sliding or full attention, and its RoPE)
+    and ``num_hidden_layers``, as :meth:`TransformersAdapter.apply_plan` does, so that transformers,
+    which looks up ``config.layer_types[i]`` for the i-th block of the list, gives each block its own."""
     path, original = adapter.stack(model)
     parent_path, _, attr = path.rpartition(".")
     parent = model.module.get_submodule(parent_path) if parent_path else model.module
+    config = model.module.config
+    saved: dict[str, Any] = {}
+    if keep is not None:
+        swap = per_layer_config(config, keep, len(original))
+        if getattr(config, "num_hidden_layers", None) == len(original):
+            swap["num_hidden_layers"] = len(keep)
+        saved = {k: getattr(config, k) for k in swap}
+        for k, v in swap.items():
+            setattr(config, k, v)
     setattr(parent, attr, nn.ModuleList(layers))
     try:
         yield
     finally:
         setattr(parent, attr, original)
+        for k, v in saved.items():
+            setattr(config, k, v)
 
 
 def _adapter(model) -> TransformersAdapter:
@@ -134,7 +149,8 @@ class PerplexityDrop:
                         del rebuilt
                     else:
                         stack = [_Replay(outputs[j], state) for j in range(i)] + blocks[i + 1:]
-                        with swapped_stack(adapter, model, stack):
+                        keep = [j for j in range(n) if j != i]
+                        with swapped_stack(adapter, model, stack, keep):
                             outs = []
                             for bi, batch in enumerate(batches):
                                 state["batch"] = bi

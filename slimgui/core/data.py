@@ -1,11 +1,34 @@
-"""Calibration and evaluation data: what the user points at, checked before any model work."""
+"""Calibration and evaluation data: what the user points at, checked before any model work.
+
+Every data file is read through :func:`read_text_file`: a regular file (never a FIFO, a device or a
+socket, which could block or never end) of at most :data:`MAX_TEXT_BYTES`, of which no more than that
+many bytes plus one are read.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import SlimError
+from .io import read_bytes_limited
+
+MAX_TEXT_BYTES = 2**30  # 1 GiB of text: far beyond what calibration or evaluation needs
+MAX_SEQ_LEN = 2**20  # tokens per segment/window (a model's own context limit is checked where it is known)
+MAX_SAMPLES = 100_000
+MAX_BATCH = 4096
+
+
+def _whole(value, name: str, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and math.isfinite(value) and value == int(value):
+            value = int(value)
+        else:
+            raise SlimError(f"{name} must be a whole number, got {value!r}")
+    if not lo <= value <= hi:
+        raise SlimError(f"{name} must be between {lo:,} and {hi:,}, got {value:,}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -18,25 +41,25 @@ class CalibrationData:
     batch_size: int = 8
 
     def __post_init__(self) -> None:
-        if self.seq_len < 2:
+        if isinstance(self.seq_len, (int, float)) and not isinstance(self.seq_len, bool) and self.seq_len < 2:
             raise SlimError(f"sequence length must be at least 2, got {self.seq_len}")
-        if self.samples < 1:
+        if isinstance(self.samples, (int, float)) and not isinstance(self.samples, bool) and self.samples < 1:
             raise SlimError(f"the number of calibration samples must be at least 1, got {self.samples}")
-        if self.batch_size < 1:
+        if isinstance(self.batch_size, (int, float)) and not isinstance(self.batch_size, bool) and self.batch_size < 1:
             raise SlimError(f"the batch size must be at least 1, got {self.batch_size}")
+        object.__setattr__(self, "seq_len", _whole(self.seq_len, "the sequence length", 2, MAX_SEQ_LEN))
+        object.__setattr__(self, "samples", _whole(self.samples, "the number of calibration samples", 1, MAX_SAMPLES))
+        object.__setattr__(self, "batch_size", _whole(self.batch_size, "the batch size", 1, MAX_BATCH))
+        if not isinstance(self.path, (str, Path)) or not str(self.path).strip():
+            raise SlimError("no calibration file given", hint="pass --data FILE (a UTF-8 text file)")
 
 
 def read_text_file(path: str | Path, what: str = "data file") -> str:
-    """Read a UTF-8 text file, refusing empty, binary and missing files with a clear message."""
+    """Read a UTF-8 text file, refusing empty, binary, missing, oversized and non-regular files with a clear message."""
+    if path is None or not str(path).strip():
+        raise SlimError(f"no {what} given", hint="give a UTF-8 text file")
     p = Path(path).expanduser()
-    if not p.exists():
-        raise SlimError(f"{what} {p} does not exist")
-    if p.is_dir():
-        raise SlimError(f"{what} {p} is a folder", hint="give a text file")
-    try:
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise SlimError(f"cannot read {what} {p}: {exc.strerror or exc}") from exc
+    raw = read_bytes_limited(p, what, limit=MAX_TEXT_BYTES)
     if b"\x00" in raw[:65536]:
         raise SlimError(f"{what} {p} is not a text file (it contains binary data)", hint="give a UTF-8 text file")
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,16 +86,30 @@ class PruningPlan:
     @classmethod
     def load(cls, path: str | os.PathLike) -> PruningPlan:
         doc = read_versioned_json(path, "plan", SCHEMA_VERSION)
-        try:
-            return cls(remove=[str(x) for x in doc["remove"]], locked=[str(x) for x in doc.get("locked", [])],
-                       keep=doc.get("keep"), criterion=doc.get("criterion"), ratio=doc.get("ratio"),
-                       model=str(doc.get("model", "")), meta=dict(doc.get("meta", {})))
-        except (KeyError, TypeError) as exc:
-            raise SlimError(f"{path} is not a valid plan file: {exc}") from exc
+
+        def bad(name: str, what: str) -> SlimError:
+            return SlimError(f"{path} is not a valid plan file: {name} {what}")
+
+        for name in ("remove", "locked"):
+            v = doc.get(name, [] if name == "locked" else None)
+            if not isinstance(v, list) or not all(isinstance(x, (str, int)) and not isinstance(x, bool) for x in v):
+                raise bad(name, "must be a list of unit ids")
+        for name in ("keep", "criterion", "model"):
+            if doc.get(name) is not None and not isinstance(doc[name], str):
+                raise bad(name, f"must be text or null, got {doc[name]!r:.40}")
+        ratio = doc.get("ratio")
+        if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, (int, float))):
+            raise bad("ratio", f"must be a number or null, got {ratio!r:.40}")
+        meta = doc.get("meta") or {}
+        if not isinstance(meta, dict):
+            raise bad("meta", "must be an object")
+        return cls(remove=[str(x) for x in doc["remove"]], locked=[str(x) for x in doc.get("locked") or []],
+                   keep=doc.get("keep"), criterion=doc.get("criterion"), ratio=ratio,
+                   model=str(doc.get("model") or ""), meta=dict(meta))
 
 
 def count_for_ratio(graph: UnitGraph, ratio: float) -> int:
-    if not 0 < ratio < 1:
+    if not isinstance(ratio, (int, float)) or not math.isfinite(ratio) or not 0 < ratio < 1:
         raise SlimError(f"--ratio must be between 0 and 1 (exclusive), got {ratio}")
     return max(1, round(ratio * len(graph.prunable())))
 
@@ -106,6 +121,8 @@ def plan_from_scores(graph: UnitGraph, scores: Scores, *, count: int | None = No
         if ratio is None:
             raise SlimError("give a number of units or a ratio to remove")
         count = count_for_ratio(graph, ratio)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise SlimError(f"the number of units to remove must be at least 1, got {count}")
     locked = parse_keep(keep, graph) if keep is not None else list(scores.locked)
     prunable = {u.id for u in graph.prunable()}
     missing = prunable - set(scores.values)
@@ -115,6 +132,11 @@ def plan_from_scores(graph: UnitGraph, scores: Scores, *, count: int | None = No
     candidates = [uid for uid in scores.ranking() if uid in prunable and uid not in locked]
     if count > len(candidates):
         raise SlimError(f"cannot remove {count} units: only {len(candidates)} are not locked by the keep-set")
+    unknown = [uid for uid in candidates[:count] if math.isnan(scores.values[uid])]
+    if unknown:
+        raise SlimError(f"cannot rank {', '.join(unknown[:5])}: {'its score is' if len(unknown) == 1 else 'their scores are'}"
+                        f" not a number (NaN), and {count} {'unit was' if count == 1 else 'units were'} asked for",
+                        hint="check the model's weights for NaN/Inf, or remove fewer units")
     order = [u.id for u in graph.prunable()]
     remove = sorted(candidates[:count], key=order.index)
     plan = PruningPlan(remove=remove, locked=locked, keep=keep if keep is not None else scores.keep,

@@ -7,7 +7,6 @@ any browser and can be mailed as one attachment.
 from __future__ import annotations
 
 import html
-import json
 import math
 import time
 from collections.abc import Sequence
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SlimError
-from .io import atomic_write_text
+from .io import atomic_write_text, read_json_file
 
 PALETTE = ["#2b6cb0", "#dd6b20", "#38a169", "#805ad5", "#d53f8c", "#718096"]
 
@@ -28,7 +27,7 @@ def _fmt(v: Any) -> str:
     if v is None:
         return "—"
     if isinstance(v, float):
-        return f"{v:.4g}" if math.isfinite(v) else "∞"
+        return f"{v:.4g}" if math.isfinite(v) else "NaN" if math.isnan(v) else "∞" if v > 0 else "−∞"
     if isinstance(v, int) and abs(v) >= 10_000:
         return f"{v:,}"
     return _esc(v)
@@ -157,8 +156,7 @@ def render(*, title: str, model: dict[str, Any] | None = None, plan: dict[str, A
                                                     for k, v in evaluations.items()]))
     for run in training or []:
         name = run.get("name", "retraining")
-        series = {"train loss": [tuple(p) for p in run.get("history", [])],
-                  "validation loss": [tuple(p) for p in run.get("val_history", [])]}
+        series = {"train loss": _points(run.get("history")), "validation loss": _points(run.get("val_history"))}
         parts.append(f"<h2>Healing: {_esc(name)}</h2>")
         parts.append(line_chart(series, title=f"{name}: loss", x_label="step", y_label="loss"))
         parts.append(table([{k: run[k] for k in ("method", "step", "val_ppl", "tokens_seen", "seconds") if k in run}]))
@@ -169,7 +167,7 @@ def render(*, title: str, model: dict[str, Any] | None = None, plan: dict[str, A
         for metric, label in (("decode_ms_per_token", "decode ms / token"), ("prefill_median_ms", "prefill ms")):
             series: dict[str, list[tuple[float, float]]] = {}
             for r in rows:
-                if metric in r:
+                if _is_number(r.get(metric)) and _is_number(r.get("batch")):
                     name = Path(str(r["model"])).name + (f" · {r.get('seq')} tokens" if len(seqs) > 1 else "")
                     series.setdefault(name, []).append((r["batch"], r[metric]))
             if series:
@@ -218,20 +216,37 @@ def _export_section(ex: dict[str, Any]) -> str:
         if base is not ex:
             row.update({f"{mode} vs FP32 cosine": _cos(ex.get("cosine")), "max abs diff": ex.get("max_abs_diff")})
         row.update({"size ratio": ex.get("size_ratio"), "relative output error": ex.get("output_rel_error"),
-                    "FP32 layers": len(ex.get("fp32_layers") or [])})
+                    "FP32 layers": len(ex["fp32_layers"]) if isinstance(ex.get("fp32_layers"), list) else None})
     out.append(table([{k: v for k, v in row.items() if v is not None}]))
-    if ex.get("layers"):
-        out.append(bar_chart({x["layer"]: x["sensitivity"] for x in ex["layers"]},
-                             title="per-layer INT8 sensitivity (red: kept FP32)",
-                             removed=[x["layer"] for x in ex["layers"] if x.get("precision") == "fp32"]))
+    layers = [x for x in (ex.get("layers") or []) if isinstance(x, dict) and isinstance(x.get("layer"), str)]
+    scanned = {x["layer"]: float(x["sensitivity"]) for x in layers if _is_number(x.get("sensitivity"))}
+    if scanned:  # a plain INT8 export lists its layers without a sensitivity scan
+        out.append(bar_chart(scanned, title="per-layer INT8 sensitivity (red: kept FP32)",
+                             removed=[x["layer"] for x in layers if x.get("precision") == "fp32"]))
     return "\n".join(out)
 
 
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _points(raw: Any) -> list[tuple[float, float]]:
+    """(x, y) pairs of numbers from a stored history; anything else in it is skipped."""
+    out = []
+    for p in raw if isinstance(raw, list) else []:
+        if isinstance(p, (list, tuple)) and len(p) >= 2 and _is_number(p[0]) and (_is_number(p[1]) or p[1] is None):
+            out.append((float(p[0]), None if p[1] is None else float(p[1])))
+    return out
+
+
 def _read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object from a file the session points at (a check report, a training summary), or None when it is
+    missing or not one (read with a size limit; never a FIFO or a device)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        doc = read_json_file(path, "file")
+    except SlimError:
         return None
+    return doc if isinstance(doc, dict) else None
 
 
 def session_report(session_path: str | Path, out: str | Path, *, bench: str | Path | None = None,
@@ -260,6 +275,28 @@ def _session_exports(results: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _check_export_doc(doc: dict[str, Any], where: str) -> None:
+    """An export check report (``NAME.onnx.check.json``): its figures numbers, its layers objects."""
+    def bad(name: str, what: str, v: Any) -> SlimError:
+        return SlimError(f"the check report of {where} is not valid: {name} {what}, got {repr(v)[:40]}",
+                         hint="export again with `slimgui export`")
+
+    for k in ("cosine", "max_abs_diff", "bytes", "size_ratio", "output_rel_error"):
+        if doc.get(k) is not None and not _is_number(doc[k]):
+            raise bad(k, "must be a number", doc[k])
+    for k in ("file", "mode", "format"):
+        if doc.get(k) is not None and not isinstance(doc[k], str):
+            raise bad(k, "must be text", doc[k])
+    layers = doc.get("layers")
+    if layers is not None and not isinstance(layers, list):
+        raise bad("layers", "must be a list", layers)
+    for i, x in enumerate(layers or []):
+        if not isinstance(x, dict) or not isinstance(x.get("layer"), str):
+            raise bad(f"layers[{i}]", "must be an object naming its layer", x)
+        if x.get("sensitivity") is not None and not _is_number(x["sensitivity"]):
+            raise bad(f"layers[{i}].sensitivity", "must be a number", x["sensitivity"])
+
+
 def write_session_report(sess: Any, out: str | Path, *, bench: str | Path | dict[str, Any] | None = None,
                          exports: Sequence[str | Path] = ()) -> Path:
     """Write the HTML report of a :class:`~slimgui.core.session.Session` (the app's File → Export report):
@@ -284,19 +321,21 @@ def write_session_report(sess: Any, out: str | Path, *, bench: str | Path | dict
             if isinstance(v, dict) and "perplexity" in v:
                 evaluations[f"{k}{suffix}"] = {"perplexity": v.get("perplexity"), "tokens": v.get("tokens", ""),
                                                "file": file or ""}
+    from .session import check_bench_doc
+
     if isinstance(bench, dict):
         bench_doc: dict[str, Any] | None = bench
     elif bench:
-        bench_doc = _read_json(Path(bench))
-        if bench_doc is None:
-            raise SlimError(f"{bench} is not a benchmark JSON file", hint="write one with `slimgui bench ... --json`")
+        doc = read_json_file(Path(bench), "benchmark file", invalid="is not a benchmark JSON file")
+        bench_doc = check_bench_doc(doc, where=str(bench))
     else:
         bench_doc = results.get("bench") if isinstance(results.get("bench"), dict) else None
     checks = _session_exports(results)
     for e in exports:
-        c = _read_json(Path(str(e) + ".check.json")) or _read_json(Path(e))
+        c = _read_json(Path(str(e) + ".check.json")) or (_read_json(Path(e)) if str(e).endswith(".json") else None)
         if c is None:
             raise SlimError(f"no export check report for {e}", hint="export with `slimgui export` first")
+        _check_export_doc(c, str(e))
         checks = [x for x in checks if str(x.get("file")) != str(c.get("file"))] + [c]
     page = render(title=f"SlimGUI report: {Path(str(model['path'])).name}", model=model, plan=plan, scores=scores,
                   locked=locked, training=training, bench=bench_doc, exports=checks, evaluations=evaluations or None)

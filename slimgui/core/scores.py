@@ -1,4 +1,9 @@
-"""Importance scores keyed by unit id (higher = more important), saved as versioned JSON."""
+"""Importance scores keyed by unit id (higher = more important), saved as versioned JSON.
+
+A score that is not a finite number (NaN or ±inf: a model with NaN weights, a block whose removal makes the
+loss overflow) is kept as such in memory and written as ``null`` in JSON (which has no NaN); such units are
+listed by :meth:`Scores.non_finite` and rank as most important (they are never picked for removal first).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,10 @@ from .io import read_versioned_json, write_versioned_json
 SCHEMA_VERSION = 1
 
 
+def _rank_key(v: float) -> tuple[int, float]:
+    return (1, 0.0) if math.isnan(v) else (0, v)
+
+
 @dataclass
 class Scores:
     criterion: str
@@ -23,23 +32,74 @@ class Scores:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def ranking(self) -> list[str]:
-        """Unit ids from least to most important (ties broken by id order in ``values``)."""
-        order = list(self.values)
-        return sorted(order, key=lambda uid: (self.values[uid], order.index(uid)))
+        """Unit ids from least to most important (ties broken by id order in ``values``; NaN ranks last)."""
+        order = {uid: i for i, uid in enumerate(self.values)}
+        return sorted(order, key=lambda uid: (_rank_key(float(self.values[uid])), order[uid]))
+
+    def non_finite(self) -> list[str]:
+        """Units whose score is NaN or infinite, in ``values`` order."""
+        return [uid for uid, v in self.values.items() if not math.isfinite(v)]
 
     def save(self, path: str | os.PathLike) -> None:
         values = {k: (None if not math.isfinite(v) else float(v)) for k, v in self.values.items()}
         write_versioned_json(path, "scores", SCHEMA_VERSION, {
             "criterion": self.criterion, "model": self.model, "values": values,
-            "ranking": self.ranking(), "locked": self.locked, "keep": self.keep, "meta": self.meta,
+            "ranking": self.ranking(), "locked": self.locked, "keep": self.keep, "meta": _jsonable(self.meta),
         })
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Scores:
         doc = read_versioned_json(path, "scores", SCHEMA_VERSION)
-        try:
-            values = {str(k): (math.inf if v is None else float(v)) for k, v in doc["values"].items()}
-            return cls(criterion=str(doc["criterion"]), values=values, model=str(doc.get("model", "")),
-                       locked=list(doc.get("locked", [])), keep=doc.get("keep"), meta=dict(doc.get("meta", {})))
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise SlimError(f"{path} is not a valid scores file: {exc}") from exc
+        return scores_from_doc(doc, f"{path}")
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj
+    return str(obj)
+
+
+def scores_from_doc(doc: Any, where: str, field_prefix: str = "", kind: str = "scores") -> Scores:
+    """Scores from their JSON form, every field checked: one :class:`SlimError` naming the bad field and ``where``."""
+    def bad(name: str, what: str) -> SlimError:
+        hint = "write it again with `slimgui analyze --out`" if kind == "scores" else \
+            "it may have been edited by hand; open the model instead"
+        return SlimError(f"{where} is not a valid {kind} file: {field_prefix}{name} {what}", hint=hint)
+
+    if not isinstance(doc, dict):
+        raise bad("", "must be a JSON object") if not field_prefix else bad("", f"must be an object, got {doc!r:.40}")
+    crit = doc.get("criterion")
+    if not isinstance(crit, str) or not crit:
+        raise bad("criterion", "must be a criterion name")
+    raw = doc.get("values")
+    if not isinstance(raw, dict):
+        raise bad("values", "must be an object of unit id → number")
+    values: dict[str, float] = {}
+    for k, v in raw.items():
+        if v is None:
+            values[str(k)] = math.inf  # JSON has no infinity: a non-finite score was written as null
+        elif isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise bad(f"values.{k}", f"must be a number or null, got {v!r:.40}")
+        else:
+            values[str(k)] = float(v)
+    locked = doc.get("locked", [])
+    if locked is None:
+        locked = []
+    if not isinstance(locked, list) or not all(isinstance(x, str) for x in locked):
+        raise bad("locked", "must be a list of unit ids")
+    keep = doc.get("keep")
+    if keep is not None and not isinstance(keep, str):
+        raise bad("keep", f"must be a keep-set such as first:4,last:2 or null, got {keep!r:.40}")
+    model = doc.get("model", "")
+    if model is not None and not isinstance(model, str):
+        raise bad("model", "must be a path")
+    meta = doc.get("meta") or {}
+    if not isinstance(meta, dict):
+        raise bad("meta", "must be an object")
+    return Scores(criterion=crit, values=values, model=model or "", locked=list(locked), keep=keep, meta=dict(meta))

@@ -185,7 +185,11 @@ class AnalysisPanel(QWidget):
             self.doc.add_scores(scores)
             secs = scores.meta.get("seconds")
             word = traits(self.doc.registry, m, self.doc.graph).unit_word
-            self.status.setText(f"{name}: {len(scores.values)} {word}s scored" + (f" in {secs:.1f}s" if secs else ""))
+            warnings = [str(w) for w in (scores.meta.get("warnings") or [])]
+            self.status.setText(f"{name}: {len(scores.values)} {word}s scored" + (f" in {secs:.1f}s" if secs else "")
+                                + (f" ({len(warnings)} warning{'s' if len(warnings) > 1 else ''})" if warnings else ""))
+            for text in warnings:  # e.g. a calibration text too short for the samples asked for
+                self.notifier.warning(f"{name}: {text}")
             self.analysisFinished.emit(scores)
 
         def failed(job: Job) -> None:
