@@ -187,3 +187,96 @@ def test_bad_flags_are_one_line(capsys):
         main(["prune"])
     _, err = capsys.readouterr()
     assert exc.value.code == 2 and len(err.strip().splitlines()) == 1
+
+
+# -- NaN/Inf, warnings, tolerant reports -------------------------------------------------------------
+def _strict_json(line: str):
+    def refuse(name):
+        raise AssertionError(f"invalid JSON constant {name}")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+def test_nan_weights_and_scores_are_named(tmp_path, tiny_models, text_file, capsys):
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_models["llama"], folder)
+    sd = load_file(folder / "model.safetensors")
+    key = "model.layers.1.mlp.down_proj.weight"
+    sd[key][:] = float("nan")
+    save_file(sd, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    code, out, err = run(capsys, "analyze", str(folder), "--criterion", "bi", "--data", str(text_file))
+    assert code == 0, err
+    warnings = err.strip().splitlines()
+    assert warnings and all(w.startswith("slimgui: warning: ") for w in warnings), err
+    assert any(key in w for w in warnings) and any("block.1" in w for w in warnings)
+    rows = {line.split()[1]: line for line in out.splitlines() if line.strip().startswith(("0 ", "1 ", "2 ", "3 "))}
+    assert "nan" in rows["block.1"] and "nan" not in rows["block.0"]
+    code, out, err = run(capsys, "analyze", str(folder), "--criterion", "bi", "--data", str(text_file), "--json",
+                         "--out", str(tmp_path / "s.json"))
+    assert code == 0, err
+    doc = _strict_json(out.strip().splitlines()[-1])
+    assert doc["scores"]["block.1"] is None and "block.1" in doc["non_finite"] and "block.0" not in doc["non_finite"]
+    assert doc["ranking"][-1] in doc["non_finite"]  # unknown importance ranks last: never removed first
+    assert any(key in w for w in doc["warnings"])
+    _strict_json((tmp_path / "s.json").read_text())  # the scores file is valid JSON too
+
+
+def test_analysis_and_export_warnings_reach_stderr_and_json(tmp_path, tiny_models, monkeypatch, capsys):
+    from slimgui_llm.adapter import TransformersAdapter
+
+    import slimgui.core.ops as ops
+
+    real = ops.analyze
+
+    def analyze(*a, **kw):
+        scores = real(*a, **kw)
+        scores.meta["warnings"] = ["the text gives 6 of the 32 calibration segments asked for"]
+        return scores
+
+    monkeypatch.setattr(ops, "analyze", analyze)
+    m = str(tiny_models["llama"])
+    code, out, err = run(capsys, "analyze", m, "--criterion", "magnitude", "--json")
+    assert code == 0 and err == "slimgui: warning: the text gives 6 of the 32 calibration segments asked for\n"
+    assert json.loads(out.strip().splitlines()[-1])["warnings"] == ["the text gives 6 of the 32 calibration segments "
+                                                                   "asked for"]
+    code, out, err = run(capsys, "prune", m, "--criterion", "magnitude", "--count", "1", "--out", str(tmp_path / "p"))
+    assert code == 0 and err.startswith("slimgui: warning: the text gives 6"), err
+
+    def export_onnx(self, model, out, **kw):
+        return {"bytes": 1024, "cosine": 1.0, "max_abs_diff": 0.0, "warnings": ["INT8 is slower than FP32 on this CPU"]}
+
+    monkeypatch.setattr(TransformersAdapter, "export_onnx", export_onnx)
+    code, out, err = run(capsys, "export", m, "--format", "onnx", "--out", str(tmp_path / "m.onnx"), "--json")
+    assert code == 0, err
+    assert err == "slimgui: warning: INT8 is slower than FP32 on this CPU\n"
+    assert json.loads(out.strip().splitlines()[-1])["warnings"] == ["INT8 is slower than FP32 on this CPU"]
+
+
+def test_report_renders_an_int8_export_without_sensitivities(tmp_path, tiny_models, capsys):
+    slim = tmp_path / "s.slim"
+    slim.write_text(json.dumps({"kind": "session", "schema_version": 1,
+                                "model": {"path": str(tiny_models["llama"]), "adapter": "transformers"},
+                                "results": {"export": {"runs": [{"file": str(tmp_path / "m.onnx"), "format": "onnx",
+                                                                 "mode": "int8", "cosine": 0.999, "bytes": 2048,
+                                                                 "layers": [{"layer": "model.layers.0.mlp.up_proj",
+                                                                             "precision": "int8"}]}]}}}))
+    code, _, err = run(capsys, "report", str(slim), "--out", str(tmp_path / "r.html"))
+    assert code == 0, err
+    page = (tmp_path / "r.html").read_text()
+    assert "ONNX INT8" in page and "sensitivity" not in page
+
+
+def test_check_output_path_accepts_new_paths_and_leaves_nothing(tmp_path):
+    from slimgui.core.errors import SlimError
+    from slimgui.core.io import check_output_path
+
+    src = tmp_path / "model"
+    src.mkdir()
+    assert check_output_path(tmp_path / "a" / "b", "folder", sources=[src]) == (tmp_path / "a" / "b").resolve()
+    assert check_output_path(tmp_path / "x.onnx", "file", sources=[src]) == (tmp_path / "x.onnx").resolve()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # the write test left nothing, made no folders
+    for bad, needle in ((src, "model folder itself"), (src / "in", "inside"), (tmp_path, "contains")):
+        with pytest.raises(SlimError, match=needle):
+            check_output_path(bad, "folder", force=True, sources=[src])

@@ -356,7 +356,7 @@ def unet_graph(unet: torch.nn.Module, *, context_len: int = 77, family: str = "d
 def preset_fits(shape: UNetShape, name: str) -> str | None:
     """None when the preset applies to this U-Net, else why not."""
     if name not in PRESETS:
-        return f"unknown preset '{name}' (known: {', '.join(PRESETS)})"
+        return f"unknown preset '{name}'"
     if min(shape.layers) < 2:
         return (f"{name} needs at least two ResNet/attention pairs per down stage; this U-Net has "
                 f"layers_per_block {shape.layers}")
