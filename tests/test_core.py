@@ -142,3 +142,25 @@ def test_origin_links_are_followed_to_the_demo(tmp_path):
     assert origin_with(healed, "slimgui_demo.json") == demo
     (pruned / "slimgui_plan.json").write_text(_json.dumps({"model": str(tmp_path / "gone")}))
     assert origin_with(healed, "slimgui_demo.json") is None  # a broken link ends the search
+
+
+def test_taylor_counts_every_parameter_but_biases_by_name():
+    """``taylor`` sums a unit's weights: every parameter but those named ``bias`` / ``*_bias`` (no torch needed)."""
+    from slimgui.core.criteria import is_bias
+
+    for name in ("self_attn.q_proj.weight", "input_layernorm.weight", "post_attention_layernorm.weight",
+                 "attn.c_attn.weight", "LayerNorm.weight", "in_proj_weight", "relative_attention_bias.weight",
+                 "mixer.A_log", "layer_scale.gamma"):
+        assert not is_bias(name), name
+    for name in ("self_attn.q_proj.bias", "ln_1.bias", "attn.in_proj_bias", "bias"):
+        assert is_bias(name), name
+
+
+def test_core_plugin_names_its_criteria():
+    from slimgui.core.criteria import plugin
+
+    specs = {c.name: c.description for c in plugin.criteria}
+    assert set(specs) == {"magnitude", "taylor", "taylor-matrices"}
+    assert "rank >= 2" in specs["magnitude"] and "norm weights and biases not counted" in specs["magnitude"]
+    assert "norm weights included, biases not" in specs["taylor"]
+    assert "weight matrices only" in specs["taylor-matrices"]
