@@ -31,7 +31,7 @@ from .graph import UnitGraph
 from .io import cache_dir, read_versioned_json, write_versioned_json
 from .media import TableMedia, TextMedia
 from .plan import parse_keep, plan_from_scores
-from .scores import Scores, scores_from_doc
+from .scores import Scores, _jsonable, scores_from_doc
 
 if TYPE_CHECKING:
     from .model import LoadedModel
@@ -203,18 +203,6 @@ def media_from_json(doc: Mapping[str, Any] | None) -> Any:
         return TableMedia(columns=list(doc.get("columns") or []), rows=list(doc.get("rows") or []),
                           title=str(doc.get("title", "")))
     return None
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if obj is None or isinstance(obj, (str, int, float, bool)):
-        return obj
-    return str(obj)
 
 
 def _scores_to_json(scores: Scores) -> dict[str, Any]:
