@@ -1,4 +1,4 @@
-"""The plugin API.
+r"""The plugin API: everything a model family can contribute, declared in one place.
 
 A plugin is a :class:`Plugin` manifest exposed under the entry-point group ``slimgui.plugins``.
 The manifest names what it contributes with ``"module:attribute"`` strings, so listing plugins
@@ -6,14 +6,29 @@ imports only the (light) manifest module; the heavy code behind a contribution i
 first time it is used.  A plugin that fails to load is recorded as broken with its reason and
 everything else keeps working.
 
-Contributions
--------------
-adapters    classes implementing :class:`ModelAdapter` (open a model family); each also names a
-            cheap ``match(path) -> float`` function that must not load weights.
-criteria    classes implementing :class:`Criterion` (importance scores of prunable units).
-evaluators  callables ``(model, data_path, **options) -> dict`` (metrics such as perplexity).
-previewers  callables ``(model, **options) -> media`` (text, image arrays, audio, video files).
-demos       callables ``(progress, cancel) -> dict`` returning paths of a ready demo model.
+Contributions (each a frozen dataclass below; ``families`` says which families one applies to, "*" all)
+--------------------------------------------------------------------------------------------------------
+adapters     :class:`AdapterSpec` — a model family: a class implementing :class:`ModelAdapter` (open,
+             graph, plan, save, and the optional capabilities it *declares* in ``capabilities``), a cheap
+             ``match(path)`` that must not load weights, and how its work is counted and shown (``items``,
+             ``unit_word``, ``layout``), its data (``data``), its default criteria and the options of its
+             calibration (``calibration_options``), training data (``train_options``) and benchmark
+             (``bench_options``).
+criteria     :class:`CriterionSpec` — classes implementing :class:`Criterion` (importance of prunable units).
+methods      :class:`MethodSpec` — healing methods: a function building the :class:`~slimgui.core.train.TrainTask`
+             the core loop runs, with its options schema and default learning rate.
+evaluators   :class:`EvaluatorSpec` — ``(model, data_path, **options) -> dict`` with the :class:`Metric`\ s
+             the dict holds (name, unit, which direction is better) and an options schema.
+previewers   :class:`PreviewerSpec` — ``(model, **options) -> media`` (text, image, audio, video, table;
+             see :mod:`slimgui.core.media`) with an options schema.
+exporters    :class:`ExporterSpec` — ``(model, out, *, options, progress, cancel, **context) -> dict``
+             writing a file or folder (ONNX, a native folder, ...), with an options schema and, optionally,
+             a benchmark runner for what it writes.
+demos        :class:`DemoSpec` — ``(progress, cancel) -> dict`` returning paths of a ready demo model.
+
+Options schemas are dataclasses of :func:`slimgui.core.options.option` fields, named by ``"module:Class"``
+like every target; the CLI builds its flags and the GUI its forms from them, sessions store their values
+by name.
 """
 
 from __future__ import annotations
@@ -27,6 +42,7 @@ from importlib import metadata
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .errors import SlimError
+from .metrics import Metric
 
 if TYPE_CHECKING:  # only for type checkers: keeps discovery free of torch
     from .graph import UnitGraph
@@ -47,6 +63,28 @@ def load_ref(ref: str) -> Any:
 
 
 # -- manifest ---------------------------------------------------------------------------------
+# Capabilities an adapter may declare (AdapterSpec.capabilities) — each is a method of ModelAdapter below.
+CAPABILITIES = {
+    "calibration": "calibration_batches(model, data) and loss(model, batch): data-driven criteria (taylor, ...)",
+    "default-data": "default_data(model): the data a model comes with (a demo's own), used when none is given",
+    "presets": "preset_plan(model, name): named pruning plans (the names are listed in graph.attrs['presets'])",
+    "width": "width_variant(model, target_params): a width-pruned model of a given size, to compare with",
+    "bench": "bench_runner(model, batch, options, mode): a callable timed by the benchmark",
+    "decode": "bench mode 'decode': step-by-step generation after a forward pass (can_decode(model) says when)",
+}
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What a family's data is, for the file/folder choosers and help texts: ``kind`` "file" or "folder"
+    (or "file-or-folder"), a ``label`` ("calibration text"), a dialog ``filter`` and a ``help`` line."""
+
+    kind: str = "file"
+    label: str = "data"
+    filter: str = ""
+    help: str = ""
+
+
 @dataclass(frozen=True)
 class AdapterSpec:
     name: str
@@ -54,6 +92,21 @@ class AdapterSpec:
     target: str  # "module:Class" implementing ModelAdapter
     match: str  # "module:function" (path) -> confidence in [0, 1]; must be cheap
     description: str = ""
+    capabilities: tuple[str, ...] = ()  # the optional ModelAdapter methods it implements (CAPABILITIES)
+    items: str = "samples"  # what a throughput counts: "tokens", "images", "clips", ...
+    unit_word: str = "unit"  # what its prunable units are called ("block", "stage", ...)
+    layout: str = "stack"  # how the model view draws its graph: "stack" or "unet"
+    native: str = "folder"  # what save() writes, in words ("transformers folder", "diffusers folder")
+    data: DataSpec = DataSpec()
+    default_criterion: str | None = None  # with data
+    default_criterion_no_data: str | None = "magnitude"
+    calibration_options: str | None = None  # "module:Class": options of calibration (segment length, ...)
+    train_options: str | None = None  # "module:Class": family-wide options of retraining data
+    bench_options: str | None = None  # "module:Class": options of bench_runner
+    file_kinds: tuple[str, ...] = ()  # what a chooser names the files it opens, e.g. ("config.json", "*.safetensors")
+
+    def can(self, capability: str) -> bool:
+        return capability in self.capabilities
 
 
 @dataclass(frozen=True)
@@ -62,6 +115,24 @@ class CriterionSpec:
     target: str  # "module:Class" implementing Criterion
     description: str = ""
     families: tuple[str, ...] = ("*",)
+    needs_data: bool = False  # True: scores need calibration data (and the "calibration" capability)
+    needs: tuple[str, ...] = ()  # adapter capabilities it requires, e.g. ("calibration",)
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A healing method.  ``target``: ``(adapter, cfg: TrainConfig, options, *, registry) -> TrainTask``
+    where ``options`` is an instance of the ``options`` schema (None without one)."""
+
+    name: str
+    target: str
+    label: str = ""
+    description: str = ""
+    families: tuple[str, ...] = ("*",)
+    options: str | None = None
+    default_lr: float = 1e-4
+    teacher: str = ""  # "" none, "original" (the model it was slimmed from), "self" (the model itself)
+    role: str = ""  # what the healed model is shown as, e.g. "few-step" (default: "healed")
 
 
 @dataclass(frozen=True)
@@ -70,6 +141,9 @@ class EvaluatorSpec:
     target: str
     description: str = ""
     families: tuple[str, ...] = ("*",)
+    options: str | None = None
+    metrics: tuple[Metric, ...] = ()
+    data: DataSpec | None = None  # None: it needs no data
 
 
 @dataclass(frozen=True)
@@ -79,6 +153,25 @@ class PreviewerSpec:
     media: str  # "text", "image", "audio", "video", "table"
     description: str = ""
     families: tuple[str, ...] = ("*",)
+    options: str | None = None
+    label: str = ""  # what the compare panel calls it
+
+
+@dataclass(frozen=True)
+class ExporterSpec:
+    """An export format.  ``target``: ``(model, out, *, options, progress, cancel, **context) -> dict`` (the
+    result shown and recorded); ``runner``: ``(path, batch, options, mode) -> callable`` timing what it wrote."""
+
+    name: str
+    target: str
+    label: str = ""
+    description: str = ""
+    families: tuple[str, ...] = ("*",)
+    options: str | None = None
+    output: str = "file"  # "file" or "folder"
+    suffix: str = ""  # e.g. ".onnx"
+    runner: str | None = None
+    metrics: tuple[Metric, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -95,26 +188,96 @@ class Plugin:
     description: str = ""
     adapters: Sequence[AdapterSpec] = ()
     criteria: Sequence[CriterionSpec] = ()
+    methods: Sequence[MethodSpec] = ()
     evaluators: Sequence[EvaluatorSpec] = ()
     previewers: Sequence[PreviewerSpec] = ()
+    exporters: Sequence[ExporterSpec] = ()
     demos: Sequence[DemoSpec] = ()
 
 
 # -- protocols the targets implement ------------------------------------------------------------
-@runtime_checkable
-class ModelAdapter(Protocol):
-    family: str
+class ModelAdapter:
+    """The base class of a family's adapter.  The first five methods are required; the rest are the
+    optional capabilities, each implemented only by an adapter whose :class:`AdapterSpec` declares it in
+    ``capabilities`` (core asks the spec, never ``hasattr``).  Calling one that was not declared raises a
+    SlimError saying so."""
 
+    family: str = ""
+
+    # -- required -----------------------------------------------------------------------------
     def load(self, path: str, *, progress: ProgressFn | None = None, cancel: CancelToken | None = None,
-             **options: Any) -> LoadedModel: ...
+             **options: Any) -> LoadedModel:
+        """Open ``path`` (a folder, a file or a hub id); ``options`` may carry ``trust_remote_code``.
+        Must refuse bad input with a SlimError and never unpickle untrusted data."""
+        raise NotImplementedError
 
-    def to_graph(self, model: LoadedModel) -> UnitGraph: ...
+    def to_graph(self, model: LoadedModel) -> UnitGraph:
+        """The model's prunable units and their parameters/MACs, as one :class:`UnitGraph`."""
+        raise NotImplementedError
 
-    def apply_plan(self, model: LoadedModel, plan: PruningPlan, *, copy: bool = True) -> LoadedModel: ...
+    def apply_plan(self, model: LoadedModel, plan: PruningPlan, *, copy: bool = True) -> LoadedModel:
+        """The model with ``plan.remove`` taken out (a copy unless ``copy`` is False)."""
+        raise NotImplementedError
 
-    def save(self, model: LoadedModel, out_dir: str) -> str: ...
+    def save(self, model: LoadedModel, out_dir: str) -> str:
+        """Write the model in the family's native format (``AdapterSpec.native``); returns the folder."""
+        raise NotImplementedError
 
-    def unit_module(self, model: LoadedModel, unit_id: str) -> Any: ...
+    def unit_module(self, model: LoadedModel, unit_id: str) -> Any:
+        """The torch module of one unit (what core criteria such as ``magnitude`` read)."""
+        raise NotImplementedError
+
+    # -- optional: "calibration" -------------------------------------------------------------------
+    def calibration_batches(self, model: LoadedModel, data: Any) -> list[Any]:
+        """Batches of ``data`` (a :class:`~slimgui.core.data.CalibrationData`) the model's ``loss`` takes."""
+        raise _undeclared(self, "calibration")
+
+    def loss(self, model: LoadedModel, batch: Any) -> Any:
+        """A scalar loss tensor of the model on one calibration batch (what ``taylor`` differentiates)."""
+        raise _undeclared(self, "calibration")
+
+    # -- optional: "default-data" ----------------------------------------------------------------------
+    def default_data(self, model: LoadedModel) -> str | None:
+        """The data this model comes with (a demo's own text or images), or None."""
+        return None
+
+    # -- optional: "presets" -----------------------------------------------------------------------------
+    def preset_plan(self, model: LoadedModel, preset: str) -> PruningPlan:
+        """The plan of a named preset (the names are in ``to_graph(model).attrs["presets"]``)."""
+        raise _undeclared(self, "presets")
+
+    # -- optional: "width" -------------------------------------------------------------------------------
+    def width_variant(self, model: LoadedModel, target_params: int) -> LoadedModel:
+        """The model pruned in width to about ``target_params`` parameters (a baseline to benchmark)."""
+        raise _undeclared(self, "width")
+
+    # -- optional: "bench" (and "decode") ------------------------------------------------------------------
+    def bench_runner(self, model: LoadedModel, batch: int, options: Any, mode: str) -> Callable[[], Any]:
+        """A callable running one timed pass: ``mode`` "forward" (a batch of ``batch`` samples shaped by
+        ``options``, an instance of ``bench_options``) or "decode" (declared by "decode")."""
+        raise _undeclared(self, "bench")
+
+    def can_decode(self, model: LoadedModel) -> bool:
+        """Whether "decode" applies to this model (e.g. not to an encoder)."""
+        return False
+
+    def context_limit(self, model: LoadedModel) -> tuple[int, str] | None:
+        """(items, where it is stated) of the longest input the model takes, e.g. (2048, "max_position_embeddings
+        in config.json"), for the front ends' checks of lengths a user asks for; None: no limit."""
+        return None
+
+    # -- always safe -------------------------------------------------------------------------------------
+    def warm_up(self) -> None:
+        """Import the family's heavy libraries ahead of use (the app calls it in the background)."""
+
+    def describe_result(self, model: LoadedModel) -> dict[str, Any]:
+        """Extra facts about a loaded model the app shows (dtype, context, ...)."""
+        return {}
+
+
+def _undeclared(adapter: Any, capability: str) -> SlimError:
+    return SlimError(f"the {getattr(adapter, 'family', '') or type(adapter).__name__} family does not declare "
+                     f"'{capability}' ({CAPABILITIES.get(capability, '')})")
 
 
 @runtime_checkable
@@ -182,6 +345,101 @@ class Registry:
                                 f"{type(exc).__name__}: {exc}") from exc
         return self._cache[key]
 
+    # -- declared contributions, by family ----------------------------------------------------------
+    @staticmethod
+    def _applies(spec: Any, family: str | None) -> bool:
+        fams = getattr(spec, "families", ("*",))
+        return family is None or "*" in fams or family in fams
+
+    def _family_specs(self, kind: str, family: str | None) -> list[Any]:
+        """Specs of ``kind`` for ``family``: the family's own first, then those for every family."""
+        specs = [s for _, s in self._specs(kind) if self._applies(s, family)]
+        return [s for s in specs if "*" not in s.families] + [s for s in specs if "*" in s.families]
+
+    def adapter_spec(self, name: str) -> AdapterSpec:
+        for _, spec in self.adapter_specs():
+            if spec.name == name:
+                return spec
+        raise SlimError(f"no model adapter named '{name}'", hint="`slimgui plugins` lists them")
+
+    def family_spec(self, family: str, adapter: str | None = None) -> AdapterSpec:
+        """The spec of the adapter that opened a model (by name), else the family's first adapter."""
+        if adapter:
+            for _, spec in self.adapter_specs():
+                if spec.name == adapter:
+                    return spec
+        for _, spec in self.adapter_specs():
+            if spec.family == family:
+                return spec
+        return AdapterSpec(name=adapter or family, family=family, target="", match="")
+
+    def spec_of(self, model: Any) -> AdapterSpec:
+        """The :class:`AdapterSpec` of a :class:`~slimgui.core.model.LoadedModel`."""
+        return self.family_spec(model.family, getattr(model, "adapter", None))
+
+    def method_specs(self, family: str | None) -> list[MethodSpec]:
+        return self._family_specs("methods", family)
+
+    def method_spec(self, name: str, family: str | None = None) -> MethodSpec:
+        for spec in self.method_specs(family):
+            if spec.name == name:
+                return spec
+        names = ", ".join(s.name for s in self.method_specs(family)) or "none"
+        raise SlimError(f"unknown retraining method '{name}'" + (f" for {family} models" if family else ""),
+                        hint=f"use one of: {names}")
+
+    def evaluator_specs(self, family: str | None) -> list[EvaluatorSpec]:
+        return self._family_specs("evaluators", family)
+
+    def evaluator_spec(self, name: str, family: str | None = None) -> EvaluatorSpec:
+        for spec in self.evaluator_specs(family):
+            if spec.name == name:
+                return spec
+        raise SlimError(f"no evaluator named '{name}'" + (f" for {family} models" if family else ""),
+                        hint="available: " + (", ".join(s.name for s in self.evaluator_specs(family)) or "none"))
+
+    def previewer_specs(self, family: str | None) -> list[PreviewerSpec]:
+        return self._family_specs("previewers", family)
+
+    def previewer_spec(self, name: str, family: str | None = None) -> PreviewerSpec:
+        for spec in self.previewer_specs(family):
+            if spec.name == name:
+                return spec
+        raise SlimError(f"no previewer named '{name}'" + (f" for {family} models" if family else ""),
+                        hint="available: " + (", ".join(s.name for s in self.previewer_specs(family)) or "none"))
+
+    def exporter_specs(self, family: str | None) -> list[ExporterSpec]:
+        return self._family_specs("exporters", family)
+
+    def exporter_spec(self, name: str, family: str | None = None) -> ExporterSpec:
+        for spec in self.exporter_specs(family):
+            if spec.name == name:
+                return spec
+        raise SlimError(f"no export format '{name}'" + (f" for {family} models" if family else ""),
+                        hint="available: " + (", ".join(s.name for s in self.exporter_specs(family)) or "none"))
+
+    def exporter(self, name: str, family: str | None = None) -> Callable[..., dict]:
+        return self._named("exporters", name, family)
+
+    def method(self, name: str, family: str | None = None) -> Callable[..., Any]:
+        return self._named("methods", name, family)
+
+    def target(self, spec: Any, ref: str | None, kind: str = "target") -> Any:
+        """Load one ``"module:attr"`` a spec names (an options schema, a runner); None stays None."""
+        if not ref:
+            return None
+        owner = next((p for p, s in self._all_specs() if s is spec), None)
+        plugin = owner or Plugin(name="?")
+        return self._load(plugin, kind, f"{getattr(spec, 'name', '?')}:{ref}", ref, False)
+
+    def options(self, spec: Any, attr: str = "options") -> type | None:
+        """The options schema (a dataclass) a spec declares under ``attr``, or None."""
+        return self.target(spec, getattr(spec, attr, None), "options")
+
+    def _all_specs(self) -> list[tuple[Plugin, Any]]:
+        kinds = ("adapters", "criteria", "methods", "evaluators", "previewers", "exporters", "demos")
+        return [(p, s) for p in self.plugins for k in kinds for s in getattr(p, k)]
+
     def adapter(self, name: str) -> ModelAdapter:
         for plugin, spec in self.adapter_specs():
             if spec.name == name:
@@ -201,8 +459,7 @@ class Registry:
 
     def _named(self, kind: str, name: str, family: str | None = None) -> Any:
         for plugin, spec in self._specs(kind):
-            fams = getattr(spec, "families", ("*",))
-            if spec.name == name and (family is None or "*" in fams or family in fams):
+            if spec.name == name and self._applies(spec, family):
                 return self._load(plugin, kind[:-1], name, spec.target, False)
         raise SlimError(f"no {kind[:-1]} named '{name}'" + (f" for {family} models" if family else ""),
                         hint="`slimgui plugins` lists what is installed")
@@ -240,11 +497,16 @@ class Registry:
             out.append({
                 "name": p.name, "source": rec.source, "status": "ok", "version": p.version,
                 "description": p.description,
-                "adapters": [{"name": s.name, "family": s.family, "description": s.description} for s in p.adapters],
+                "adapters": [{"name": s.name, "family": s.family, "description": s.description,
+                              "capabilities": list(s.capabilities)} for s in p.adapters],
                 "criteria": [{"name": s.name, "families": list(s.families), "description": s.description}
                              for s in p.criteria],
+                "methods": [{"name": s.name, "families": list(s.families), "label": s.label,
+                             "description": s.description} for s in p.methods],
                 "evaluators": [s.name for s in p.evaluators],
                 "previewers": [{"name": s.name, "media": s.media} for s in p.previewers],
+                "exporters": [{"name": s.name, "families": list(s.families), "output": s.output}
+                              for s in p.exporters],
                 "demos": [s.name for s in p.demos],
             })
         return out
