@@ -120,7 +120,8 @@ def test_session_roundtrip_and_relocation(tmp_path):
                     keep="first:1", meta={"seconds": 1.5})
     s = Session(model_path=str(model_dir), adapter="transformers", scores={"ppl": scores}, active_criterion="ppl",
                 keep="first:1", remove=["block.1"], slimmed_path=str(slim_dir), slimmed_remove=["block.1"],
-                preview=PreviewSettings(prompt="import os", max_new_tokens=12, eval_file="x.txt"),
+                preview=PreviewSettings(previewer="generate", options={"generate": {"prompt": "import os", "max_new_tokens": 12}},
+                                        eval_file="x.txt"),
                 results={"generation": {"original": TextMedia("import os\n", meta={"seconds": 0.1})},
                          "perplexity": {"original": {"perplexity": 12.5, "tokens": 100}}},
                 view={"expanded": ["block.0"], "tab": 2})
@@ -135,7 +136,7 @@ def test_session_roundtrip_and_relocation(tmp_path):
     assert back.scores["ppl"].values == {"block.0": 3.5, "block.1": math.inf}
     assert back.scores["ppl"].locked == ["block.0"] and back.keep == "first:1" and back.remove == ["block.1"]
     assert back.slimmed_path == str(slim_dir) and back.slimmed_remove == ["block.1"]
-    assert back.preview.prompt == "import os" and back.preview.max_new_tokens == 12
+    assert back.preview.options["generate"] == {"prompt": "import os", "max_new_tokens": 12}
     assert back.results["generation"]["original"] == TextMedia("import os\n", meta={"seconds": 0.1})
     assert back.results["perplexity"]["original"]["perplexity"] == 12.5
     assert back.view == {"expanded": ["block.0"], "tab": 2}
@@ -249,10 +250,11 @@ def test_retrain_settings_roundtrip_and_run_state(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     sess = Session(model_path=str(tmp_path / "m"))
-    sess.retrain = RetrainSettings(out=str(run), method="kd", steps=77, lora_targets=["q_proj"], kd_hidden=0.5)
+    sess.retrain = RetrainSettings(out=str(run), method="kd", steps=77,
+                                   options={"kd": {"kd_hidden": 0.5}, "lora": {"lora_targets": ["q_proj"]}})
     sess.save(tmp_path / "s.slim")
     back = Session.load(tmp_path / "s.slim")
-    assert back.retrain.method == "kd" and back.retrain.steps == 77 and back.retrain.kd_hidden == 0.5
-    assert back.retrain.lora_targets == ["q_proj"] and back.retrain.out == str(run)
+    assert back.retrain.method == "kd" and back.retrain.steps == 77 and back.retrain.options["kd"]["kd_hidden"] == 0.5
+    assert back.retrain.options["lora"]["lora_targets"] == ["q_proj"] and back.retrain.out == str(run)
     state = run_state(str(run))
     assert state["step"] == 0 and state["history"] == []

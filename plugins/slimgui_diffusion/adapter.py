@@ -10,24 +10,29 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from slimgui.core.errors import SlimError
 from slimgui.core.graph import UnitGraph
 from slimgui.core.io import MAX_CONFIG_BYTES, atomic_write_text, read_bytes_limited, read_json_file
-from slimgui.core.model import LoadedModel, origin_with
+from slimgui.core.model import LoadedModel
 from slimgui.core.plan import PruningPlan
+from slimgui.core.plugins import ModelAdapter
 from slimgui.core.progress import CancelToken, ProgressFn, check, report
 from slimgui.core.safety import check_safetensors
 
+from . import files
 from . import unet as unet_ops
+from .files import FEWSTEP_FILE, MAP_FILE
 from .probe import UNET_CLASSES
+
+if TYPE_CHECKING:
+    from slimgui.core.bench import BenchRun
 
 MODEL_LIBRARIES = {"diffusers", "transformers"}
 NOT_MODELS = ("Tokenizer", "Scheduler", "FeatureExtractor", "ImageProcessor", "Processor")
-MAP_FILE = "slimgui_unet_map.json"
 
 
 def _quiet_diffusers() -> None:
@@ -87,16 +92,18 @@ def vet_component(folder: Path, name: str, cls: str) -> bool:
     return bool(safe)
 
 
-class DiffusersAdapter:
+class DiffusersAdapter(ModelAdapter):
+    """The diffusion family's adapter; what it declares (capabilities, items, layout, data) is in the manifest
+    (:mod:`slimgui_diffusion`), its healing methods in :mod:`.training`, its previewer in :mod:`.generate`."""
+
     family = "diffusion"
     name = "diffusers"
-    bench_items = "images"
-    folder_kind = "diffusers"
-    train_methods = ("kd", "lora", "cpt", "lcm")
 
     # -- opening ---------------------------------------------------------------------------------
     def load(self, path: str, *, progress: ProgressFn | None = None, cancel: CancelToken | None = None,
-             trust_remote_code: bool = False, **_: Any) -> LoadedModel:
+             match: dict[str, Any] | None = None, trust_remote_code: bool = False, **_: Any) -> LoadedModel:
+        """Open a pipeline folder (model_index.json) or a U-Net folder.  ``match``: what :func:`.probe.match`
+        read from the folder (its JSON), used instead of reading it again."""
         _quiet_diffusers()
         p = Path(path)
         if p.is_file():
@@ -104,9 +111,13 @@ class DiffusersAdapter:
         if not p.is_dir():
             raise SlimError(f"{path} is not a diffusers folder", hint="open a pipeline folder (model_index.json) "
                             "or a U-Net folder (config.json)")
+        found = match if isinstance(match, dict) and match.get("folder") == str(p) \
+            and isinstance(match.get("doc"), dict) else None
         if (p / "model_index.json").is_file():
-            return self._load_pipeline(p, progress, cancel)
-        return self._load_unet(p, progress, cancel)
+            doc = found["doc"] if found is not None and found.get("kind") == "pipeline" else None
+            return self._load_pipeline(p, progress, cancel, index=doc)
+        doc = found["doc"] if found is not None and found.get("kind") == "unet" else None
+        return self._load_unet(p, progress, cancel, config=doc)
 
     def _unet_class(self, config: dict, where: Path):
         import diffusers
@@ -117,8 +128,9 @@ class DiffusersAdapter:
                             hint="SlimGUI opens UNet2DConditionModel and UNet2DModel")
         return getattr(diffusers, name)
 
-    def _load_unet(self, folder: Path, progress, cancel) -> LoadedModel:
-        config = _read_json(folder / "config.json", "the U-Net config")
+    def _load_unet(self, folder: Path, progress, cancel, config: dict | None = None) -> LoadedModel:
+        if config is None:
+            config = _read_json(folder / "config.json", "the U-Net config")
         cls = self._unet_class(config, folder)
         unet_ops.validate_config(config, str(folder / "config.json"))
         unet_ops.UNetShape.from_config(config)
@@ -147,8 +159,9 @@ class DiffusersAdapter:
         return LoadedModel(self.family, self.name, str(folder), module, module.config, None, has_weights, self,
                            extra={"kind": "unet"})
 
-    def _load_pipeline(self, folder: Path, progress, cancel) -> LoadedModel:
-        index = _read_json(folder / "model_index.json", "the pipeline index")
+    def _load_pipeline(self, folder: Path, progress, cancel, index: dict | None = None) -> LoadedModel:
+        if index is None:
+            index = _read_json(folder / "model_index.json", "the pipeline index")
         cls_name = str(index.get("_class_name", ""))
         import diffusers
 
@@ -278,7 +291,7 @@ class DiffusersAdapter:
         info = model.extra.get("unet_map")
         if info is not None:
             atomic_write_text(out / MAP_FILE, unet_ops.mapping_json(info))
-        fewstep = Path(model.source) / "slimgui_fewstep.json"  # a slimmed few-step model still samples in few steps
+        fewstep = Path(model.source) / FEWSTEP_FILE  # a slimmed few-step model still samples in few steps
         if fewstep.is_file():
             atomic_write_text(out / fewstep.name, read_bytes_limited(fewstep, "the few-step record",
                                                                      limit=MAX_CONFIG_BYTES).decode("utf-8", "replace"))
@@ -287,7 +300,7 @@ class DiffusersAdapter:
     # -- data ------------------------------------------------------------------------------------
     def demo_root(self, model: LoadedModel) -> Path | None:
         """The demo folder this model was made from (following plan / healing links), if any."""
-        return origin_with(model.source, "slimgui_demo.json")
+        return files.demo_root(model.source)
 
     def default_data(self, model: LoadedModel) -> str | None:
         """The demo's training images for the demo model and models made from it; else None."""
@@ -316,34 +329,16 @@ class DiffusersAdapter:
             kwargs["class_labels"] = batch["class_labels"]
         return unet(batch["latents"], batch["timesteps"], **kwargs).sample
 
-    # -- generation ------------------------------------------------------------------------------
-    def compare_grid(self, models, prompt: str, **kw):
-        from .generate import compare_grid
-
-        return compare_grid(models, prompt, **kw)
-
-    def class_prompt(self, model: LoadedModel, label: int) -> str:
-        from .generate import demo_prompt
-
-        return demo_prompt(model, label)
-
-    def save_grid(self, media, path) -> Path:
-        from .generate import save_png
-
-        return save_png(media, path)
-
-    # -- retraining ------------------------------------------------------------------------------
-    def training_task(self, cfg, registry=None):
-        from .training import build_training_task
-
-        return build_training_task(self, cfg, registry)
-
     # -- benchmark -------------------------------------------------------------------------------
-    def can_decode(self, model: LoadedModel) -> bool:
-        return False
+    def bench_runner(self, model: LoadedModel, batch: int, options: Any, mode: str) -> BenchRun | None:
+        """One U-Net forward pass over ``batch`` random latents at the U-Net's own resolution (with random text
+        embeddings of the tokenizer's length when it is text-conditioned); ``options`` is None (the family has
+        no benchmark options).  The run is named "prefill" so the rows keep their keys (``prefill_median_ms``,
+        ``images_per_s``); nothing is timed for any other mode."""
+        from slimgui.core.bench import BenchRun
 
-    def bench_runner(self, model: LoadedModel, batch: int, seq: int, mode: str, new_tokens: int = 16):
-        """One U-Net forward pass over ``batch`` latents at the configured resolution (``seq`` is ignored)."""
+        if mode != "forward":
+            return None
         if not model.has_weights:
             raise SlimError(f"{model.source} has no weights to benchmark")
         unet = model.module.eval()
@@ -362,7 +357,7 @@ class DiffusersAdapter:
         def run():
             with torch.no_grad():
                 self.unet_call(unet, b)
-        return run
+        return BenchRun("prefill", run, items=batch, label="forward pass")
 
     def warm_up(self) -> None:
         import diffusers  # noqa: F401

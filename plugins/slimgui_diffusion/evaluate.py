@@ -9,13 +9,15 @@ from slimgui.core.errors import SlimError
 from slimgui.core.model import LoadedModel
 from slimgui.core.progress import CancelToken, ProgressFn, check, report
 
+from .files import demo_root
+
 
 def quality_dir(model: LoadedModel, data_path: str | None) -> Path:
     """The folder holding the digit classifier: given, or the demo this model was made from."""
     from .quality import classifier_dir
 
     candidates = [Path(data_path)] if data_path else []
-    root = model.impl.demo_root(model) if hasattr(model.impl, "demo_root") else None
+    root = demo_root(model.source)
     if root is not None:
         candidates.append(root)
     for c in candidates:
@@ -31,7 +33,11 @@ def quality_dir(model: LoadedModel, data_path: str | None) -> Path:
 def digit_quality(model: LoadedModel, data_path: str | None = None, *, per_digit: int = 10, steps: int | None = None,
                   guidance: float | None = None, seed: int = 0, progress: ProgressFn | None = None,
                   cancel: CancelToken | None = None, **_: Any) -> dict[str, Any]:
-    """Classifier accuracy against the requested digit and Fréchet distance to real held-out digits."""
+    """Classifier accuracy against the requested digit and Fréchet distance to real held-out digits.
+
+    The keywords are :class:`~slimgui_diffusion.options.DigitsOptions`' fields.  Returns the declared metrics
+    ``accuracy``, ``fid`` and ``n`` (images scored), and the ``steps``, ``guidance``, ``seed``, ``per_digit``,
+    ``seconds``, ``seconds_per_image`` and ``scheduler`` they were measured with."""
     from .generate import model_settings
     from .quality import evaluate_pipeline
 

@@ -1,8 +1,11 @@
-"""Image generation through the model's own diffusers pipeline, and side-by-side grids.
+"""Image generation through the model's own diffusers pipeline: the family's previewer.
 
-Same prompt, same seeds, each model a row: the original, the slimmed, the healed and the few-step model
-can be compared image by image.  A few-step (latent-consistency) model says its own step count and
-guidance in ``slimgui_fewstep.json`` and is run with diffusers' ``LCMScheduler``.
+The previewer draws one model's row of images (a prompt, or a demo digit, from seeds SEED..SEED+N-1); a front
+end runs it on each model with the same options and stacks the rows (:func:`slimgui.core.media.stack_images`),
+so the original, the slimmed, the healed and the few-step model can be compared image by image.  Each row
+carries its label (the model's name, its steps) in its tiles and ``meta["rows"]``.  A few-step
+(latent-consistency) model says its own step count and guidance in ``slimgui_fewstep.json`` and is run with
+diffusers' ``LCMScheduler``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from slimgui.core.media import ImageMedia
 from slimgui.core.model import LoadedModel
 from slimgui.core.progress import CancelToken, ProgressFn, check, report
 
-FEWSTEP_FILE = "slimgui_fewstep.json"
+from .files import DEMO_FILE, FEWSTEP_FILE, demo_root
 
 
 def fewstep_settings(model: LoadedModel) -> dict[str, Any] | None:
@@ -36,7 +39,7 @@ def fewstep_settings(model: LoadedModel) -> dict[str, Any] | None:
 
 def demo_prompt(model: LoadedModel, label: int) -> str:
     """The prompt for class ``label`` of a model made from the demo (e.g. "a handwritten digit 7")."""
-    root = getattr(model.impl, "demo_root", lambda m: None)(model)
+    root = demo_root(model.source)
     if root is None:
         raise SlimError("this model's classes are unknown: --class works for models made from the demo",
                         hint="give a --prompt instead")
@@ -44,7 +47,7 @@ def demo_prompt(model: LoadedModel, label: int) -> str:
         raise SlimError(f"the demo draws digits 0-9, not {label}")
     template = "a handwritten digit {digit}"
     try:
-        doc = json.loads((root / "slimgui_demo.json").read_text(encoding="utf-8"))
+        doc = json.loads((root / DEMO_FILE).read_text(encoding="utf-8"))
         template = str(doc.get("prompt_template") or doc.get("class_prompt") or template)
     except (OSError, json.JSONDecodeError):
         pass
@@ -153,71 +156,42 @@ def model_settings(model: LoadedModel, steps: int | None, guidance: float | None
     few = fewstep_settings(model)
     if few is not None:
         own = few.get("timesteps") if isinstance(few.get("timesteps"), list) else None
-        n = int(steps if steps is not None and steps <= 8 else few.get("steps", 4))
+        mine = steps is None or steps > 8  # more steps than a few-step model takes: it uses its own
+        n = int(few.get("steps", 4) if mine else steps)
         return {"steps": n, "guidance": float(few.get("guidance", 1.0) if guidance is None else guidance),
                 "scheduler": few.get("scheduler", "lcm"),
-                "timesteps": own if own and (steps is None or steps == len(own)) else None}
+                "timesteps": own if own and (mine or steps == len(own)) else None}
     return {"steps": int(steps or 25), "guidance": guidance, "scheduler": None, "timesteps": None}
 
 
-def generate_images(model: LoadedModel, prompt: str = "", *, seed: int = 0, n: int = 4, steps: int | None = None,
-                    guidance: float | None = None, label: str | None = None, progress: ProgressFn | None = None,
-                    cancel: CancelToken | None = None, **_: Any) -> ImageMedia:
-    """The previewer: ``n`` images of ``prompt`` from seeds seed..seed+n-1, as one row."""
-    return compare_grid([(label or Path(model.source).name, model)], prompt, seeds=list(range(seed, seed + n)),
-                        steps=steps, guidance=guidance, progress=progress, cancel=cancel)
+def row_label(model: LoadedModel) -> str:
+    """A model's name in a comparison: its folder's name, with its parent's for a retraining run's ``OUT/model``."""
+    p = Path(model.source)
+    return f"{p.parent.name}/{p.name}" if p.name == "model" and p.parent.name else (p.name or str(p))
 
 
-def compare_grid(models: list[tuple[str, LoadedModel]], prompt: str, *, seeds: list[int], steps: int | None = None,
-                 guidance: float | None = None, progress: ProgressFn | None = None,
-                 cancel: CancelToken | None = None) -> ImageMedia:
-    """One row per model, same prompt and seeds: the side-by-side comparison."""
-    rows = []
-    used = []
-    for i, (label, model) in enumerate(models):
-        report(progress, i, len(models), f"generating with {label}")
-        s = model_settings(model, steps, guidance)
-        imgs = run_pipeline(model, prompt, seeds=seeds, steps=s["steps"], guidance=s["guidance"],
-                            scheduler=s["scheduler"], timesteps=s["timesteps"], cancel=cancel)
-        text = f"{label} ({s['steps']} steps{', LCM' if s['scheduler'] == 'lcm' else ''})"
-        rows.append((text, imgs))
-        used.append({"label": label, "model": model.source, **s})
-    report(progress, len(models), len(models), "done")
-    return grid(rows, col_labels=[f"seed {s}" for s in seeds], title=prompt or "(unconditional)",
-                meta={"prompt": prompt, "seeds": seeds, "models": used})
+def generate_images(model: LoadedModel, prompt: str = "", *, class_label: int | None = None, seed: int = 0,
+                    n: int = 4, steps: int | None = 25, guidance: float | None = None, label: str | None = None,
+                    progress: ProgressFn | None = None, cancel: CancelToken | None = None, **_: Any) -> ImageMedia:
+    """The previewer: ``n`` images of ``prompt`` (or of the demo's digit ``class_label``) from seeds
+    seed..seed+n-1, as one labelled row (``label``, default the model folder's name, and the steps used).
 
-
-def labelled(media: ImageMedia) -> np.ndarray:
-    """The grid with each row's label in a strip on its left (what a saved comparison needs)."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    rows = [t for t in media.tiles if "row" in t]
-    if not rows:
-        return media.image
-    font = ImageFont.load_default()
-    names = list(dict.fromkeys(t["row"] for t in rows))
-    width = 12 + max(int(ImageDraw.Draw(Image.new("L", (1, 1))).textlength(n, font=font)) for n in names)
-    base = Image.fromarray(media.image)
-    canvas = Image.new(base.mode, (base.width + width, base.height), 255 if base.mode == "L" else (255, 255, 255))
-    canvas.paste(base, (width, 0))
-    draw = ImageDraw.Draw(canvas)
-    for name in names:
-        x, y, w, h = next(t["box"] for t in rows if t["row"] == name)
-        draw.text((6, y + h // 2 - 6), name, fill=0 if base.mode == "L" else (0, 0, 0), font=font)
-    return np.asarray(canvas)
-
-
-def save_png(media: ImageMedia, path: str | Path, *, labels: bool = True) -> Path:
-    """Write the grid as a PNG atomically (with the row labels on the left unless ``labels`` is False)."""
-    import io
-
-    from PIL import Image
-
-    from slimgui.core.io import atomic_write_bytes
-
-    buf = io.BytesIO()
-    Image.fromarray(labelled(media) if labels else media.image).save(buf, format="PNG")
-    try:
-        return atomic_write_bytes(path, buf.getvalue())
-    except OSError as exc:
-        raise SlimError(f"cannot write {path}: {exc.strerror or exc}", hint="choose a writable --out") from None
+    ``meta`` holds the ``prompt``, the ``seeds`` and ``models`` (this model's label, source, steps, guidance,
+    scheduler), so the front ends can say what each row of a stacked grid was drawn with."""
+    if class_label is not None:
+        if prompt and prompt.strip():
+            raise SlimError("give --prompt or --class, not both", hint="a class stands for the demo's prompt of it")
+        prompt = demo_prompt(model, int(class_label))
+    name = label or row_label(model)
+    seeds = list(range(int(seed), int(seed) + int(n)))
+    report(progress, 0, 1, f"generating with {name}")
+    s = model_settings(model, steps, guidance)
+    imgs = run_pipeline(model, prompt, seeds=seeds, steps=s["steps"], guidance=s["guidance"],
+                        scheduler=s["scheduler"], timesteps=s["timesteps"], cancel=cancel)
+    text = f"{name} ({s['steps']} steps{', LCM' if s['scheduler'] == 'lcm' else ''})"
+    report(progress, 1, 1, "done")
+    meta: dict[str, Any] = {"prompt": prompt, "seeds": seeds, "models": [{"label": name, "model": model.source, **s}]}
+    if class_label is not None:
+        meta["class_label"] = int(class_label)
+    return grid([(text, imgs)], col_labels=[f"seed {x}" for x in seeds], title=prompt or "(unconditional)",
+                meta=meta)

@@ -12,15 +12,24 @@ from typing import Any
 import torch
 from torch import nn
 
+from slimgui.core.bench import BenchRun
 from slimgui.core.data import CalibrationData, read_text_file
 from slimgui.core.errors import SlimError
 from slimgui.core.graph import Unit, UnitGraph
 from slimgui.core.model import LoadedModel, origin_with
 from slimgui.core.plan import PruningPlan
+from slimgui.core.plugins import ModelAdapter
 from slimgui.core.progress import CancelToken, ProgressFn, report
 from slimgui.core.safety import check_pickle_checkpoint, check_safetensors
 
-from .probe import HUB_ID, model_folder
+from . import blocks
+from .blocks import (  # noqa: F401  (re-exported: the family's shared helpers, importable from here as before)
+    PER_LAYER_CONFIG_KEYS,
+    causal_lm_loss,
+    mask_tokens,
+    per_layer_config,
+)
+from .probe import HUB_ID, checked_folder
 
 FAMILY = "llm"
 ATTN_CONTEXT = 128  # MACs per token are given at this context length
@@ -40,8 +49,10 @@ def _quiet_transformers():
     logging.getLogger("transformers").setLevel(logging.ERROR)
 
 
-class TransformersAdapter:
-    """Opens transformers folders whose model is a stack of identical blocks."""
+class TransformersAdapter(ModelAdapter):
+    """Opens transformers folders whose model is a stack of identical blocks.
+
+    Declared capabilities (see the manifest): calibration, default-data, width, bench, decode."""
 
     family = FAMILY
 
@@ -53,15 +64,17 @@ class TransformersAdapter:
 
     # -- opening ------------------------------------------------------------------------------
     def load(self, path: str, *, progress: ProgressFn | None = None, cancel: CancelToken | None = None,
-             trust_remote_code: bool = False, weights: bool = True, **_: Any) -> LoadedModel:
+             trust_remote_code: bool = False, weights: bool = True, match: Any = None, **_: Any) -> LoadedModel:
+        """Open a transformers folder (or hub id).  ``match``: what :func:`slimgui_llm.probe.match` found for
+        ``path`` (its folder and config.json), so the config is not read again; None: read it here."""
         _quiet_transformers()
         report(progress, 0, 3, "reading config")
-        folder = model_folder(path)
+        folder, doc = checked_folder(path, match)
         remote = folder is None and not Path(path).exists() and HUB_ID.match(path)
         if folder is None and not remote:
             raise SlimError(f"{path} is not a transformers model folder", hint="a folder with config.json is needed")
         source = str(folder) if folder else path
-        config = self._config(source, remote, trust_remote_code)
+        config = self._config(source, remote, trust_remote_code, doc)
         cls, kind = self._model_class(config)
         files = [] if remote else self._weight_files(folder)
         has_weights = remote or (bool(files) and weights)
@@ -94,13 +107,15 @@ class TransformersAdapter:
             model.extra["stored_dtypes"] = stored_float_dtypes(files, stack_path)
         return model
 
-    def _config(self, source: str, remote: bool, trust_remote_code: bool):
+    def _config(self, source: str, remote: bool, trust_remote_code: bool, doc: dict[str, Any] | None = None):
         from transformers import AutoConfig
 
         if not remote:
             cfg_path = Path(source) / "config.json"
+            if doc is None and not cfg_path.is_file():
+                raise SlimError(f"{source} has no config.json", hint="a folder with config.json is needed")
             try:
-                doc = json.loads(cfg_path.read_text(encoding="utf-8"))
+                doc = json.loads(cfg_path.read_text(encoding="utf-8")) if doc is None else doc
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise SlimError(f"{cfg_path} is not valid JSON ({_first_line(exc)})",
                                 hint="repair or replace the model's config.json") from None
@@ -168,22 +183,7 @@ class TransformersAdapter:
     # -- structure ---------------------------------------------------------------------------
     def stack(self, model: LoadedModel) -> tuple[str, nn.ModuleList]:
         """(dotted path, ModuleList) of the model's blocks: the outermost list of identical modules."""
-        cached = model.extra.get("stack_path")
-        module = model.module
-        if cached is not None:
-            return cached, module.get_submodule(cached)
-        n = getattr(model.config, "num_hidden_layers", None)
-        found = []
-        for name, sub in module.named_modules():
-            if isinstance(sub, nn.ModuleList) and len(sub) > 0 and len({type(c) for c in sub}) == 1:
-                if n is None or len(sub) == n:
-                    found.append(name)
-        if not found:
-            raise SlimError(f"{model.source}: no stack of transformer blocks found",
-                            hint="depth pruning needs a model made of repeated blocks")
-        best = min(found, key=lambda s: s.count("."))
-        model.extra["stack_path"] = best
-        return best, module.get_submodule(best)
+        return blocks.find_stack(model)
 
     def _set_stack(self, model: LoadedModel, layers: list[nn.Module]) -> nn.ModuleList:
         path, old = self.stack(model)
@@ -315,47 +315,57 @@ class TransformersAdapter:
             model.tokenizer.save_pretrained(out_dir)
         return out_dir
 
-    # -- export and benchmark ------------------------------------------------------------------
-    def export_onnx(self, model: LoadedModel, out: str, *, mode: str = "fp32", with_past: bool = False, **options):
-        from . import export
-
-        if mode == "fp32":
-            return export.export_onnx(model, out, with_past=with_past, **options)
-        return export.export_quantized(model, out, mode=mode, **options)
-
+    # -- width and benchmark ----------------------------------------------------------------------
     def width_variant(self, model: LoadedModel, target_params: int) -> LoadedModel:
         from .width import width_prune
 
         return width_prune(model, target_params)
 
-    def bench_runner(self, model: LoadedModel, batch: int, seq: int, mode: str, new_tokens: int = 16):
-        """One prefill (forward over batch×seq tokens) or one greedy decode of ``new_tokens`` with the KV cache."""
+    def can_decode(self, model: LoadedModel) -> bool:
+        return self.is_decoder(model)
+
+    def context_limit(self, model: LoadedModel) -> tuple[int, str] | None:
+        return blocks.context_limit(model)
+
+    def bench_runner(self, model: LoadedModel, batch: int, options: Any, mode: str) -> BenchRun | None:
+        """One prefill (mode "forward": a forward pass over batch × ``options.seq`` tokens) or one greedy decode of
+        ``options.new_tokens`` tokens with the KV cache (mode "decode"; None when ``options.decode`` is off).
+        ``options``: a :class:`~slimgui_llm.options.BenchOptions` whose ``seq`` is this row's length."""
+        from .options import BenchOptions
+
+        options = options if options is not None else BenchOptions()
+        seq = bench_seq(options)
+        new_tokens = int(options.new_tokens)
         if not model.has_weights:
             raise SlimError(f"{model.source} has no weights to benchmark")
+        blocks.check_context(model, "--seq", seq)
+        prompt_len = min(seq, 16)
+        if options.decode and self.is_decoder(model):
+            blocks.check_context(model, "--new-tokens", new_tokens + prompt_len,
+                                 what=f" (after a prompt of {prompt_len} tokens)")
         gen = torch.Generator().manual_seed(0)
         ids = torch.randint(0, model.config.vocab_size, (batch, seq), generator=gen)
         module = model.module.eval()
-        if mode == "prefill":
+        if mode == "forward":
             def run():
                 with torch.no_grad():
                     module(input_ids=ids, use_cache=False)
-            return run
-        if not self.is_decoder(model):
-            raise SlimError("decoding latency needs a decoder model")
-        prompt = ids[:, : min(seq, 16)]
+            return BenchRun("prefill", run, items=batch * seq, label="prefill")
+        if mode != "decode":
+            raise SlimError(f"unknown benchmark mode '{mode}'")
+        if not options.decode or not self.is_decoder(model):
+            return None
+        prompt = ids[:, :prompt_len]
         pad = model.tokenizer.pad_token_id if model.tokenizer is not None else 0
+        if pad is None:
+            pad = 0
 
         def decode():
             with torch.no_grad():
                 module.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=new_tokens,
                                 min_new_tokens=new_tokens, do_sample=False, pad_token_id=pad)
-        return decode
-
-    # -- retraining --------------------------------------------------------------------------
-    def training_task(self, cfg, registry=None):
-        from .training import build_training_task
-
-        return build_training_task(self, cfg, registry)
+        return BenchRun("decode", decode, items=batch * new_tokens, label="decode", per="token",
+                        per_count=new_tokens, repeats=0.5)
 
     # -- data --------------------------------------------------------------------------------
     def default_data(self, model: LoadedModel) -> str | None:
@@ -377,9 +387,7 @@ class TransformersAdapter:
         return CalibrationData(str(data))
 
     def _need_tokenizer(self, model: LoadedModel):
-        if model.tokenizer is None:
-            raise SlimError(f"{model.source} has no tokenizer", hint="copy the model's tokenizer files into its folder")
-        return model.tokenizer
+        return blocks.need_tokenizer(model)
 
     def calibration_batches(self, model: LoadedModel, data: Any) -> list[dict[str, torch.Tensor]]:
         """``samples`` segments of ``seq_len`` tokens, spread evenly over the text, in batches.
@@ -392,42 +400,44 @@ class TransformersAdapter:
         when it is fewer segments than asked for.
         """
         spec = self.resolve_data(model, data)
+        seq_len = calibration_seq_len(spec)
         tok = self._need_tokenizer(model)
+        blocks.check_context(model, "--seq-len", seq_len)
         text = read_text_file(spec.path, "calibration file")
-        span = spec.seq_len * 12  # characters: comfortably more than seq_len tokens
+        span = seq_len * 12  # characters: comfortably more than seq_len tokens
         if len(text) <= span * spec.samples:
             ids = tok(text, add_special_tokens=False)["input_ids"]
-            if len(ids) < spec.seq_len:
+            if len(ids) < seq_len:
                 raise SlimError(f"calibration file {spec.path} has only {len(ids)} tokens; "
-                                f"at least {spec.seq_len} are needed", hint="give a longer text or a smaller --seq-len")
-            n = min(spec.samples, len(ids) // spec.seq_len)
-            segs = [ids[i * spec.seq_len:(i + 1) * spec.seq_len] for i in range(n)]
-            available = f"{Path(spec.path).name} has {len(ids)} tokens, enough for {len(ids) // spec.seq_len}"
+                                f"at least {seq_len} are needed", hint="give a longer text or a smaller --seq-len")
+            n = min(spec.samples, len(ids) // seq_len)
+            segs = [ids[i * seq_len:(i + 1) * seq_len] for i in range(n)]
+            available = f"{Path(spec.path).name} has {len(ids)} tokens, enough for {len(ids) // seq_len}"
         else:
             step = (len(text) - span) / max(1, spec.samples - 1)
             segs = []
             for i in range(spec.samples):
                 start = int(i * step)
                 ids = tok(text[start:start + span], add_special_tokens=False)["input_ids"]
-                if len(ids) >= spec.seq_len:
-                    segs.append(ids[:spec.seq_len])
+                if len(ids) >= seq_len:
+                    segs.append(ids[:seq_len])
             if not segs:
-                raise SlimError(f"calibration file {spec.path} gives no {spec.seq_len}-token segment")
+                raise SlimError(f"calibration file {spec.path} gives no {seq_len}-token segment")
             available = (f"{spec.samples - len(segs)} of the {spec.samples} {span}-character spans of "
-                         f"{Path(spec.path).name} hold fewer than {spec.seq_len} tokens")
-        model.extra["calibration_used"] = self._calibration_record(spec, len(segs), available)
+                         f"{Path(spec.path).name} hold fewer than {seq_len} tokens")
+        model.extra["calibration_used"] = self._calibration_record(spec, seq_len, len(segs), available)
         ids = torch.tensor(segs, dtype=torch.long)
         return [{"input_ids": b, "attention_mask": torch.ones_like(b)} for b in ids.split(spec.batch_size)]
 
     @staticmethod
-    def _calibration_record(spec: CalibrationData, used: int, available: str) -> dict[str, Any]:
+    def _calibration_record(spec: CalibrationData, seq_len: int, used: int, available: str) -> dict[str, Any]:
         warnings = []
         if used < spec.samples:
-            warnings.append(f"calibration used {used} segments of {spec.seq_len} tokens, not the {spec.samples} "
+            warnings.append(f"calibration used {used} segments of {seq_len} tokens, not the {spec.samples} "
                             f"asked for: {available} (give a longer text, a smaller --seq-len or fewer --samples)")
-        return {"data": {"path": spec.path, "seq_len": spec.seq_len, "samples": used,
+        return {"data": {"path": spec.path, "seq_len": seq_len, "samples": used,
                          "samples_requested": spec.samples, "batch_size": spec.batch_size,
-                         "tokens": used * spec.seq_len},
+                         "tokens": used * seq_len},
                 "warnings": warnings}
 
     @staticmethod
@@ -437,7 +447,7 @@ class TransformersAdapter:
         return model.extra.get("calibration_used")
 
     def is_decoder(self, model: LoadedModel) -> bool:
-        return model.extra.get("kind") == "decoder"
+        return blocks.is_decoder(model)
 
     def loss(self, model: LoadedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Next-token loss (decoders) or masked-LM loss (encoders with an LM head)."""
@@ -505,37 +515,24 @@ def cast_state_dict(module: nn.Module, dtypes: dict[str, Any]) -> dict[str, torc
     return out
 
 
-# config entries that hold one value per block (transformers configs validate their length against
-# num_hidden_layers, and the modelling code indexes them by layer): pruning keeps the kept blocks' entries
-PER_LAYER_CONFIG_KEYS = ("layer_types", "mlp_layer_types", "no_rope_layers", "num_attention_heads_per_layer",
-                         "activation_sparsity_pattern")
+def calibration_seq_len(data: CalibrationData) -> int:
+    """The segment length of calibration ``data``: its ``options["seq_len"]`` (the family's CalibrationOptions,
+    checked), else its ``seq_len``."""
+    from slimgui.core.options import from_dict
+
+    from .options import CalibrationOptions
+
+    given = dict(getattr(data, "options", None) or {})
+    if given.get("seq_len") is None:
+        given["seq_len"] = data.seq_len
+    return int(from_dict(CalibrationOptions, given, where="calibration option").seq_len)
 
 
-def per_layer_config(config, keep: list[int], n: int) -> dict[str, list]:
-    """``{key: the kept blocks' entries, in order}`` for each of the config's per-block lists
-    (:data:`PER_LAYER_CONFIG_KEYS`) that has one entry per block of the ``n``-block stack."""
-    out = {}
-    for key in PER_LAYER_CONFIG_KEYS:
-        values = getattr(config, key, None)
-        if isinstance(values, (list, tuple)) and len(values) == n:
-            out[key] = [values[i] for i in keep]
-    return out
-
-
-def causal_lm_loss(logits: torch.Tensor, input_ids: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """Next-token cross-entropy; labels are shifted instead of the (large) logits, so nothing is copied."""
-    labels = torch.cat([input_ids[:, 1:], torch.full_like(input_ids[:, :1], -100)], dim=1)
-    return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1),
-                                       ignore_index=-100, reduction=reduction)
-
-
-def mask_tokens(input_ids: torch.Tensor, tokenizer, rate: float = 0.15, seed: int = 0):
-    """Deterministic masked-LM corruption: ``rate`` of the positions become the mask token."""
-    gen = torch.Generator().manual_seed(seed)
-    pick = torch.rand(input_ids.shape, generator=gen) < rate
-    pick[:, 0] |= ~pick.any(dim=1)  # at least one masked position per row
-    mask_id = getattr(tokenizer, "mask_token_id", None) if tokenizer is not None else None
-    masked = input_ids.clone()
-    masked[pick] = mask_id if mask_id is not None else 0
-    labels = torch.where(pick, input_ids, torch.full_like(input_ids, -100))
-    return masked, labels
+def bench_seq(options: Any) -> int:
+    """The one sequence length of a benchmark row (the options' swept ``seq`` holds one value per row)."""
+    seq = options.seq
+    if isinstance(seq, (list, tuple)):
+        if len(seq) != 1:
+            raise SlimError("one benchmark run takes one sequence length", hint="the benchmark sweeps --seq itself")
+        seq = seq[0]
+    return int(seq)

@@ -16,7 +16,8 @@ from torch import nn
 from slimgui.core.plan import PruningPlan
 from slimgui.core.progress import CancelToken, ProgressFn, check, report
 
-from .adapter import TransformersAdapter, causal_lm_loss, per_layer_config
+from .adapter import TransformersAdapter
+from .blocks import causal_lm_loss, per_layer_config
 
 
 class _Replay(nn.Module):

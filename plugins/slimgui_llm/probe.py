@@ -63,6 +63,21 @@ def model_folder(path: str | Path) -> Path | None:
     return folder
 
 
+def checked_folder(path: str | Path, match: Any = None) -> tuple[Path | None, dict[str, Any] | None]:
+    """(model folder, its checked config) of ``path``, as :func:`model_folder` and :func:`check_config` give them.
+
+    ``match``: what :func:`match` found for this path (``{"folder", "config"}``): its config is checked again
+    (cheap) but not read a second time."""
+    folder = _folder(Path(path))
+    if folder is None:
+        return None, None
+    if isinstance(match, dict) and match.get("folder") == str(folder) and isinstance(match.get("config"), dict):
+        doc = match["config"]
+        validate_config(doc, str(folder / "config.json"))
+        return folder, doc
+    return folder, check_config(folder)
+
+
 def read_config(folder: str | Path) -> dict[str, Any] | None:
     """A folder's ``config.json`` as a dict, read with a size limit; None when there is none (not even a path).
 
@@ -131,7 +146,10 @@ def check_config(folder: str | Path) -> dict[str, Any] | None:
     return doc
 
 
-def match(path: str) -> float:
+def match(path: str) -> float | tuple[float, dict[str, Any]]:
+    """How sure the transformers adapter is that it opens ``path``: a confidence, or ``(confidence, info)`` where
+    ``info`` (``{"folder", "config"}``: the folder and the config.json read here) is what the adapter's ``load``
+    takes as ``match=``, so the config is not read twice.  Reads JSON only, never weights."""
     p = Path(path)
     if not p.exists():
         return 0.5 if HUB_ID.match(path) else 0.0
@@ -149,10 +167,11 @@ def match(path: str) -> float:
         return 0.3  # load() says it is not a JSON object
     if "_class_name" in doc or "_diffusers_version" in doc:
         return 0.0
+    info = {"folder": str(folder), "config": doc}
     model_type = str(doc.get("model_type", ""))
     if model_type in DECODERS or model_type in ENCODERS:
-        return 0.9
+        return 0.9, info
     archs = doc.get("architectures") if isinstance(doc.get("architectures"), list) else []
     if any(str(a).endswith(("ForCausalLM", "LMHeadModel", "ForMaskedLM")) for a in archs):
-        return 0.6
-    return 0.3 if model_type or "architectures" in doc else 0.1
+        return 0.6, info
+    return (0.3 if model_type or "architectures" in doc else 0.1), info

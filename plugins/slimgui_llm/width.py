@@ -15,7 +15,7 @@ import torch
 from slimgui.core.errors import SlimError
 from slimgui.core.model import LoadedModel
 
-from .adapter import TransformersAdapter
+from .blocks import find_stack
 
 _NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -27,8 +27,7 @@ def _block_params(d: int, heads: int, kv: int, hd: int, ff: int, bias: bool) -> 
 
 def width_prune(model: LoadedModel, target_params: int) -> LoadedModel:
     """A copy of ``model`` whose heads and MLP width are cut uniformly to about ``target_params`` parameters."""
-    adapter = model.impl if isinstance(model.impl, TransformersAdapter) else TransformersAdapter()
-    _, layers = adapter.stack(model)
+    _, layers = find_stack(model)
     attn0, mlp0 = getattr(layers[0], "self_attn", None), getattr(layers[0], "mlp", None)
     if attn0 is None or mlp0 is None or not all(hasattr(attn0, n) or hasattr(mlp0, n) for n in _NAMES):
         raise SlimError("width pruning is implemented for LLaMA-style blocks (q/k/v/o and gate/up/down projections)")
@@ -57,7 +56,7 @@ def width_prune(model: LoadedModel, target_params: int) -> LoadedModel:
         raise SlimError(f"no uniform width reduction reaches {target_params:,} parameters")
     _, new_heads, new_kv, new_ff = best
     module = copy.deepcopy(model.module)
-    _, new_layers = adapter.stack(LoadedModel(model.family, model.adapter, model.source, module, module.config,
+    _, new_layers = find_stack(LoadedModel(model.family, model.adapter, model.source, module, module.config,
                                               extra={"stack_path": model.extra.get("stack_path")}))
     with torch.no_grad():
         for block in new_layers:
@@ -87,7 +86,7 @@ def width_prune(model: LoadedModel, target_params: int) -> LoadedModel:
     module.config.head_dim = hd
     module.config.intermediate_size = new_ff
     return LoadedModel(model.family, model.adapter, model.source, module, module.config, model.tokenizer,
-                       impl=adapter, extra={"kind": model.extra.get("kind"), "width": {
+                       impl=model.impl, extra={"kind": model.extra.get("kind"), "width": {
                            "heads": new_heads, "kv_heads": new_kv, "intermediate_size": new_ff}})
 
 

@@ -1,7 +1,10 @@
 """Honest latency measurement: warm-up, repeated runs, median and p90, peak memory, fixed thread count.
 
-Family-independent; a family supplies what one run is (a forward pass, a generation).  ONNX files are
-run here directly with onnxruntime.
+Family-independent: a family supplies what one run is — its adapter's ``bench_runner(model, batch, options,
+mode)`` (capability "bench"), and for exported files the runner of the exporter that wrote them — as a
+:class:`BenchRun` (or a bare callable, counted as one item per sample).  The rows' keys come from the runs'
+names and the family's ``items`` word: ``{run}_median_ms``, ``{run}_p90_ms``, ``{run}_{items}_per_s``,
+``{run}_ms_per_{per}``, ``{run}_speedup``, and ``{items}_per_s`` for the first run.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -130,66 +134,146 @@ def onnx_forward_runner(path: str | Path, batch: int, seq: int, threads: int | N
     return lambda: sess.run(None, feed)
 
 
-def benchmark(entries: list[tuple[str, Any]], *, batches: list[int], seq: int | list[int] = 128, new_tokens: int = 16,
-              threads: int | None = 2, repeats: int = 5, decode: bool = True, progress=None,
-              cancel=None) -> dict[str, Any]:
-    """Latency/throughput of each ``(label, model or .onnx path)`` at each batch size and length, side by side.
+@dataclass
+class BenchRun:
+    """One thing a benchmark times: ``fn`` processes ``items`` items per call (a batch of sequences:
+    batch × length tokens; a batch of latents: batch images).  ``per``/``per_count``: also report the time per
+    ``per`` ("token": a decode of ``per_count`` new tokens).  ``repeats``: share of the benchmark's repeats."""
 
-    Torch models need an adapter with ``bench_runner(model, batch, seq, mode, new_tokens)``; ``.onnx``
-    files are run with onnxruntime (forward pass only).  Speedups are relative to the first entry,
-    with the ideal speedup being its parameter ratio.
-    """
+    name: str
+    fn: Callable[[], Any]
+    items: int
+    label: str = ""
+    per: str = ""
+    per_count: int = 1
+    repeats: float = 1.0
+
+
+def _accepted(fn: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    from .ops import _accepted as accepted
+
+    return accepted(fn, kwargs)
+
+
+def _as_run(run: Any, mode: str, batch: int) -> BenchRun | None:
+    if run is None or isinstance(run, BenchRun):
+        return run
+    if callable(run):
+        return BenchRun(mode, run, batch)
+    raise SlimError(f"a bench runner returned {type(run).__name__}, not a BenchRun or a callable")
+
+
+def _sweeps(schema: Any, values: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every combination of the swept options' values (fields with Opt(sweep=True) holding a list)."""
+    from .options import fields_of
+
+    combos: list[dict[str, Any]] = [dict(values)]
+    for f in fields_of(schema):
+        if f.opt.sweep and isinstance(values.get(f.name), list):
+            combos = [{**c, f.name: v} for c in combos for v in values[f.name]]
+    return combos
+
+
+def benchmark(entries: list[tuple[str, Any]], *, batches: list[int], registry: Any = None,
+              options: dict[str, Any] | None = None, threads: int | None = 2, repeats: int = 5, progress=None,
+              cancel=None) -> dict[str, Any]:
+    """Latency/throughput of each ``(label, model or exported file)`` at each batch size (and each value of a
+    swept option), side by side.  Speedups are relative to the first entry, the ideal speedup being its
+    parameter ratio.  ``options``: the bench options by name (the family's ``bench_options`` schema)."""
+    from . import options as opts
+    from .plugins import discover
     from .progress import check, report
 
+    registry = registry or discover()
     used = torch_threads(threads)
-    seqs = [seq] if isinstance(seq, int) else list(seq)
-    rows: list[dict[str, Any]] = []
-    total = len(entries) * len(batches) * len(seqs)
-    done = 0
+    prepared = []
     for label, item in entries:
-        is_onnx = isinstance(item, (str, Path)) and str(item).endswith(".onnx")
-        params, sess = None, None
-        if is_onnx:  # checked and opened once; a multi-GiB file is not re-read for every shape
-            check_onnx_file(item)
-            sess = onnx_session(item, threads)
+        if isinstance(item, (str, Path)):
+            spec = next((s for s in registry.exporter_specs(None) if s.runner and s.suffix
+                         and str(item).lower().endswith(s.suffix)), None)
+            if spec is None:
+                raise SlimError(f"no installed exporter can benchmark {Path(str(item)).name}")
+            family = next((f for f in spec.families if f != "*"), None)
+            fam = registry.family_spec(family) if family else None
+            schema = registry.options(fam, "bench_options") if fam else None
+            runner = registry.target(spec, spec.runner, "runner")
+            state = {"path": str(item), "threads": threads}
+            more = _accepted(runner, {"threads": threads, "state": state})
+            prepared.append((label, item, None, fam, schema, lambda b, o, m, state=state, runner=runner, more=more:
+                             runner(state["path"], b, o, m, **more)))
         else:
+            fam = registry.spec_of(item)
+            if not fam.can("bench"):
+                raise SlimError(f"the {item.family} family does not declare a benchmark",
+                                hint="its plugin has no bench_runner")
+            schema = registry.options(fam, "bench_options")
             params = sum(p.numel() for p in item.module.parameters())
-            if not hasattr(item.impl, "bench_runner"):
-                raise SlimError(f"the {item.family} family cannot be benchmarked yet")
-        for length, b in [(n, bb) for n in seqs for bb in batches]:
-            check(cancel)
-            row: dict[str, Any] = {"model": label, "runtime": "onnxruntime" if is_onnx else "torch", "batch": b,
-                                   "seq": length, "params": params}
-            if is_onnx:
-                row["file_mib"] = round(onnx_total_bytes(item) / 2**20, 2)  # the weight sidecar too
-                fwd = measure(onnx_forward_runner(item, b, length, threads, sess=sess), repeats=repeats)
-            else:
-                fwd = measure(item.impl.bench_runner(item, b, length, "prefill", new_tokens), repeats=repeats)
-            items = "tokens" if is_onnx else getattr(item.impl, "bench_items", "tokens")
-            row.update(prefill_median_ms=fwd["median_s"] * 1e3, prefill_p90_ms=fwd["p90_s"] * 1e3,
-                       peak_mem_mib=fwd["peak_mem_mib"], items=items)
-            if items == "tokens":
-                row["prefill_tokens_per_s"] = b * length / fwd["median_s"]
-            else:  # one forward pass of a diffusion U-Net over a batch of latents
-                row[f"{items}_per_s"] = b / fwd["median_s"]
-            if decode and not is_onnx and getattr(item.impl, "can_decode", lambda m: True)(item):
-                dec = measure(item.impl.bench_runner(item, b, length, "decode", new_tokens), repeats=max(3, repeats // 2))
-                row.update(decode_ms_per_token=dec["median_s"] * 1e3 / new_tokens,
-                           decode_p90_ms_per_token=dec["p90_s"] * 1e3 / new_tokens,
-                           decode_tokens_per_s=b * new_tokens / dec["median_s"])
-            rows.append(row)
-            done += 1
-            report(progress, done, total, f"{label} batch {b}" + (f", {length} tokens" if len(seqs) > 1 else ""))
-    base = {(r["batch"], r["seq"]): r for r in rows if r["model"] == entries[0][0]}
+            adapter = item.impl if item.impl is not None else registry.adapter(item.adapter)
+            prepared.append((label, item, params, fam, schema,
+                             lambda b, o, m, item=item, adapter=adapter: adapter.bench_runner(item, b, o, m)))
+    values = dict(options or {})
+    first_schema = next((p[4] for p in prepared if p[4] is not None), None)
+    combos = _sweeps(first_schema, opts.to_dict(opts.from_dict(first_schema, values)) if first_schema else values)
+    rows: list[dict[str, Any]] = []
+    total = len(prepared) * len(batches) * len(combos)
+    done = 0
+    for label, item, params, fam, schema, run_of in prepared:
+        unit = fam.items if fam is not None else "samples"
+        is_file = isinstance(item, (str, Path))
+        modes = ["forward"] + (["decode"] if fam is not None and fam.can("decode") and (
+            is_file or (item.impl or registry.adapter(item.adapter)).can_decode(item)) else [])
+        for combo in combos:
+            inst = opts.from_dict(schema, combo) if schema is not None else None
+            for b in batches:
+                check(cancel)
+                row: dict[str, Any] = {"model": label, "runtime": "onnxruntime" if is_file else "torch", "batch": b,
+                                       **{k: v for k, v in combo.items() if not isinstance(v, list)},
+                                       "params": params, "items": unit, "runs": []}
+                if is_file:
+                    row["file_mib"] = round(onnx_total_bytes(item) / 2**20, 2) \
+                        if str(item).lower().endswith(".onnx") else round(Path(item).stat().st_size / 2**20, 2)
+                for mode in modes:
+                    run = _as_run(run_of(b, inst, mode), mode, b)
+                    if run is None:
+                        continue
+                    m = measure(run.fn, repeats=max(3, round(repeats * run.repeats)) if run.repeats < 1 else repeats)
+                    first = not row["runs"]
+                    row["runs"].append({"name": run.name, "label": run.label or run.name, "per": run.per})
+                    row[f"{run.name}_median_ms"] = m["median_s"] * 1e3
+                    row[f"{run.name}_p90_ms"] = m["p90_s"] * 1e3
+                    row[f"{run.name}_{unit}_per_s"] = run.items / m["median_s"]
+                    if run.per:
+                        row[f"{run.name}_ms_per_{run.per}"] = m["median_s"] * 1e3 / run.per_count
+                        row[f"{run.name}_p90_ms_per_{run.per}"] = m["p90_s"] * 1e3 / run.per_count
+                    if first:
+                        row[f"{unit}_per_s"] = run.items / m["median_s"]
+                        row["peak_mem_mib"] = m["peak_mem_mib"]
+                rows.append(row)
+                done += 1
+                report(progress, done, total, f"{label} batch {b}")
+    key_fields = [k for k in (combos[0] if combos else {}) if not isinstance(combos[0][k], list)]
+
+    def key(r: dict[str, Any]) -> tuple:
+        return (r["batch"], *[r.get(k) for k in key_fields])
+
+    base = {key(r): r for r in rows if r["model"] == prepared[0][0]} if prepared else {}
     for r in rows:
-        ref = base.get((r["batch"], r["seq"]))
+        ref = base.get(key(r))
         if ref is None or r is ref:
             continue
-        r["prefill_speedup"] = ref["prefill_median_ms"] / r["prefill_median_ms"]
-        if "decode_ms_per_token" in r and "decode_ms_per_token" in ref:
-            r["decode_speedup"] = ref["decode_ms_per_token"] / r["decode_ms_per_token"]
-        if r["params"] and ref["params"]:
+        last = None
+        for run in r["runs"]:
+            name = run["name"]
+            timed = f"{name}_ms_per_{run['per']}" if run["per"] else f"{name}_median_ms"
+            if timed in ref and r.get(timed):
+                r[f"{name}_speedup"] = ref[timed] / r[timed]
+                last = f"{name}_speedup"
+        if r["params"] and ref["params"] and last:
             r["ideal_speedup"] = ref["params"] / r["params"]
-            key = "decode_speedup" if "decode_speedup" in r else "prefill_speedup"
-            r["speedup_over_ideal"] = r[key] / r["ideal_speedup"]
-    return {"threads": used, "seq": seqs[0], "seqs": seqs, "new_tokens": new_tokens, "repeats": repeats, "rows": rows}
+            r["speedup_over_ideal"] = r[last] / r["ideal_speedup"]
+    out: dict[str, Any] = {"threads": used, "repeats": repeats, "rows": rows, "options": values}
+    for k, v in (opts.to_dict(opts.from_dict(first_schema, values)) if first_schema else values).items():
+        out[k] = v[0] if isinstance(v, list) and v else v
+        if isinstance(v, list):
+            out[k + "s"] = v
+    return out

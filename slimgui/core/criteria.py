@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .plugins import CriterionSpec, Plugin
+from .plugins import CriterionSpec, ExporterSpec, Plugin
 from .progress import CancelToken, ProgressFn, check, report
 
 
@@ -152,15 +152,22 @@ class TaylorMatrices(Taylor):
 plugin = Plugin(
     name="core",
     version="1",
-    description="Family-independent criteria built into SlimGUI",
+    description="Family-independent criteria and the native-folder export, built into SlimGUI",
+    exporters=[
+        ExporterSpec("hf", "slimgui.core.ops:export_native", label="Native folder",
+                     description="the model in its family's own folder format (loads back with its library)",
+                     output="folder"),
+    ],
     criteria=[
         CriterionSpec("magnitude", "slimgui.core.criteria:WeightMagnitude",
                       "weight magnitude: sum of |W| over the unit's weight matrices (rank >= 2; "
                       "norm weights and biases not counted); needs no data"),
-        CriterionSpec("taylor", "slimgui.core.criteria:Taylor",
+        CriterionSpec("taylor", "slimgui.core.criteria:Taylor", needs_data=True, needs=("calibration",),
+                      description=
                       "first-order Taylor (Shortened LLaMA): sum of |W * dL/dW| over all of the unit's weights "
                       "(norm weights included, biases not), L the mean calibration loss over all samples"),
-        CriterionSpec("taylor-matrices", "slimgui.core.criteria:TaylorMatrices",
+        CriterionSpec("taylor-matrices", "slimgui.core.criteria:TaylorMatrices", needs_data=True,
+                      needs=("calibration",), description=
                       "first-order Taylor over the weight matrices only (rank >= 2; norm weights and biases "
                       "not counted): sum of |W * dL/dW|, L the mean calibration loss over all samples"),
     ],

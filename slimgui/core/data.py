@@ -8,8 +8,9 @@ many bytes plus one are read.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .errors import SlimError
 from .io import read_bytes_limited
@@ -33,12 +34,16 @@ def _whole(value, name: str, lo: int, hi: int) -> int:
 
 @dataclass(frozen=True)
 class CalibrationData:
-    """A text file and how to cut it: ``samples`` segments of ``seq_len`` tokens, in batches."""
+    """Calibration data and how to use it: ``samples`` samples of ``path``, ``batch_size`` at a time, and the
+    family's own calibration options by name (``options``: the values of its ``AdapterSpec.calibration_options``
+    schema, e.g. a language model's segment length).  ``seq_len`` is the segment length of families that cut
+    text into token segments, kept for callers written before ``options``."""
 
     path: str
     seq_len: int = 128
     samples: int = 32
     batch_size: int = 8
+    options: dict[str, Any] = field(default_factory=dict, hash=False, compare=True)
 
     def __post_init__(self) -> None:
         if isinstance(self.seq_len, (int, float)) and not isinstance(self.seq_len, bool) and self.seq_len < 2:

@@ -89,9 +89,15 @@ def probe(path: str, registry: Registry) -> list[tuple[float, Plugin, AdapterSpe
 
 def open_model(path: str, *, registry: Registry | None = None, adapter: str | None = None,
                choose: Chooser | None = None, progress: ProgressFn | None = None,
-               cancel: CancelToken | None = None, **options: Any) -> LoadedModel:
-    """Open ``path`` with the named adapter, or the best match; ``choose`` settles ties."""
+               cancel: CancelToken | None = None, candidate: Any = None, **options: Any) -> LoadedModel:
+    """Open ``path`` with the named adapter, or the best match; ``choose`` settles ties.  ``candidate``: a
+    :class:`~slimgui.core.plugins.Candidate` of an earlier :func:`probe` of ``path`` (no second probe; what
+    its match found is handed to the adapter's ``load``)."""
     registry = registry or discover()
+    if candidate is not None:
+        adapter = candidate[2].name
+        if getattr(candidate, "info", None) is not None:
+            options = {**options, "match": candidate.info}
     if adapter is None:
         candidates = probe(path, registry)
         if not candidates:
@@ -108,6 +114,9 @@ def open_model(path: str, *, registry: Registry | None = None, adapter: str | No
         tied = [c for c in candidates if abs(c[0] - best) < 1e-9]
         spec = (choose or _first)(path, tied) if len(tied) > 1 else tied[0][2]
         adapter = spec.name
+        chosen = next((c for c in tied if c[2] is spec), None)
+        if getattr(chosen, "info", None) is not None:
+            options = {**options, "match": chosen.info}
     impl = registry.adapter(adapter)
     p = Path(path).expanduser()
     return impl.load(str(p) if p.exists() else path, progress=progress, cancel=cancel, **options)

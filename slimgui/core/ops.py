@@ -42,6 +42,13 @@ def analyze(model: LoadedModel, criterion: str, *, registry: Registry, data: Any
     graph = graph_of(model, registry)
     locked = parse_keep(keep, graph)
     impl = registry.criterion(criterion, model.family)
+    fam = registry.spec_of(model)
+    for _, cspec in registry.criterion_specs(model.family):
+        missing_caps = [c for c in cspec.needs if not fam.can(c)] if cspec.name == criterion else []
+        if missing_caps:
+            raise SlimError(f"criterion '{criterion}' needs the {model.family} family's "
+                            f"{', '.join(missing_caps)}, which it does not declare",
+                            hint="choose a criterion that needs no data, e.g. magnitude")
     t0 = time.perf_counter()
     model.extra.pop("calibration_used", None)  # a family's calibration records here what it really used
     values = impl.score(model, data, progress=progress, cancel=cancel)
@@ -165,9 +172,116 @@ def save(model: LoadedModel, out_dir: str | os.PathLike, *, registry: Registry, 
     return out
 
 
-def evaluate(model: LoadedModel, data_path: str, *, registry: Registry, evaluator: str = "perplexity",
-             progress: ProgressFn | None = None, cancel: CancelToken | None = None, **options: Any) -> dict[str, Any]:
+def _accepted(fn: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of ``kwargs`` that ``fn`` takes (all of them when it has ``**kwargs``)."""
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return {}
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return dict(kwargs)
+    return {k: v for k, v in kwargs.items() if k in params}
+
+
+def evaluator_spec(model: LoadedModel, registry: Registry, name: str | None = None):
+    """The evaluator ``name`` for the model's family, or the family's first; a SlimError when there is none."""
+    if name:
+        return registry.evaluator_spec(name, model.family)
+    specs = registry.evaluator_specs(model.family)
+    if not specs:
+        raise SlimError(f"no evaluator applies to {model.family} models", hint="`slimgui plugins` lists them")
+    return specs[0]
+
+
+def option_values(schema: Any, given: dict[str, Any] | None, *, where: str) -> dict[str, Any]:
+    """The values of an options schema (by name) for ``given`` values: defaults filled in, each checked."""
+    from . import options as opts
+
+    if schema is None:
+        return {}
+    return opts.to_dict(opts.from_dict(schema, given or {}, where=where))
+
+
+def evaluate(model: LoadedModel, data_path: str | None, *, registry: Registry, evaluator: str | None = None,
+             options: dict[str, Any] | None = None, progress: ProgressFn | None = None,
+             cancel: CancelToken | None = None, **more: Any) -> dict[str, Any]:
+    """Run an evaluator (default: the family's first) with its options (by name; defaults for the rest).
+    The result is the evaluator's dict plus ``evaluator`` and ``metrics`` (its declared metrics with units
+    and direction, see :func:`slimgui.core.metrics.with_metrics`)."""
+    from .metrics import with_metrics
+
     if not model.has_weights:
         raise SlimError(f"{model.source} has no weights (config only)", hint="open a folder with weights to evaluate it")
-    fn = registry.evaluator(evaluator, model.family)
-    return fn(model, data_path, progress=progress, cancel=cancel, **options)
+    spec = evaluator_spec(model, registry, evaluator)
+    values = option_values(registry.options(spec), {**(options or {}), **more}, where=f"{spec.name} option")
+    fn = registry.evaluator(spec.name, model.family)
+    result = dict(fn(model, data_path, progress=progress, cancel=cancel, **values))
+    result.setdefault("evaluator", spec.name)
+    return with_metrics(result, spec.metrics)
+
+
+def previewer_spec(model: LoadedModel, registry: Registry, name: str | None = None, media: str | None = None):
+    """The previewer ``name`` (or the family's first, of ``media`` when given) for the model's family."""
+    if name:
+        return registry.previewer_spec(name, model.family)
+    specs = [s for s in registry.previewer_specs(model.family) if media is None or s.media == media]
+    if not specs:
+        raise SlimError(f"no previewer{' of ' + media if media else ''} applies to {model.family} models")
+    return specs[0]
+
+
+def preview(model: LoadedModel, *, registry: Registry, previewer: str | None = None,
+            options: dict[str, Any] | None = None, label: str | None = None, progress: ProgressFn | None = None,
+            cancel: CancelToken | None = None) -> Any:
+    """Run a previewer with its options; returns its media.  ``label`` (the row's name), ``progress`` and
+    ``cancel`` are passed when the previewer takes them."""
+    if not model.has_weights:
+        raise SlimError(f"{model.source} has no weights (config only)", hint="open a folder with weights to preview it")
+    spec = previewer_spec(model, registry, previewer)
+    values = option_values(registry.options(spec), options, where=f"{spec.name} option")
+    fn = registry.previewer(spec.name, model.family)
+    extra = {k: v for k, v in {"label": label, "progress": progress, "cancel": cancel}.items() if v is not None}
+    return fn(model, **values, **_accepted(fn, extra))
+
+
+def exporter_spec(model: LoadedModel | None, registry: Registry, name: str, family: str | None = None):
+    return registry.exporter_spec(name, family or (model.family if model is not None else None))
+
+
+def export(model: LoadedModel, fmt: str, out: str, *, registry: Registry, options: dict[str, Any] | None = None,
+           force: bool = False, progress: ProgressFn | None = None, cancel: CancelToken | None = None,
+           **context: Any) -> dict[str, Any]:
+    """Export with the format ``fmt`` (an exporter the family declares, or the core's native folder) and
+    its options.  The exporter writes ``out`` (checked first: never the model's own folder); the result is
+    its dict plus ``format``, ``source`` and ``metrics`` (declared)."""
+    from .metrics import with_metrics
+
+    spec = exporter_spec(model, registry, fmt)
+    if not out or not str(out).strip():
+        raise SlimError("choose where to write the export")
+    if spec.suffix and not str(out).lower().endswith(spec.suffix):
+        raise SlimError(f"{out} does not end in {spec.suffix}", hint=f"give the file a name ending in {spec.suffix}")
+    check_output_path(out, spec.output, force=force, sources=[model.source])
+    values = option_values(registry.options(spec), options, where=f"{spec.name} option")
+    fn = registry.exporter(spec.name, model.family)
+    result = dict(fn(model, str(out), registry=registry, force=force, progress=progress, cancel=cancel,
+                     **values, **context))
+    result.setdefault("format", spec.name)
+    result.setdefault("source", model.source)
+    return with_metrics(result, spec.metrics)
+
+
+def export_native(model: LoadedModel, out: str, *, registry: Registry, force: bool = False,
+                  progress: ProgressFn | None = None, cancel: CancelToken | None = None, **_: Any) -> dict[str, Any]:
+    """The core plugin's exporter for every family: the model in its family's native folder format."""
+    from .progress import report
+
+    spec = registry.spec_of(model)
+    report(progress, 0, 1, f"saving the {spec.native}")
+    where = save(model, out, registry=registry, force=force)
+    report(progress, 1, 1, "saved")
+    size = sum(p.stat().st_size for p in Path(where).rglob("*") if p.is_file())
+    return {"mode": "fp32", "file": str(where), "bytes": size, "source": model.source, "report": None,
+            "native": spec.native}

@@ -250,7 +250,12 @@ def coerce(f: OptionField, raw: Any, *, what: str | None = None) -> Any:
             return False
         raise SlimError(f"{what} must be true or false, got {raw!r}")
     if f.kind.startswith("list["):
-        items = [x.strip() for x in raw.split(",")] if isinstance(raw, str) else list(raw)
+        if isinstance(raw, str):
+            items = [x.strip() for x in raw.split(",")]
+        elif isinstance(raw, (list, tuple)):
+            items = list(raw)
+        else:  # one value where a list is expected (a setting stored before it became a list)
+            items = [raw]
         items = [x for x in items if not (isinstance(x, str) and x == "")]
         if f.kind == "list[str]":
             value: Any = [str(x) for x in items]

@@ -289,6 +289,26 @@ class Criterion(Protocol):
 
 
 # -- registry --------------------------------------------------------------------------------
+class Candidate(tuple):
+    """``(confidence, plugin, spec)`` of an adapter that can open a path, with ``info``: what its ``match``
+    found (None, or anything its ``load`` accepts as ``match=``)."""
+
+    info: Any
+
+    def __new__(cls, confidence: float, plugin: Plugin, spec: AdapterSpec, info: Any = None) -> Candidate:
+        obj = super().__new__(cls, (confidence, plugin, spec))
+        obj.info = info
+        return obj
+
+    @property
+    def confidence(self) -> float:
+        return self[0]
+
+    @property
+    def spec(self) -> AdapterSpec:
+        return self[2]
+
+
 @dataclass
 class PluginRecord:
     entry_point: str
@@ -473,17 +493,25 @@ class Registry:
     def demo(self, name: str) -> Callable[..., dict]:
         return self._named("demos", name)
 
-    def match(self, path: str) -> list[tuple[float, Plugin, AdapterSpec]]:
-        """Every adapter's confidence for ``path``, best first (adapters that raise count as 0)."""
+    def match(self, path: str) -> list[Candidate]:
+        """Every adapter's confidence for ``path``, best first (adapters that raise count as 0).
+
+        A ``match`` function returns a confidence in [0, 1], or ``(confidence, info)``: ``info`` (what the
+        probe found, e.g. the parsed config) is kept on the :class:`Candidate` and handed to the adapter's
+        ``load(path, match=info)``, so a model is never probed twice."""
         found = []
         for plugin, spec in self.adapter_specs():
+            info = None
             try:
                 fn = self._load(plugin, "match", spec.name, spec.match, False)
-                conf = float(fn(path))
+                got = fn(path)
+                if isinstance(got, tuple):
+                    got, info = got
+                conf = float(got)
             except Exception:
                 conf = 0.0
             if conf > 0:
-                found.append((conf, plugin, spec))
+                found.append(Candidate(conf, plugin, spec, info))
         found.sort(key=lambda item: -item[0])
         return found
 

@@ -1,13 +1,20 @@
-"""A self-contained HTML report of a session: model, plan, scores, healing curves, benchmark, export checks.
+"""A self-contained HTML report of a session: model, plan, scores, evaluations, healing curves, benchmark, exports.
 
 Charts are inline SVG drawn from the numbers (no plotting library, no network): the file opens in
 any browser and can be mailed as one attachment.
+
+Nothing here knows a family: evaluations show the metrics their results carry (with units and which
+direction is better, :mod:`slimgui.core.metrics`), the benchmark the runs its rows name, an export the notes,
+metrics and per-layer precisions its exporter reported.  Documents from before those were declared still
+render: their plain numbers are shown as they are.
 """
 
 from __future__ import annotations
 
 import html
+import json
 import math
+import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +22,7 @@ from typing import Any
 
 from .errors import SlimError
 from .io import atomic_write_text, read_json_file
+from .metrics import Metric, change, metrics_from_json
 
 PALETTE = ["#2b6cb0", "#dd6b20", "#38a169", "#805ad5", "#d53f8c", "#718096"]
 
@@ -115,17 +123,6 @@ def table(rows: list[dict[str, Any]], columns: Sequence[str] | None = None,
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-BENCH_HEADERS = {"prefill_median_ms": "prefill ms (median)", "prefill_p90_ms": "prefill ms (p90)",
-                 "prefill_tokens_per_s": "prefill tokens/s", "decode_ms_per_token": "decode ms/token",
-                 "decode_tokens_per_s": "decode tokens/s", "prefill_speedup": "prefill speedup",
-                 "decode_speedup": "decode speedup", "ideal_speedup": "ideal speedup (parameter ratio)",
-                 "peak_mem_mib": "peak memory MiB"}
-
-
-def _cos(v: Any) -> str:
-    return f"{v:.6f}" if isinstance(v, (int, float)) else "?"
-
-
 CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:980px;color:#1a202c}
 h1{font-size:1.6em}h2{border-bottom:1px solid #e2e8f0;padding-bottom:.2em;margin-top:1.6em}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #e2e8f0;padding:3px 8px;font-size:13px;text-align:right}
@@ -136,7 +133,11 @@ th{background:#f7fafc}td:first-child{text-align:left}.chart .t{font-size:14px;fo
 def render(*, title: str, model: dict[str, Any] | None = None, plan: dict[str, Any] | None = None,
            scores: dict[str, dict[str, float]] | None = None, locked: Sequence[str] = (),
            training: list[dict[str, Any]] | None = None, bench: dict[str, Any] | None = None,
-           exports: list[dict[str, Any]] | None = None, evaluations: dict[str, Any] | None = None) -> str:
+           exports: list[dict[str, Any]] | None = None, evaluations: dict[str, Any] | None = None,
+           healing: dict[str, Any] | None = None) -> str:
+    """The page.  ``evaluations``: {side: result} (each result with its ``metrics``, see
+    :func:`slimgui.core.metrics.with_metrics`); ``healing``: the same for the healing run's evaluation, with
+    its ``method`` and ``file``."""
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{_esc(title)}</title>",
              f"<style>{CSS}</style></head><body><h1>{_esc(title)}</h1>",
              f"<p>Written by SlimGUI on {time.strftime('%Y-%m-%d %H:%M')}.</p>"]
@@ -151,78 +152,260 @@ def render(*, title: str, model: dict[str, Any] | None = None, plan: dict[str, A
     for criterion, values in (scores or {}).items():
         parts.append(f"<h2>Scores: {_esc(criterion)}</h2>")
         parts.append(bar_chart(values, title=f"{criterion} (higher = more important)", locked=locked, removed=removed))
-    if evaluations:
-        parts.append("<h2>Evaluation</h2>" + table([{"model": k, **v} if isinstance(v, dict) else {"model": k, "value": v}
-                                                    for k, v in evaluations.items()]))
+    evaluated = evaluation_table(evaluations)
+    healed = evaluation_table(healing)
+    if evaluated or healed:
+        parts.append("<h2>Evaluation</h2>" + evaluated)
+        if healed:
+            how = [f"method {_esc(healing['method'])}" if healing and healing.get("method") else "",
+                   f"on {_esc(Path(str(healing['file'])).name)}" if healing and healing.get("file") else ""]
+            how = [h for h in how if h]
+            parts.append(f"<h3>After healing{' (' + ', '.join(how) + ')' if how else ''}</h3>" + healed)
     for run in training or []:
-        name = run.get("name", "retraining")
-        series = {"train loss": _points(run.get("history")), "validation loss": _points(run.get("val_history"))}
-        parts.append(f"<h2>Healing: {_esc(name)}</h2>")
-        parts.append(line_chart(series, title=f"{name}: loss", x_label="step", y_label="loss"))
-        parts.append(table([{k: run[k] for k in ("method", "step", "val_ppl", "tokens_seen", "seconds") if k in run}]))
+        parts.append(_training_section(run))
     if bench and bench.get("rows"):
-        parts.append("<h2>Benchmark</h2>")
-        rows = bench["rows"]
-        seqs = bench.get("seqs") or [bench.get("seq")]
-        for metric, label in (("decode_ms_per_token", "decode ms / token"), ("prefill_median_ms", "prefill ms")):
-            series: dict[str, list[tuple[float, float]]] = {}
-            for r in rows:
-                if _is_number(r.get(metric)) and _is_number(r.get("batch")):
-                    name = Path(str(r["model"])).name + (f" · {r.get('seq')} tokens" if len(seqs) > 1 else "")
-                    series.setdefault(name, []).append((r["batch"], r[metric]))
-            if series:
-                parts.append(line_chart(series, title=f"{label} vs batch size", x_label="batch size", y_label=label,
-                                        log_x=True))
-        cols = ["model", "runtime", "batch", "seq", "params", "prefill_median_ms", "prefill_p90_ms", "prefill_tokens_per_s",
-                "decode_ms_per_token", "decode_tokens_per_s", "prefill_speedup", "decode_speedup", "ideal_speedup",
-                "peak_mem_mib"]
-        parts.append(table([{**r, "model": Path(str(r["model"])).name} for r in rows], cols, BENCH_HEADERS))
-        base = Path(str(rows[0]["model"])).name
-        parts.append(f"<p>threads {bench.get('threads')}, sequence {', '.join(map(str, seqs))}, "
-                     + (f"{bench.get('new_tokens')} new tokens per decode, " if bench.get("new_tokens") else "")
-                     + f"{bench.get('repeats')} runs after warm-up; medians and p90. Speedups are relative to "
-                     f"{_esc(base)}; the ideal speedup is its parameter ratio.</p>")
+        parts.append(_bench_section(bench))
     for ex in exports or []:
         parts.append(_export_section(ex))
     parts.append("</body></html>")
     return "\n".join(parts)
 
 
+# -- evaluations ---------------------------------------------------------------------------
+def _heading(m: Metric) -> str:
+    return f"{m.title} ({m.unit})" if m.unit else m.title
+
+
+def evaluation_table(results: dict[str, Any] | None) -> str:
+    """A table model × metric of ``{side: result}``; for every side after the first, how each metric moved
+    from the first side (in words that know which direction is better).  Entries that are not results (a
+    file name, a method) are skipped."""
+    sides = {str(k): v for k, v in (results or {}).items() if isinstance(v, dict)}
+    if not sides:
+        return ""
+    found = {side: metrics_from_json(r) for side, r in sides.items()}
+    metrics: dict[str, Metric] = {}
+    for pairs in found.values():
+        for m, _ in pairs:
+            metrics.setdefault(m.name, m)
+    if not metrics:
+        return ""
+    first = next(iter(sides))
+    base = dict((m.name, v) for m, v in found[first])
+    compare = len(sides) > 1
+    evaluators = any(isinstance(r.get("evaluator"), str) for r in sides.values())
+    head = ["model"] + (["evaluator"] if evaluators else [])
+    for m in metrics.values():
+        head.append(_heading(m))
+        if compare:
+            head.append(f"vs {first}")
+    out = ["<table><tr>" + "".join(f"<th>{_esc(h)}</th>" for h in head) + "</tr>"]
+    for side, r in sides.items():
+        values = dict((m.name, v) for m, v in found[side])
+        cells = [_esc(side)] + ([_esc(r.get("evaluator") or "")] if evaluators else [])
+        for name, m in metrics.items():
+            cells.append(_fmt(values.get(name)) if name in values else "")
+            if compare:
+                moved = change(m, base.get(name), values.get(name)) if side != first else ""
+                cls = " class='ok'" if moved.endswith("(better)") else " class='bad'" if moved.endswith("(worse)") else ""
+                cells.append(f"<span{cls}>{_esc(moved)}</span>" if moved else "")
+        out.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    out.append("</table>")
+    return "".join(out)
+
+
+# -- training runs -------------------------------------------------------------------------
+def _items_word(run: dict[str, Any]) -> str:
+    """What the run counted (the family's word): its ``items``, else the prefix of a ``*_seen`` count."""
+    if isinstance(run.get("items"), str) and run["items"]:
+        return run["items"]
+    for k, v in run.items():
+        if k.endswith("_seen") and k != "items_seen" and _is_number(v):
+            return k[: -len("_seen")]
+    return "items"
+
+
+def _training_section(run: dict[str, Any]) -> str:
+    name = run.get("name", "retraining")
+    series = {"train loss": _points(run.get("history")), "validation loss": _points(run.get("val_history"))}
+    items = _items_word(run)
+    seen = run.get("items_seen", run.get(f"{items}_seen"))
+    row: dict[str, Any] = {k: run[k] for k in ("method", "step", "train_loss") if k in run}
+    row.update({k: v for k, v in run.items() if k.startswith("val_") and (_is_number(v) or v is None)})
+    headers = {k: k.replace("_", " ") for k in row}
+    if _is_number(seen):
+        row["items_seen"], headers["items_seen"] = seen, f"{items} seen"
+    if "seconds" in run:
+        row["seconds"], headers["seconds"] = run["seconds"], "seconds"
+    return "\n".join([f"<h2>Healing: {_esc(name)}</h2>",
+                      line_chart(series, title=f"{name}: loss", x_label="step", y_label="loss"),
+                      table([row], list(row), headers)])
+
+
+# -- benchmark -----------------------------------------------------------------------------
+_BENCH_FIXED = {"model", "runtime", "batch", "params", "file_mib", "items", "runs", "ideal_speedup",
+                "speedup_over_ideal", "peak_mem_mib"}
+_BENCH_HEADERS = {"file_mib": "file MiB", "ideal_speedup": "ideal speedup (parameter ratio)",
+                  "speedup_over_ideal": "speedup / ideal", "peak_mem_mib": "peak memory MiB"}
+
+
+def _cap(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def bench_runs(rows: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
+    """The runs (name, label, per) a benchmark's rows hold, in order: each row's ``runs``, or for a row from
+    before runs were named, the ones its keys show (``{run}_median_ms``, ``{run}_ms_per_{per}``)."""
+    runs: dict[str, dict[str, str]] = {}
+    for r in rows:
+        if isinstance(r.get("runs"), list):
+            for x in r["runs"]:
+                if isinstance(x, dict) and isinstance(x.get("name"), str):
+                    got = runs.setdefault(x["name"], {"name": x["name"], "label": str(x.get("label") or x["name"]),
+                                                      "per": str(x.get("per") or "")})
+                    got["per"] = got["per"] or str(x.get("per") or "")
+            continue
+        for k in r:
+            m = re.fullmatch(r"(.+?)_(?:median_ms|ms_per_(.+))", k)
+            if not m or m.group(1).endswith("_p90"):
+                continue
+            got = runs.setdefault(m.group(1), {"name": m.group(1), "label": m.group(1), "per": ""})
+            got["per"] = got["per"] or (m.group(2) or "")
+    return list(runs.values())
+
+
+def _run_items(rows: Sequence[dict[str, Any]], runs: Sequence[dict[str, str]]) -> list[str]:
+    """The items words of the rows (``items``, or read off ``{run}_{items}_per_s`` keys of older rows)."""
+    words: list[str] = []
+    for r in rows:
+        word = r.get("items") if isinstance(r.get("items"), str) else None
+        if word is None:
+            for k in r:
+                for run in runs:
+                    m = re.fullmatch(re.escape(run["name"]) + r"_(.+)_per_s", k)
+                    if m and "ms" not in m.group(1).split("_"):
+                        word = m.group(1)
+        if word and word not in words:
+            words.append(word)
+    return words or ["items"]
+
+
+def _bench_section(bench: dict[str, Any]) -> str:
+    rows = [r for r in bench["rows"] if isinstance(r, dict)]
+    runs = bench_runs(rows)
+    words = _run_items(rows, runs)
+    run_keys: list[tuple[str, str]] = []  # (key, header), per run
+    for run in runs:
+        n, label, per = run["name"], _cap(run["label"]), run["per"]
+        run_keys += [(f"{n}_median_ms", f"{label} ms (median)"), (f"{n}_p90_ms", f"{label} ms (p90)")]
+        if per:
+            run_keys += [(f"{n}_ms_per_{per}", f"{label} ms/{per}"), (f"{n}_p90_ms_per_{per}", f"{label} ms/{per} (p90)")]
+        run_keys += [(f"{n}_{w}_per_s", f"{label} {w}/s") for w in words]
+        run_keys.append((f"{n}_speedup", f"{label} speedup"))
+    taken = {k for k, _ in run_keys} | _BENCH_FIXED | {f"{w}_per_s" for w in words}
+    prefixes = tuple(f"{run['name']}_" for run in runs)
+    options: list[str] = []  # swept option values and anything else a row carries
+    for r in rows:
+        options += [k for k, v in r.items() if k not in taken and k not in options and not k.startswith(prefixes)
+                    and (isinstance(v, (str, int, float, bool)) or v is None)]
+    swept = [k for k in options if len({json.dumps(r.get(k), default=str) for r in rows}) > 1]
+    parts = ["<h2>Benchmark</h2>"]
+    for run in runs:
+        n, label, per = run["name"], _cap(run["label"]), run["per"]
+        key, what = (f"{n}_ms_per_{per}", f"{label} ms / {per}") if per else (f"{n}_median_ms", f"{label} ms (median)")
+        series: dict[str, list[tuple[float, float]]] = {}
+        for r in rows:
+            if _is_number(r.get(key)) and _is_number(r.get("batch")):
+                name = Path(str(r["model"])).name + "".join(f" · {k.replace('_', ' ')} {r.get(k)}" for k in swept)
+                series.setdefault(name, []).append((r["batch"], r[key]))
+        if series:
+            parts.append(line_chart(series, title=f"{what} vs batch size", x_label="batch size", y_label=what,
+                                    log_x=True))
+    headers = dict(_BENCH_HEADERS, **{k: k.replace("_", " ") for k in options}, **dict(run_keys))
+    cols = ["model", "runtime", "batch", *options, "params", "file_mib", *(k for k, _ in run_keys),
+            "ideal_speedup", "speedup_over_ideal", "peak_mem_mib"]
+    cols = [c for c in cols if c in ("model", "runtime", "batch") or any(r.get(c) is not None for r in rows)]
+    parts.append(table([{**r, "model": Path(str(r.get("model"))).name} for r in rows], cols, headers))
+    settings = []
+    for k, v in bench.items():
+        if k in ("threads", "repeats", "rows", "options") or (k.endswith("s") and isinstance(v, list) and k[:-1] in bench):
+            continue
+        listed = bench.get(k + "s")
+        if isinstance(listed, list) and listed:
+            settings.append(f"{k.replace('_', ' ')} {', '.join(map(str, listed))}")
+        elif isinstance(v, (str, int, float)) and not isinstance(v, bool):
+            settings.append(f"{k.replace('_', ' ')} {v}")
+    base = Path(str(rows[0].get("model"))).name if rows else "?"
+    parts.append(f"<p>threads {_esc(bench.get('threads'))}, " + "".join(f"{_esc(s)}, " for s in settings)
+                 + f"{_esc(bench.get('repeats'))} runs after warm-up; medians and p90. Speedups are relative to "
+                 f"{_esc(base)}; the ideal speedup is its parameter ratio.</p>")
+    return "\n".join(parts)
+
+
+# -- exports -------------------------------------------------------------------------------
 def _mib(n: Any) -> str:
     return f"{n / 2**20:.2f} MiB" if isinstance(n, (int, float)) else "?"
 
 
+def _figure(v: Any) -> str:
+    """A check figure, with the precision a check needs (0.9999993 is not "1")."""
+    if isinstance(v, float) and math.isfinite(v):
+        return f"{v:.6g}"
+    return _fmt(v)
+
+
+# what an export record says about itself rather than a figure it measured
+_EXPORT_OWN = {"format", "file", "bytes", "mode", "metrics", "notes", "layers", "native", "source", "report"}
+
+
+def _export_figures(ex: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(heading, value) of an export's figures: its declared metrics, or (a check report from before exporters
+    declared them) its numbers, those of nested objects named after them and the length of its lists."""
+    if isinstance(ex.get("metrics"), list):
+        return [(_heading(m), v) for m, v in metrics_from_json(ex)]
+    out: list[tuple[str, Any]] = []
+    for k, v in ex.items():
+        if k in _EXPORT_OWN or k.startswith("_"):
+            continue
+        name = k.replace("_", " ")
+        if _is_number(v):
+            out.append((name, v))
+        elif isinstance(v, dict):
+            out += [(f"{name}: {kk.replace('_', ' ')}", vv) for kk, vv in v.items() if _is_number(vv)]
+        elif isinstance(v, list) and all(isinstance(x, (str, int, float)) for x in v):
+            out.append((f"{name} (count)", len(v)))
+    return out
+
+
+def _bits(precision: str) -> int:
+    m = re.search(r"(\d+)$", precision)
+    return int(m.group(1)) if m else -1
+
+
 def _export_section(ex: dict[str, Any]) -> str:
-    """One export: what was written and how it compares (ONNX: with torch; INT8/mixed: with FP32)."""
+    """One export: what was written, the notes and figures its exporter reported, its per-layer precision."""
     name = Path(str(ex.get("file", "?"))).name
-    mode = str(ex.get("mode") or "fp32")
-    if ex.get("format") == "hf":
-        return (f"<h2>Export: {_esc(name)} (transformers folder)</h2><p>{_esc(ex.get('file'))} · {_mib(ex.get('bytes'))}"
-                f" · from {_esc(ex.get('source', '?'))}; loads back with <code>from_pretrained</code>.</p>")
-    out = [f"<h2>Export: {_esc(name)} (ONNX {_esc(mode.upper())})</h2>"]
-    quant = mode in ("int8", "mixed")
-    base = ex.get("fp32_parity") if quant and isinstance(ex.get("fp32_parity"), dict) else ex
-    cos = base.get("cosine")
-    ok = isinstance(cos, (int, float)) and cos >= 0.999
-    what = "FP32 graph" if base is not ex else "onnxruntime"
-    out.append(f"<p class='{'ok' if ok or (quant and base is ex) else 'bad'}'>ONNX checker passed; {what} vs torch: "
-               f"cosine {_cos(cos)}, max abs diff {_fmt(base.get('max_abs_diff'))}</p>")
-    inc = ex.get("incremental")
-    if isinstance(inc, dict):
-        out.append(f"<p>With past key/values: token-by-token decoding vs torch over {_fmt(inc.get('tokens'))} tokens: "
-                   f"cosine {_cos(inc.get('cosine'))}, max abs diff {_fmt(inc.get('max_abs_diff'))}</p>")
-    row: dict[str, Any] = {"file": _esc(ex.get("file", "?")), "size": _mib(ex.get("bytes"))}
-    if quant:
-        if base is not ex:
-            row.update({f"{mode} vs FP32 cosine": _cos(ex.get("cosine")), "max abs diff": ex.get("max_abs_diff")})
-        row.update({"size ratio": ex.get("size_ratio"), "relative output error": ex.get("output_rel_error"),
-                    "FP32 layers": len(ex["fp32_layers"]) if isinstance(ex.get("fp32_layers"), list) else None})
-    out.append(table([{k: v for k, v in row.items() if v is not None}]))
+    what = " ".join(str(x).upper() for x in (ex.get("format"), ex.get("mode")) if x)
+    kind = str(ex["native"]) if isinstance(ex.get("native"), str) and ex["native"] else what
+    out = [f"<h2>Export: {_esc(name)}{f' ({_esc(kind)})' if kind else ''}</h2>"]
+    line = [_esc(ex.get("file", "?")), _mib(ex.get("bytes"))]
+    if ex.get("source"):
+        line.append(f"from {_esc(ex['source'])}")
+    out.append(f"<p>{' · '.join(line)}</p>")
+    notes = ex.get("notes")
+    for note in notes if isinstance(notes, list) else [notes] if isinstance(notes, str) else []:
+        out.append(f"<p>{_esc(note)}</p>")
+    figures = _export_figures(ex)
+    if figures:
+        out.append("<table>" + "".join(f"<tr><td>{_esc(k)}</td><td>{_figure(v)}</td></tr>" for k, v in figures)
+                   + "</table>")
     layers = [x for x in (ex.get("layers") or []) if isinstance(x, dict) and isinstance(x.get("layer"), str)]
     scanned = {x["layer"]: float(x["sensitivity"]) for x in layers if _is_number(x.get("sensitivity"))}
-    if scanned:  # a plain INT8 export lists its layers without a sensitivity scan
-        out.append(bar_chart(scanned, title="per-layer INT8 sensitivity (red: kept FP32)",
-                             removed=[x["layer"] for x in layers if x.get("precision") == "fp32"]))
+    if scanned:  # an export at one precision lists its layers without a sensitivity scan
+        kinds = sorted({str(x["precision"]) for x in layers if x.get("precision")}, key=_bits)
+        higher = kinds[-1] if len(kinds) > 1 else None
+        out.append(bar_chart(scanned, title="per-layer sensitivity" + (f" (red: kept {higher.upper()})" if higher else ""),
+                             removed=[x["layer"] for x in layers if higher and str(x.get("precision")) == higher]))
     return "\n".join(out)
 
 
@@ -251,7 +434,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 def session_report(session_path: str | Path, out: str | Path, *, bench: str | Path | None = None,
                    exports: Sequence[str | Path] = ()) -> Path:
-    """Write the HTML report of a ``.slim`` session (plus optional bench JSON and ONNX check reports).
+    """Write the HTML report of a ``.slim`` session (plus optional bench JSON and export check reports).
 
     The benchmark and the exports stored in the session are included too; ``bench`` replaces the
     session's benchmark, ``exports`` come after the session's own."""
@@ -276,17 +459,27 @@ def _session_exports(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _check_export_doc(doc: dict[str, Any], where: str) -> None:
-    """An export check report (``NAME.onnx.check.json``): its figures numbers, its layers objects."""
+    """An export check report (``FILE.check.json`` beside the exported file): its figures numbers, its layers objects."""
     def bad(name: str, what: str, v: Any) -> SlimError:
         return SlimError(f"the check report of {where} is not valid: {name} {what}, got {repr(v)[:40]}",
                          hint="export again with `slimgui export`")
 
-    for k in ("cosine", "max_abs_diff", "bytes", "size_ratio", "output_rel_error"):
-        if doc.get(k) is not None and not _is_number(doc[k]):
-            raise bad(k, "must be a number", doc[k])
-    for k in ("file", "mode", "format"):
+    if doc.get("bytes") is not None and not _is_number(doc["bytes"]):
+        raise bad("bytes", "must be a number", doc["bytes"])
+    for k in ("file", "mode", "format", "native"):
         if doc.get(k) is not None and not isinstance(doc[k], str):
             raise bad(k, "must be text", doc[k])
+    notes = doc.get("notes")
+    if notes is not None and not (isinstance(notes, list) and all(isinstance(x, str) for x in notes)):
+        raise bad("notes", "must be a list of lines", notes)
+    metrics = doc.get("metrics")
+    if metrics is not None and not isinstance(metrics, list):
+        raise bad("metrics", "must be a list", metrics)
+    for i, m in enumerate(metrics or []):
+        if not isinstance(m, dict) or not isinstance(m.get("name"), str):
+            raise bad(f"metrics[{i}]", "must be an object naming its metric", m)
+        if m.get("value") is not None and not _is_number(m["value"]):
+            raise bad(f"metrics[{i}].value", "must be a number", m["value"])
     layers = doc.get("layers")
     if layers is not None and not isinstance(layers, list):
         raise bad("layers", "must be a list", layers)
@@ -312,15 +505,8 @@ def write_session_report(sess: Any, out: str | Path, *, bench: str | Path | dict
         summary = _read_json(Path(sess.retrain.out) / "slimgui_train.json")
         if summary:
             training.append({"name": Path(sess.retrain.out).name, **summary})
-    evaluations: dict[str, Any] = {}
-    ppl = results.get("perplexity")
-    healing = results.get("retrain") if isinstance(results.get("retrain"), dict) else {}
-    for source, suffix in ((ppl, ""), (healing, " (after healing)" if ppl else "")):
-        file = Path(str(source.get("file"))).name if isinstance(source, dict) and source.get("file") else None
-        for k, v in (source or {}).items():
-            if isinstance(v, dict) and "perplexity" in v:
-                evaluations[f"{k}{suffix}"] = {"perplexity": v.get("perplexity"), "tokens": v.get("tokens", ""),
-                                               "file": file or ""}
+    evaluations = results.get("evaluation") if isinstance(results.get("evaluation"), dict) else None
+    healing = results.get("retrain") if isinstance(results.get("retrain"), dict) else None
     from .session import check_bench_doc
 
     if isinstance(bench, dict):
@@ -338,5 +524,6 @@ def write_session_report(sess: Any, out: str | Path, *, bench: str | Path | dict
         _check_export_doc(c, str(e))
         checks = [x for x in checks if str(x.get("file")) != str(c.get("file"))] + [c]
     page = render(title=f"SlimGUI report: {Path(str(model['path'])).name}", model=model, plan=plan, scores=scores,
-                  locked=locked, training=training, bench=bench_doc, exports=checks, evaluations=evaluations or None)
+                  locked=locked, training=training, bench=bench_doc, exports=checks, evaluations=evaluations,
+                  healing=healing)
     return atomic_write_text(out, page)

@@ -3,7 +3,8 @@
 The same function runs in the desktop app's background worker, in ``slimgui retrain`` and, unchanged,
 under ``accelerate launch -m slimgui.core.train JOB.json`` on several GPUs or nodes.  The model family
 supplies a *training task* (model, token blocks, loss, final save) through its adapter's
-``training_task(config, registry)``; this module owns the loop, the schedule, evaluation, progress
+healing method (a :class:`~slimgui.core.plugins.MethodSpec` whose target builds a :class:`TrainTask` from the
+config and the method's options); this module owns the loop, the schedule, evaluation, progress
 events, cancellation and checkpoints.
 
 Checkpoints go to ``OUT/checkpoint-STEP/`` (as the HF Trainer names them), written into a
@@ -32,27 +33,29 @@ from .errors import Cancelled, SlimError
 from .io import atomic_write_text, read_versioned_json, write_versioned_json
 from .progress import CancelToken
 
-SCHEMA_VERSION = 1
-METHODS = ("lora", "cpt", "kd", "lcm")
-DEFAULT_LR = {"lora": 1e-3, "cpt": 2e-4, "kd": 2e-4, "lcm": 1e-4}
+SCHEMA_VERSION = 2
 
 EventFn = Callable[[dict[str, Any]], None]
 
 
 @dataclass
 class TrainConfig:
-    """Everything a retraining job needs; saved as the job's versioned JSON."""
+    """Everything a retraining job needs; saved as the job's versioned JSON.
+
+    The fields are what every family's retraining shares.  ``options`` holds, by name, the values of the
+    healing method's options schema and of the family's training-data options (``AdapterSpec.train_options``);
+    the method's builder reads them.  ``adapter`` names the adapter that opens ``model`` (None: the best match)."""
 
     model: str
     data: list[str]
     out: str
-    method: str = "lora"
+    method: str = ""  # a healing method the model's family declares ("": the family's first)
     teacher: str | None = None
+    adapter: str | None = None
     steps: int = 100
     batch_size: int = 8
     grad_accum: int = 1
-    seq_len: int = 128
-    lr: float | None = None
+    lr: float | None = None  # None: the method's default (MethodSpec.default_lr)
     warmup: int = 10
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
@@ -62,58 +65,46 @@ class TrainConfig:
     val_fraction: float = 0.05
     val_batches: int = 8
     seed: int = 0
-    # LoRA (peft)
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
-    lora_targets: list[str] | None = None
-    lora_merge: bool = True
-    # distillation: kd_ce·task loss + kd_kl·output loss + kd_hidden·feature loss.  Language models:
-    # CE + KL(teacher‖student, T) + mean MSE(mapped block outputs).  Diffusion U-Nets (BK-SDM's
-    # λ_task, λ_out, λ_feat): MSE(predicted, true noise) + MSE(student, teacher output) + Σ MSE(stage features).
-    kd_ce: float = 1.0
-    kd_kl: float = 1.0
-    kd_hidden: float = 1.0
-    kd_temperature: float = 2.0
-    # latent consistency distillation (method "lcm", EdgeFusion): teacher ODE solver steps, guidance, EMA target
-    lcm_ddim_steps: int = 50
-    lcm_guidance: float = 3.0
-    lcm_ema_decay: float = 0.95
-    # data
-    text_field: str = "text"
-    prompt_template: str = "### Instruction:\n{instruction}\n\n### Response:\n{response}"
-    max_train_tokens: int | None = None
     trust_remote_code: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if isinstance(self.data, str):
             self.data = [self.data]
 
+    @classmethod
+    def flat(cls, **values: Any) -> TrainConfig:
+        """A config from flat keyword values: the generic fields by name, everything else into ``options``."""
+        known = {f.name for f in fields(cls)}
+        opts = dict(values.pop("options", None) or {})
+        opts.update({k: values.pop(k) for k in list(values) if k not in known})
+        return cls(**values, options=opts)
+
     def validate(self) -> None:
-        if self.method not in METHODS:
-            raise SlimError(f"unknown retraining method '{self.method}'", hint="use lora, cpt, kd or lcm")
+        if not isinstance(self.method, str):
+            raise SlimError("the retraining method must be a name")
         # a missing teacher is the family's to resolve: a model slimmed by SlimGUI records its original
         if not self.data:
-            raise SlimError("no training data given", hint="pass --data FILE (text, JSONL or a saved dataset)")
-        for name in ("steps", "batch_size", "grad_accum", "save_every", "eval_every", "keep_last", "seq_len"):
+            raise SlimError("no training data given", hint="pass --data (the family's training data)")
+        for name in ("steps", "batch_size", "grad_accum", "save_every", "eval_every", "keep_last"):
             if getattr(self, name) < 1:
                 raise SlimError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if not 0 < self.val_fraction < 0.5:
             raise SlimError(f"val-fraction must be between 0 and 0.5, got {self.val_fraction}")
-
-    @property
-    def learning_rate(self) -> float:
-        return self.lr if self.lr is not None else DEFAULT_LR[self.method]
+        if not isinstance(self.options, dict):
+            raise SlimError("the job's options must be a JSON object")
 
     def save(self, path: str | os.PathLike) -> None:
         write_versioned_json(path, "train-job", SCHEMA_VERSION, {"config": asdict(self)})
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> TrainConfig:
-        doc = read_versioned_json(path, "train-job", SCHEMA_VERSION)
+        doc = read_versioned_json(path, "train-job", SCHEMA_VERSION, {1: _job_v1_to_v2})
         known = {f.name for f in fields(cls)}
         cfg = doc.get("config", {})
+        if not isinstance(cfg, dict):
+            raise SlimError(f"{path} is not a valid job file: no config object")
         unknown = sorted(set(cfg) - known)
         if unknown:
             raise SlimError(f"{path}: unknown job settings {', '.join(unknown)}")
@@ -123,14 +114,30 @@ class TrainConfig:
             raise SlimError(f"{path} is not a valid job file: {exc}") from None
 
 
+# the generic fields of schema 1; every other key of a schema-1 config was a method's or a family's option
+_V1_GENERIC = ("model", "data", "out", "method", "teacher", "steps", "batch_size", "grad_accum", "lr", "warmup",
+               "weight_decay", "max_grad_norm", "save_every", "keep_last", "eval_every", "val_fraction", "val_batches",
+               "seed", "trust_remote_code", "extra")
+
+
+def _job_v1_to_v2(doc: dict) -> dict:
+    """Schema 1 kept every option as a field of the config; schema 2 keeps them in ``options``, by name."""
+    cfg = dict(doc.get("config") or {})
+    opts = {k: cfg.pop(k) for k in list(cfg) if k not in _V1_GENERIC}
+    return {**doc, "schema_version": 2, "config": {**cfg, "options": opts}}
+
+
 @dataclass
 class TrainTask:
-    """What a family gives the loop.  ``loss(model, batch)`` returns (loss, metrics).
+    """What a healing method gives the loop.  ``loss(model, batch)`` returns (loss, metrics).
 
     The samples are a tensor whose first dimension indexes them (token blocks of a language model) or a
     dict of such tensors of equal length (a diffusion model's latents and text embeddings).  ``info`` may
-    say ``items_per_sample`` and ``items`` ("tokens", "images": what the speed is counted in) and
-    ``val_metric`` ("ppl" to report exp(validation loss) as perplexity, or None).
+    say ``items_per_sample`` and ``items`` (what the speed is counted in: "tokens", "images", ...),
+    ``activation_bytes_per_sample`` (for the memory estimate), ``teacher_params``, ``lr`` (the method's default
+    learning rate; the core sets it from the MethodSpec), ``metrics`` (Metric JSON of the validation metrics
+    ``val_metrics`` returns) and ``too_little_data`` (a hint when the data gives no sample).
+    ``val_metrics(mean_val_loss)`` returns extra validation metrics by name (e.g. a perplexity).
     """
 
     model: Any  # torch.nn.Module; only parameters with requires_grad are trained
@@ -143,6 +150,7 @@ class TrainTask:
     after_step: Callable[[Any], None] | None = None  # (unwrapped model) after each optimizer step, e.g. an EMA update
     extra_state: Callable[[], dict[str, Any]] | None = None  # tensors to checkpoint beside the weights (e.g. EMA)
     load_extra_state: Callable[[dict[str, Any]], None] | None = None
+    val_metrics: Callable[[float], dict[str, float]] | None = None
 
 
 def sample_count(data: Any) -> int:
@@ -284,18 +292,56 @@ def _batch_indices(n: int, step: int, global_batch: int, seed: int):
     return out
 
 
-def build_task(cfg: TrainConfig, registry=None) -> TrainTask:
+def resolve_adapter(cfg: TrainConfig, registry) -> str:
+    """The adapter that opens ``cfg.model``: the one the config names, else the best match (recorded in
+    ``cfg.adapter``, so a resumed run and its teacher open the same way)."""
     from .model import probe
-    from .plugins import discover
 
-    registry = registry or discover()
+    if cfg.adapter:
+        registry.adapter_spec(cfg.adapter)  # a SlimError naming it when it is not installed
+        return cfg.adapter
     candidates = probe(cfg.model, registry)
     if not candidates:
         raise SlimError(f"no installed plugin can open {cfg.model}")
-    adapter = registry.adapter(candidates[0][2].name)
-    if not hasattr(adapter, "training_task"):
-        raise SlimError(f"the {candidates[0][2].family} family cannot retrain models yet")
-    return adapter.training_task(cfg, registry=registry)
+    cfg.adapter = candidates[0][2].name
+    return cfg.adapter
+
+
+def method_options(cfg: TrainConfig, registry) -> tuple[Any, Any, Any]:
+    """(MethodSpec, the method's options, the family's training-data options) of a job, checked."""
+    from . import options as opts
+
+    spec = registry.adapter_spec(resolve_adapter(cfg, registry))
+    if not cfg.method:
+        declared = registry.method_specs(spec.family)
+        if not declared:
+            raise SlimError(f"the {spec.family} family declares no retraining method")
+        cfg.method = declared[0].name
+    method = registry.method_spec(cfg.method, spec.family)
+    where = f"retraining option ({cfg.method})"
+    values = opts.from_dict(registry.options(method), cfg.options, where=where) if method.options else None
+    family = opts.from_dict(registry.options(spec, "train_options"), cfg.options, where=where) \
+        if spec.train_options else None
+    return method, values, family
+
+
+def build_task(cfg: TrainConfig, registry=None) -> TrainTask:
+    """The family's training task for ``cfg``: its method's builder, given the method's options."""
+    from .plugins import discover
+
+    registry = registry or discover()
+    adapter_name = resolve_adapter(cfg, registry)
+    family = registry.adapter_spec(adapter_name).family
+    adapter = registry.adapter(adapter_name)
+    method, values, _ = method_options(cfg, registry)
+    task = registry.method(method.name, family)(adapter, cfg, values, registry=registry)
+    task.info.setdefault("lr", method.default_lr)
+    task.info.setdefault("method_label", method.label or method.name)
+    return task
+
+
+def learning_rate(cfg: TrainConfig, task: TrainTask) -> float:
+    return float(cfg.lr if cfg.lr is not None else task.info.get("lr", 1e-4))
 
 
 def estimate(cfg: TrainConfig, task: TrainTask, *, world: int = 1) -> dict[str, Any]:
@@ -316,17 +362,15 @@ def estimate(cfg: TrainConfig, task: TrainTask, *, world: int = 1) -> dict[str, 
 
     first = one_pass()  # cold: allocations, lazy imports
     step_s = (one_pass() if first < 10 else first) * cfg.grad_accum * 1.15  # + optimizer step
-    hidden = int(task.info.get("hidden_size", 0))
-    layers = int(task.info.get("layers", 0))
-    vocab = int(task.info.get("vocab_size", 0))
-    tokens = cfg.batch_size * int(task.info.get("items_per_sample", cfg.seq_len))
-    activations = int(task.info.get("activation_bytes_per_sample", 0)) * cfg.batch_size \
-        or tokens * (hidden * layers * 34 + vocab * 12)
+    items = str(task.info.get("items", "samples"))
+    per_batch = cfg.batch_size * int(task.info.get("items_per_sample", 1))
+    activations = int(task.info.get("activation_bytes_per_sample", 0)) * cfg.batch_size
     memory = params * 4 + trainable * 12 + activations + int(task.info.get("teacher_params", 0)) * 4
     total_mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 0
+    count = cfg.steps * per_batch * cfg.grad_accum * world
     return {"seconds": round(step_s * cfg.steps / world, 1), "step_seconds": round(step_s, 3),
             "memory_bytes": int(memory), "machine_memory_bytes": int(total_mem),
-            "tokens": cfg.steps * tokens * cfg.grad_accum * world, "params": params, "trainable_params": trainable}
+            "items": items, "item_count": count, items: count, "params": params, "trainable_params": trainable}
 
 
 def estimate_job(cfg: TrainConfig, *, registry=None, world: int = 1) -> dict[str, Any]:
@@ -358,15 +402,17 @@ def run_training(cfg: TrainConfig, *, registry=None, events: EventFn | None = No
     random.seed(cfg.seed)
     task = task or build_task(cfg, registry)
     n_train = sample_count(task.train_blocks)
-    per_sample = int(task.info.get("items_per_sample", cfg.seq_len))
-    items = str(task.info.get("items", "tokens"))
-    val_metric = task.info.get("val_metric", "ppl")
+    per_sample = int(task.info.get("items_per_sample", 1))
+    items = str(task.info.get("items", "samples"))
+    val_metric = task.info.get("val_metric")
     if n_train == 0:
-        raise SlimError("the training data gives no full training sequence", hint="give more text or a smaller --seq-len")
+        raise SlimError("the training data gives no full training sample",
+                        hint=str(task.info.get("too_little_data") or "give more training data"))
     est = estimate(cfg, task, world=world)
     if est["machine_memory_bytes"] and est["memory_bytes"] > 0.9 * est["machine_memory_bytes"]:
         raise SlimError(f"this job needs about {est['memory_bytes'] / 2**30:.1f} GiB but the machine has "
-                        f"{est['machine_memory_bytes'] / 2**30:.1f} GiB", hint="lower --batch-size or --seq-len")
+                        f"{est['machine_memory_bytes'] / 2**30:.1f} GiB",
+                        hint=str(task.info.get("too_much_memory") or "lower --batch-size"))
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         cfg.save(out / "job.json")
@@ -375,7 +421,7 @@ def run_training(cfg: TrainConfig, *, registry=None, events: EventFn | None = No
     decay = [p for p in trainable if p.dim() >= 2]
     no_decay = [p for p in trainable if p.dim() < 2]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.learning_rate)
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=learning_rate(cfg, task))
 
     def schedule(step: int) -> float:
         if step < cfg.warmup:
@@ -385,13 +431,15 @@ def run_training(cfg: TrainConfig, *, registry=None, events: EventFn | None = No
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     model, optimizer = accelerator.prepare(task.model, optimizer)
-    state: dict[str, Any] = {"history": [], "val_history": [], "tokens_seen": 0, "config": asdict(cfg)}
+    state: dict[str, Any] = {"history": [], "val_history": [], "items_seen": 0, "config": asdict(cfg)}
     start = 0
     if resume:
         ckpt = existing[-1]
         loaded = load_checkpoint(accelerator, model, optimizer, scheduler, ckpt, task.load_extra_state)
         start = int(loaded["global_step"])
-        state.update({k: loaded[k] for k in ("history", "val_history", "tokens_seen") if k in loaded})
+        state.update({k: loaded[k] for k in ("history", "val_history", "items_seen") if k in loaded})
+        if "items_seen" not in loaded and "tokens_seen" in loaded:  # a checkpoint of schema 1
+            state["items_seen"] = loaded["tokens_seen"]
         state["resumed_from"] = str(ckpt)
 
     def emit(ev: dict[str, Any]) -> None:
@@ -419,8 +467,8 @@ def run_training(cfg: TrainConfig, *, registry=None, events: EventFn | None = No
         model.train()
         mean = float(stats[0] / max(1.0, float(stats[1])))
         out = {"val_loss": mean}
-        if val_metric == "ppl":
-            out["val_ppl"] = math.exp(min(mean, 50))
+        if task.val_metrics is not None:
+            out.update({k: float(v) for k, v in task.val_metrics(mean).items()})
         return out
 
     emit({"event": "start", "step": start, "total": cfg.steps, "estimate": est, "resumed": resume, "items": items,
@@ -430,7 +478,7 @@ def run_training(cfg: TrainConfig, *, registry=None, events: EventFn | None = No
     rank = accelerator.process_index
     model.train()
     t_start = time.perf_counter()
-    tokens_run = 0
+    items_run = 0
     step = start
     try:
         for step in range(start, cfg.steps):
@@ -455,13 +503,13 @@ def run_training(cfg: TrainConfig, *, registry=None, events: EventFn | None = No
             done = step + 1
             train_loss = float(accelerator.reduce(torch.tensor(sum(losses) / len(losses), device=accelerator.device),
                                                   reduction="mean"))
-            tokens_run += global_batch * per_sample
-            state["tokens_seen"] += global_batch * per_sample
+            items_run += global_batch * per_sample
+            state["items_seen"] += global_batch * per_sample
             state["history"].append([done, round(train_loss, 5)])
             elapsed = time.perf_counter() - t_start
-            tps = tokens_run / max(elapsed, 1e-9)
+            rate = items_run / max(elapsed, 1e-9)
             ev = {"event": "step", "step": done, "total": cfg.steps, "train_loss": train_loss,
-                  "lr": scheduler.get_last_lr()[0], "tokens_per_s": tps, "items_per_s": tps, "items": items,
+                  "lr": scheduler.get_last_lr()[0], "items_per_s": rate, f"{items}_per_s": rate, "items": items,
                   "eta_s": (cfg.steps - done) * elapsed / max(1, done - start),
                   **{k: float(v) for k, v in metrics.items()}}
             if done % cfg.eval_every == 0 or done == cfg.steps:
@@ -481,7 +529,7 @@ def run_training(cfg: TrainConfig, *, registry=None, events: EventFn | None = No
 
     val = validate()
     result = {"step": cfg.steps, "train_loss": state["history"][-1][1] if state["history"] else None,
-              **val, "tokens_seen": state["tokens_seen"], "items": items,
+              **val, "items_seen": state["items_seen"], f"{items}_seen": state["items_seen"], "items": items,
               "seconds": round(time.perf_counter() - t_start, 2), "out": str(out), "method": cfg.method,
               "resumed_from": state.get("resumed_from"), "processes": world}
     accelerator.wait_for_everyone()

@@ -1,7 +1,8 @@
 """One viewer per media type that previewers return (plugins return data, the GUI draws it).
 
 A family that returns a new media type adds a viewer class to :data:`VIEWERS`; the compare panel
-picks the viewer with :func:`viewer_for` and needs no other change.
+picks the viewer with :func:`viewer_for` and needs no other change.  The base class and the sound and
+video viewers live in :mod:`slimgui.gui.media_viewers` (re-exported here).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QFontDatabase, QFontMetrics, QImage, QPainter, QPixmap
+from PySide6.QtGui import QColor, QFont, QFontDatabase, QFontMetrics, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -21,33 +22,16 @@ from PySide6.QtWidgets import (
     QScrollArea,
     QTableWidget,
     QTableWidgetItem,
-    QVBoxLayout,
     QWidget,
 )
 
 from slimgui.core.errors import SlimError
-from slimgui.core.media import ImageMedia, TableMedia, TextMedia, image_array, save_png
+from slimgui.core.media import AudioMedia, ImageMedia, TableMedia, TextMedia, VideoMedia, image_array, save_png
 
+from .media_viewers import AudioViewer, MediaViewer, VideoViewer, qimage_of
 
-class MediaViewer(QWidget):
-    """Shows one piece of media; ``show_media`` replaces what it shows."""
-
-    media_type: type | None = None
-
-    def __init__(self, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.media: Any = None
-        self.caption = QLabel()
-        self.caption.setObjectName("Hint")
-        self.caption.setWordWrap(True)
-        self._layout = QVBoxLayout(self)
-        self._layout.setContentsMargins(0, 0, 0, 0)
-
-    def show_media(self, media: Any) -> None:
-        self.media = media
-
-    def clear(self) -> None:
-        self.media = None
+__all__ = ["VIEWERS", "AudioViewer", "FallbackViewer", "ImageViewer", "MediaViewer", "TableViewer", "TextViewer",
+           "VideoViewer", "qimage_of", "viewer_class", "viewer_for"]
 
 
 class TextViewer(MediaViewer):
@@ -106,14 +90,6 @@ class TableViewer(MediaViewer):
             for c, value in enumerate(row):
                 self.table.setItem(r, c, QTableWidgetItem(str(value)))
         self.caption.setText(media.title)
-
-
-def qimage_of(array: Any) -> QImage:
-    """A QImage sharing nothing with ``array`` (an H×W grey or H×W×3 RGB uint8 array)."""
-    h, w = array.shape[:2]
-    if array.ndim == 2:
-        return QImage(array.data, w, h, array.strides[0], QImage.Format.Format_Grayscale8).copy()
-    return QImage(array.data, w, h, array.strides[0], QImage.Format.Format_RGB888).copy()
 
 
 class ImageViewer(MediaViewer):
@@ -326,7 +302,8 @@ class FallbackViewer(MediaViewer):
         self.label.setText(f"No viewer for {type(media).__name__} yet:\n{media!r}"[:2000])
 
 
-VIEWERS: dict[type, type[MediaViewer]] = {TextMedia: TextViewer, TableMedia: TableViewer, ImageMedia: ImageViewer}
+VIEWERS: dict[type, type[MediaViewer]] = {TextMedia: TextViewer, TableMedia: TableViewer, ImageMedia: ImageViewer,
+                                          AudioMedia: AudioViewer, VideoMedia: VideoViewer}
 
 
 def viewer_class(media: Any) -> type[MediaViewer]:

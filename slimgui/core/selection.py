@@ -1,0 +1,153 @@
+"""Choosing what to remove, and what removing it saves: the arithmetic behind the Plan panel.
+
+:func:`removal_closure` (every unit that goes with a selection, partners included), :func:`removed_params`,
+:func:`estimate` (the :class:`Estimate` of parameters, size and expected speedup), :func:`select_by_budget`
+(the least important units within a block count or a parameter budget), :func:`unit_title` (a unit's short
+name for lists) and :func:`bytes_per_param` of a loaded model.  No Qt here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .errors import SlimError
+from .graph import UnitGraph
+from .plan import parse_keep, plan_from_scores
+from .scores import Scores
+
+if TYPE_CHECKING:
+    from .model import LoadedModel
+
+
+@dataclass(frozen=True)
+class Estimate:
+    params_before: int
+    params_after: int
+    units_before: int
+    units_removed: int
+    bytes_per_param: int
+
+    @property
+    def size_before(self) -> int:
+        return self.params_before * self.bytes_per_param
+
+    @property
+    def size_after(self) -> int:
+        return self.params_after * self.bytes_per_param
+
+    @property
+    def params_removed_fraction(self) -> float:
+        return 1.0 - self.params_after / self.params_before if self.params_before else 0.0
+
+    @property
+    def speedup(self) -> float:
+        """Expected speedup: the parameter ratio (a first-order estimate; the benchmark measures it)."""
+        return self.params_before / self.params_after if self.params_after else math.inf
+
+
+def bytes_per_param(model: LoadedModel) -> int:
+    """Bytes per parameter of ``model`` as loaded (4 for float32); 4 when it has no parameters."""
+    module = getattr(model, "module", None)
+    try:
+        first = next(iter(module.parameters())) if module is not None else None
+    except StopIteration:
+        first = None
+    return int(first.element_size()) if first is not None else 4
+
+
+def removal_closure(graph: UnitGraph, unit_ids: Sequence[str]) -> list[str]:
+    """Every unit that goes when ``unit_ids`` are removed, in graph order: the units themselves, the partners
+    they name in ``attrs["removes_with"]`` (a U-Net's down-stage layer takes its mirrored up-stage layer along),
+    and units whose ``attrs["removed_with"]`` names a unit that goes.  A unit inside one that goes goes too
+    (it is not listed unless named), and its partners go with it."""
+    gone = {u for u in unit_ids if u in graph}
+
+    def inside(uid: str) -> bool:
+        return uid in gone or any(a in gone for a in graph.ancestors(uid))
+
+    changed = True
+    while changed:
+        changed = False
+        for unit in graph.units:
+            if inside(unit.id):
+                for partner in unit.attrs.get("removes_with") or ():
+                    if partner in graph and not inside(partner):
+                        gone.add(partner)
+                        changed = True
+            else:
+                named = unit.attrs.get("removed_with")
+                named = [named] if isinstance(named, str) else list(named or ())
+                if any(n in graph and inside(n) for n in named):
+                    gone.add(unit.id)
+                    changed = True
+    return [u.id for u in graph.units if u.id in gone]
+
+
+def removed_params(graph: UnitGraph, unit_ids: Sequence[str]) -> int:
+    """Parameters that go with ``unit_ids``: their partners included (:func:`removal_closure`), and each counted
+    once even when one unit contains another."""
+    return graph.removed_params(removal_closure(graph, unit_ids))
+
+
+def unit_title(graph: UnitGraph, unit_id: str) -> str:
+    """A unit's short name for lists: its label with its parent's short name when it is nested ("Down 1 · ResNet +
+    attention 1"); a top-level unit's label up to its first " · " ("Mid block")."""
+    unit = graph.get(unit_id)
+    if unit.parent is None or unit.parent not in graph:
+        return unit.label.split(" · ")[0]  # "Mid block", without its width and resolution
+    return f"{graph.get(unit.parent).label.split(' · ')[0]} · {unit.label}"
+
+
+def estimate(graph: UnitGraph, remove: Sequence[str], bytes_per_param: int = 4) -> Estimate:
+    gone = removed_params(graph, list(dict.fromkeys(remove)))
+    total = graph.total_params
+    return Estimate(params_before=total, params_after=total - gone, units_before=len(graph.prunable()),
+                    units_removed=len(set(remove)), bytes_per_param=bytes_per_param)
+
+
+
+def select_by_budget(graph: UnitGraph, scores: Scores, *, blocks: int | None = None,
+                     params_fraction: float | None = None, keep: str | None = None) -> list[str]:
+    """Least important units (by ``scores``) not locked by ``keep``, in graph order.
+
+    ``blocks``: remove exactly that many units.  ``params_fraction``: walk the ranking from the least
+    important unit and take each unit while the removed parameters stay within that fraction of the
+    model's parameters (at least one unit; the most important unit always stays).
+    """
+    if (blocks is None) == (params_fraction is None):
+        raise SlimError("give either a number of blocks or a fraction of the parameters")
+    if blocks is not None:
+        if blocks < 1:
+            raise SlimError("choose at least one block to remove")
+        return plan_from_scores(graph, scores, count=blocks, keep=keep).remove
+    assert params_fraction is not None
+    if not 0 < params_fraction < 1:
+        raise SlimError(f"the parameter budget must be between 0 and 100%, got {params_fraction * 100:g}%")
+    locked = set(parse_keep(keep, graph)) if keep is not None else set(scores.locked)
+    prunable = [u.id for u in graph.prunable()]
+    missing = set(prunable) - set(scores.values)
+    if missing:
+        raise SlimError(f"the scores do not cover unit(s) {', '.join(sorted(missing))}",
+                        hint="re-run the analysis on this model")
+    candidates = [uid for uid in scores.ranking() if uid in set(prunable) and uid not in locked]
+    budget = params_fraction * graph.total_params
+    chosen: list[str] = []
+    spent = 0
+    for uid in candidates:
+        if len(chosen) >= len(prunable) - 1:
+            break
+        size = removed_params(graph, [*chosen, uid]) - removed_params(graph, chosen)
+        if spent + size > budget:
+            break
+        chosen.append(uid)
+        spent += size
+    if not chosen:
+        if not candidates:
+            raise SlimError("every prunable unit is locked by the keep-set", hint="loosen the keep-set")
+        smallest = graph.get(candidates[0]).params / max(1, graph.total_params)
+        raise SlimError(f"{params_fraction * 100:g}% of the parameters is less than one block "
+                        f"({smallest * 100:.1f}%)", hint="raise the budget or select by blocks")
+    return sorted(chosen, key=prunable.index)
