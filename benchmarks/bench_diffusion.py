@@ -32,7 +32,7 @@ def unet_latency(models: dict, batches=(1, 8), repeats: int = 15) -> dict:
 
     out: dict = {}
     for b in batches:
-        runners = {name: m.impl.bench_runner(m, b, 0, "prefill") for name, m in models.items()}
+        runners = {name: m.impl.bench_runner(m, b, None, "forward").fn for name, m in models.items()}
         times: dict[str, list[float]] = {name: [] for name in models}
         for _ in range(3):  # rounds
             for name, run in runners.items():
@@ -56,7 +56,7 @@ def distil(reg, student_dir: Path, teacher: str, data: str, out: Path, steps: in
 
     cfg = TrainConfig(model=str(student_dir), teacher=teacher, data=[data], out=str(out), method=method, steps=steps,
                       batch_size=batch, save_every=steps, eval_every=steps, warmup=min(20, steps // 5),
-                      kd_ce=1.0, kd_kl=1.0, kd_hidden=feat, lr=lr)
+                      lr=lr, options={"kd_ce": 1.0, "kd_kl": 1.0, "kd_hidden": feat})
     t0 = time.perf_counter()
     res = run_training(cfg, registry=reg)
     res["wall_seconds"] = round(time.perf_counter() - t0, 1)

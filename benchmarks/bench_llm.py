@@ -97,8 +97,10 @@ def bench_depth_width(depth, width, new_tokens: int = 64, rounds: int = 7) -> di
     The curves over batch sizes come from ``benchmark()``; this figure gets its own, longer measurement
     (64 tokens, 7 interleaved rounds) because the two models differ by only a few percent on a CPU.
     """
-    runs = {name: m.impl.bench_runner(m, 1, 128, "decode", new_tokens) for name, m in
-            (("depth", depth), ("width", width))}
+    from slimgui_llm.options import BenchOptions
+
+    opts = BenchOptions(seq=[128], new_tokens=new_tokens)
+    runs = {name: m.impl.bench_runner(m, 1, opts, "decode").fn for name, m in (("depth", depth), ("width", width))}
     for run in runs.values():
         run()
     times: dict[str, list[float]] = {"depth": [], "width": []}
@@ -120,7 +122,7 @@ def bench_int8(fp32: Path, int8: Path, vocab: int, seq: int = 128, rounds: int =
     not get faster with it), while FP32's longer kernels do, so that ratio says more about thread
     scheduling on a shared 2-vCPU machine than about quantisation.
     """
-    from slimgui.core.bench import onnx_forward_runner
+    from slimgui_llm.export import onnx_forward_runner
 
     out: dict = {}
     machine = torch.get_num_threads()
@@ -153,6 +155,7 @@ def bench_int8_by_width(demo_model, work: Path, widths=(512, 1024), layers: int 
 
     The 256-wide demo is dominated by per-node overhead, which INT8 does not shrink; this shows how the
     gain grows with the width of the matrix multiplications, through the app's own export path."""
+    from slimgui_llm.export import export_onnx, export_quantized
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from slimgui.core.model import open_model
@@ -168,8 +171,8 @@ def bench_int8_by_width(demo_model, work: Path, widths=(512, 1024), layers: int 
         folder = work / f"width{hidden}"
         LlamaForCausalLM(cfg).save_pretrained(folder)
         model = open_model(str(folder))
-        model.impl.export_onnx(model, str(folder / "fp32.onnx"))
-        model.impl.export_onnx(model, str(folder / "int8.onnx"), mode="int8")
+        export_onnx(model, str(folder / "fp32.onnx"))
+        export_quantized(model, str(folder / "int8.onnx"), mode="int8")
         pairs = bench_int8(folder / "fp32.onnx", folder / "int8.onnx", base.vocab_size, rounds=15)
         out[str(hidden)] = {"params_m": round(sum(p.numel() for p in model.module.parameters()) / 1e6, 1), "layers": layers,
                             **{k.removeprefix("int8_speedup_seq128_"): round(v, 3) for k, v in pairs.items()
@@ -179,14 +182,16 @@ def bench_int8_by_width(demo_model, work: Path, widths=(512, 1024), layers: int 
 
 def bench_export(model, pruned, work: Path, sample_text: str) -> dict:
     """ONNX parity, INT8 speed and size, mixed vs full INT8 quality, depth- vs width-pruned latency."""
+    from slimgui_llm.export import export_onnx, export_quantized
+
     from slimgui.core.bench import benchmark
 
     out: dict = {}
-    fp32 = model.impl.export_onnx(model, str(work / "fp32.onnx"), sample_text=sample_text)
+    fp32 = export_onnx(model, str(work / "fp32.onnx"), sample_text=sample_text)
     out["onnx_parity_cosine"] = fp32["cosine"]
     out["onnx_parity_max_abs_diff"] = fp32["max_abs_diff"]
-    int8 = model.impl.export_onnx(model, str(work / "int8.onnx"), mode="int8", sample_text=sample_text)
-    mixed = model.impl.export_onnx(model, str(work / "mixed.onnx"), mode="mixed", sample_text=sample_text)
+    int8 = export_quantized(model, str(work / "int8.onnx"), mode="int8", sample_text=sample_text)
+    mixed = export_quantized(model, str(work / "mixed.onnx"), mode="mixed", sample_text=sample_text)
     out["int8_size_ratio"] = int8["size_ratio"]
     out["int8_output_rel_error"] = int8["output_rel_error"]
     out["mixed_output_rel_error"] = mixed["output_rel_error"]
@@ -206,7 +211,8 @@ def bench_export(model, pruned, work: Path, sample_text: str) -> dict:
     width = model.impl.width_variant(model, target)
     out["width_variant"] = width.extra["width"]
     curves = benchmark([("original", model), ("depth-pruned", pruned), ("width-pruned", width)],
-                       batches=[1, 8, 32], seq=128, new_tokens=16, threads=torch.get_num_threads(), repeats=3)
+                       batches=[1, 8, 32], options={"seq": [128], "new_tokens": 16},
+                       threads=torch.get_num_threads(), repeats=3)
     rows = {(r["model"], r["batch"]): r for r in curves["rows"]}
     out.update(bench_depth_width(pruned, width))
     out["latency_vs_batch"] = {name: {b: {"decode_ms_per_token": round(rows[(name, b)]["decode_ms_per_token"], 3),
@@ -224,7 +230,7 @@ def bench_heal(reg, demo: dict, model, scores: dict, steps: int, work: Path, eva
     from slimgui.core.train import TrainConfig, run_training
 
     def ppl(m) -> float:
-        return evaluate(m, demo["eval"], registry=reg, max_tokens=eval_tokens)["perplexity"]
+        return evaluate(m, demo["eval"], registry=reg, options={"max_tokens": eval_tokens})["perplexity"]
 
     out = {"heal_steps": steps, "heal_eval_tokens": eval_tokens, "heal_original_ppl": ppl(model)}
     graph = model.impl.to_graph(model)
@@ -236,8 +242,8 @@ def bench_heal(reg, demo: dict, model, scores: dict, steps: int, work: Path, eva
         for method in ("lora", "cpt"):
             log(f"healing the {pct}%-pruned model with {method} ({steps} steps)")
             cfg = TrainConfig(model=str(folder), data=[demo["train"]], out=str(work / f"heal{pct}-{method}"),
-                              method=method, steps=steps, batch_size=8, seq_len=128, save_every=steps,
-                              eval_every=steps, warmup=10)
+                              method=method, steps=steps, batch_size=8, save_every=steps,
+                              eval_every=steps, warmup=10, options={"seq_len": 128})
             t0 = time.perf_counter()
             res = run_training(cfg)
             out[f"heal_pruned{pct}_{method}_ppl"] = ppl(open_model(str(work / f"heal{pct}-{method}" / "model"),

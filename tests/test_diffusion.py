@@ -49,13 +49,20 @@ def test_probe_tells_pipelines_unets_and_llms_apart(sd_dir, unet2d_dir, tiny_mod
     from slimgui_diffusion.probe import match as diff_match
     from slimgui_llm.probe import match as llm_match
 
-    assert diff_match(str(sd_dir)) == pytest.approx(0.95)
-    assert diff_match(str(sd_dir / "unet")) == pytest.approx(0.95)
-    assert diff_match(str(unet2d_dir)) == pytest.approx(0.95)
+    assert diff_match(str(sd_dir))[0] == pytest.approx(0.95)
+    assert diff_match(str(sd_dir / "unet"))[0] == pytest.approx(0.95)
+    assert diff_match(str(unet2d_dir))[0] == pytest.approx(0.95)
     assert llm_match(str(sd_dir)) == 0.0 and llm_match(str(sd_dir / "unet")) == 0.0
-    assert diff_match(str(tiny_models["llama"])) == 0.0
+    assert diff_match(str(tiny_models["llama"]))[0] == 0.0
     m = open_model(str(sd_dir / "unet"), registry=registry)
     assert m.family == "diffusion" and m.extra["kind"] == "unet" and m.has_weights
+    # what match read is what load uses: the folder is not read twice
+    _, info = diff_match(str(sd_dir))
+    assert info["kind"] == "pipeline" and info["doc"]["_class_name"] == "StableDiffusionPipeline"
+    best = registry.match(str(sd_dir))[0]
+    assert best.spec.name == "diffusers" and best.info == info
+    again = open_model(str(sd_dir), registry=registry, candidate=best)
+    assert again.extra["pipeline_class"] == "StableDiffusionPipeline" and again.has_weights
 
 
 def test_open_pipeline(sd):
@@ -242,20 +249,59 @@ def test_calibration_from_an_image_folder(sd, tmp_path, registry):
 # -- generation -------------------------------------------------------------------------------------
 def test_compare_grid_same_seeds_side_by_side(sd, registry, tmp_path):
     from PIL import Image
-    from slimgui_diffusion.generate import compare_grid, save_png
+
+    from slimgui.core.media import save_png, stack_images
+    from slimgui.core.tasks_preview import preview_task
 
     slim = prune(sd, preset_plan(sd, "bk-small", registry=registry), registry=registry)
-    media = compare_grid([("original", sd), ("bk-small", slim)], "a handwritten digit 3", seeds=[0, 1, 2], steps=2)
-    assert media.image.shape == (2 * 128 + 3 * 4, 3 * 128 + 4 * 4)
-    assert len(media.tiles) == 6 and media.meta["seeds"] == [0, 1, 2]
-    again = compare_grid([("original", sd)], "a handwritten digit 3", seeds=[0, 1, 2], steps=2)
-    assert (again.image[:132] == media.image[:132]).all()  # same seed, same model → same pixels
-    assert not (media.image[4:132] == media.image[136:264]).all()  # the slimmed model draws differently
-    path = save_png(media, tmp_path / "grid.png")
+    options = {"prompt": "a handwritten digit 3", "seed": 0, "n": 3, "steps": 2}
+    rows = preview_task([sd, slim], "generate", registry=registry, options=options, labels=["original", "bk-small"])
+    media = stack_images(rows)  # each model's row of the same seeds, one under the other
+    row_h = 128 + 2 * 4  # a row: 128-px tiles with 4 px around them
+    assert media.image.shape == (2 * row_h + 4, 3 * 128 + 4 * 4)
+    assert len(media.tiles) == 6 and [r.meta["seeds"] for r in rows] == [[0, 1, 2]] * 2
+    assert media.meta["rows"] == ["original (2 steps)", "bk-small (2 steps)"]
+    assert [m["label"] for r in rows for m in r.meta["models"]] == ["original", "bk-small"]
+    again = preview_task([sd], "generate", registry=registry, options=options, labels=["original"])[0]
+    assert (again.image == media.image[:row_h]).all()  # same seed, same model → same pixels
+    top = row_h + 4 + 4  # the second row's tiles
+    assert not (media.image[4:132] == media.image[top:top + 128]).all()  # the slimmed model draws differently
+    path = save_png(media, tmp_path / "grid.png", labels=True)
     saved = Image.open(path)
     assert saved.height == media.image.shape[0] and saved.width > media.image.shape[1]  # + a strip of row labels
     bare = save_png(media, tmp_path / "bare.png", labels=False)
     assert Image.open(bare).size == (media.image.shape[1], media.image.shape[0])
+
+
+def test_previewer_draws_a_demo_class_and_labels_its_row(sd, registry):
+    from slimgui_diffusion.generate import generate_images
+
+    from slimgui.core.ops import preview
+
+    media = preview(sd, registry=registry, options={"prompt": "a handwritten digit 1", "n": 2, "steps": 2})
+    assert media.meta["rows"] == [f"{Path(sd.source).name} (2 steps)"]  # no label given: the folder's name
+    assert all(t["row"] == media.meta["rows"][0] for t in media.tiles) and len(media.tiles) == 2
+    with pytest.raises(SlimError, match="--class works for models made from the demo"):
+        generate_images(sd, class_label=3, n=1, steps=2)
+    with pytest.raises(SlimError, match="not both"):
+        generate_images(sd, "a cat", class_label=3, n=1, steps=2)
+
+
+def test_bench_times_one_unet_forward_pass(sd, registry):
+    from slimgui.core.tasks_export import bench_task
+
+    slim = prune(sd, preset_plan(sd, "bk-small", registry=registry), registry=registry)
+    assert sd.impl.bench_runner(sd, 1, None, "decode") is None
+    run = sd.impl.bench_runner(sd, 2, None, "forward")
+    assert (run.name, run.items, run.label) == ("prefill", 2, "forward pass")
+    res = bench_task([("original", sd), ("bk-small", slim)], registry=registry, batches=[2], options=None,
+                     threads=1, repeats=3)
+    rows = res["rows"]
+    assert [r["model"] for r in rows] == ["original", "bk-small"] and all(r["items"] == "images" for r in rows)
+    for r in rows:
+        assert r["prefill_median_ms"] > 0 and r["images_per_s"] > 0 and r["prefill_images_per_s"] > 0
+        assert [x["name"] for x in r["runs"]] == ["prefill"]  # no decode for a U-Net
+    assert rows[1]["prefill_speedup"] > 0 and rows[1]["ideal_speedup"] > 1
 
 
 def test_cli_prune_preset_generate_and_inspect(sd_dir, tmp_path):

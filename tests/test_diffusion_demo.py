@@ -259,3 +259,19 @@ def test_missing_shipped_model_is_rebuilt_into_the_cache(tmp_path, monkeypatch):
     assert Path(paths["model"]) == tmp_path / "cache" / f"demo-diffusion-v{demo.DEMO_VERSION}" / "model"
     assert demo.is_complete(Path(paths["model"])) and (Path(paths["eval"]) / "metadata.jsonl").is_file()
     assert any("U-Net" in m for m in seen)
+
+
+def test_digits_evaluator_returns_its_declared_metrics(diffusion_demo, registry):
+    from slimgui.core.model import open_model
+    from slimgui.core.ops import evaluate
+
+    model = open_model(diffusion_demo["model"], registry=registry)
+    res = evaluate(model, None, registry=registry, evaluator="digits", options={"per_digit": 2, "steps": 8})
+    assert res["n"] == 20 and res["steps"] == 8 and res["guidance"] == 3.0 and res["per_digit"] == 2
+    assert res["accuracy"] >= GENERATED_MIN_ACCURACY and res["fid"] >= 0 and res["evaluator"] == "digits"
+    metrics = {m["name"]: m for m in res["metrics"]}
+    assert set(metrics) == {"accuracy", "fid", "n"}
+    assert metrics["accuracy"]["better"] == "higher" and metrics["fid"]["better"] == "lower"
+    assert metrics["accuracy"]["value"] == res["accuracy"]
+    with pytest.raises(SlimError, match="per_digit must be from 1"):  # checked by the schema, once for every front end
+        evaluate(model, None, registry=registry, evaluator="digits", options={"per_digit": 0})

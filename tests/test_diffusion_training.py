@@ -6,6 +6,7 @@ folder of 16×16 grey "digit" blobs written here, on the CPU, in seconds.
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -69,22 +70,25 @@ def images(tmp_path_factory) -> Path:
 
 
 def cfg_for(model, data, out, **kw) -> TrainConfig:
+    """A job; the method's options (kd_*, lcm_*, lora_*) go into ``options`` by name."""
     base = dict(model=str(model), data=[str(data)], out=str(out), steps=8, batch_size=8, save_every=100,
                 eval_every=4, warmup=2, val_fraction=0.25, lr=2e-3, lcm_ddim_steps=20)
     base.update(kw)
-    return TrainConfig(**base)
+    return TrainConfig.flat(**base)
 
 
-def adapter():
-    from slimgui_diffusion.adapter import DiffusersAdapter
+@functools.cache
+def _registry():
+    from slimgui.core.plugins import discover
 
-    return DiffusersAdapter()
+    return discover()
 
 
 def build(cfg: TrainConfig):
-    from slimgui_diffusion.training import build_training_task
+    """The job's task as the loop gets it: the method's builder (named by the manifest) with its options."""
+    from slimgui.core.train import build_task
 
-    return build_training_task(adapter(), cfg)
+    return build_task(cfg, _registry())
 
 
 def steps_of(events: list[dict]) -> list[dict]:
@@ -112,7 +116,8 @@ def test_kd_heals_and_saves_a_pipeline_that_generates(pipes, images, tmp_path):
     losses = [e["train_loss"] for e in steps]
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])  # it learns
     assert np.mean([e["feat"] for e in steps[-5:]]) < np.mean([e["feat"] for e in steps[:5]])
-    assert result["items"] == "images" and result["tokens_seen"] == 30 * 8 and "val_ppl" not in result
+    assert result["items"] == "images" and result["items_seen"] == result["images_seen"] == 30 * 8
+    assert "val_ppl" not in result
     assert np.isfinite(result["val_loss"]) and any("val_loss" in e for e in steps)
     start = events[0]
     assert start["items"] == "images" and start["val_metric"] is None
@@ -322,6 +327,17 @@ def test_pixel_space_ddpm_pipeline_trains_without_text(images, tmp_path):
     pipe = DDPMPipeline.from_pretrained(str(tmp_path / "run" / "model"))
     pipe.set_progress_bar_config(disable=True)
     assert pipe(batch_size=1, num_inference_steps=2, output_type="np").images.shape == (1, 16, 16, 1)
+    # the manifest's builders take their method's options schema; settings are checked before the images are read
+    from slimgui_diffusion.adapter import DiffusersAdapter
+    from slimgui_diffusion.options import DistillOptions, LoraOptions
+    from slimgui_diffusion.training import build_kd, build_lora
+
+    with pytest.raises(SlimError, match="DDPMPipeline cannot save a separate LoRA adapter"):
+        build_lora(DiffusersAdapter(), cfg, LoraOptions(lora_merge=False, lora_targets=["linear_1"]))
+    with pytest.raises(SlimError, match="takes DistillOptions"):
+        build_kd(DiffusersAdapter(), cfg, LoraOptions())
+    with pytest.raises(SlimError, match="needs a teacher"):
+        build_kd(DiffusersAdapter(), cfg, DistillOptions(kd_hidden=0.0))
 
 
 # -- data ------------------------------------------------------------------------------------------

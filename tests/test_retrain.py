@@ -22,7 +22,7 @@ def cfg_for(model, text_file, out, **kw) -> TrainConfig:
     base = dict(model=str(model), data=[str(text_file)], out=str(out), steps=8, batch_size=4, seq_len=32,
                 save_every=4, eval_every=4, warmup=2)
     base.update(kw)
-    return TrainConfig(**base)
+    return TrainConfig.flat(**base)
 
 
 @pytest.fixture(scope="module")

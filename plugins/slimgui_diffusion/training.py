@@ -1,4 +1,9 @@
-"""The diffusion family's training task: image data, denoising / BK-SDM / LoRA / LCM losses, and the save.
+"""The diffusion family's healing methods: image data, denoising / BK-SDM / LoRA / LCM losses, and the save.
+
+The manifest names one builder per method, each ``(adapter, cfg, options, *, registry=None) -> TrainTask`` with
+``options`` an instance of the method's schema (:mod:`slimgui_diffusion.options`): :func:`build_kd`
+(:class:`DistillOptions`), :func:`build_cpt` (none), :func:`build_lcm` (:class:`ConsistencyOptions`) and
+:func:`build_lora` (:class:`LoraOptions`).
 
 Every method trains the pipeline's U-Net; the VAE and text encoder stay frozen and are used once, up front,
 to turn the image folder into latents and caption embeddings (``train_blocks = {"latents", "encoder_hidden_states"}``).
@@ -14,6 +19,9 @@ scheduler's ``prediction_type``; the *target* below is the matching quantity).
 - ``kd`` (BK-SDM): ``L = λ_task·‖ε̂_S − target‖² + λ_out·‖ε̂_S − ε̂_T‖² + λ_feat·Σ_stages ‖f_S − f_T‖²`` with the
   stage outputs ``f`` of the student's down/mid/up stages and the teacher's stages they came from.
 - ``lcm`` (latent consistency distillation, EdgeFusion / LCM): see :class:`ConsistencyDistiller`.
+
+λ_task, λ_out and λ_feat are ``DistillOptions.kd_ce``, ``kd_kl`` and ``kd_hidden`` (the CLI's ``--kd-ce`` /
+``--lambda-task``, ``--kd-kl`` / ``--lambda-out``, ``--kd-hidden`` / ``--lambda-feat``).
 """
 
 from __future__ import annotations
@@ -36,9 +44,9 @@ from slimgui.core.io import atomic_write_text
 from slimgui.core.model import LoadedModel
 from slimgui.core.train import TrainConfig, TrainTask
 
-from .adapter import MAP_FILE
 from .calibration import encode_images, encode_prompts, load_image, read_image_folder
-from .generate import FEWSTEP_FILE
+from .files import FEWSTEP_FILE, HEALED_FILE, MAP_FILE
+from .options import ConsistencyOptions, DistillOptions, LoraOptions
 
 DEFAULT_LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 CAPTION_DROPOUT = 0.1  # share of training captions replaced by "" so the model keeps an unconditional branch
@@ -400,7 +408,7 @@ def feature_pairs(student: nn.Module, teacher: nn.Module, stage_map: dict[str, s
 class ConsistencyDistiller:
     """LCM distillation (Luo et al. 2023; diffusers' ``train_lcm_distill_sd_wds.py``), written for this loop.
 
-    With N = ``lcm_ddim_steps`` skipped DDIM timesteps τ_n = (n+1)·T/N − 1 and k = T/N:
+    With N = ``options.lcm_ddim_steps`` skipped DDIM timesteps τ_n = (n+1)·T/N − 1 and k = T/N:
 
     1. draw n, noise x0 to x_{τ_n} (start), and let the student give the consistency output
        ``f_S(x, τ) = c_skip(τ)·x + c_out(τ)·x̂0_S(x, τ)`` with ``c_skip = σ_d²/((10τ)² + σ_d²)``,
@@ -408,7 +416,7 @@ class ConsistencyDistiller:
     2. the frozen teacher takes one DDIM step from τ_n to τ_{n}−k with classifier-free guidance
        ``ε̂ = ε̂_u + s·(ε̂_c − ε̂_u)`` (same for x̂0), s = ``lcm_guidance``;
     3. the target network (EMA of the student, decay ``lcm_ema_decay``) gives f at the teacher's x_{τ_n−k};
-    4. loss = MSE (or pseudo-Huber, ``cfg.extra["lcm_loss"] = "huber"``) between the two consistency outputs.
+    4. loss = MSE (or pseudo-Huber, the job's ``extra["lcm_loss"] = "huber"``) between the two consistency outputs.
 
     The w-embedding of the LCM paper (a guidance-scale input to the U-Net) is not added: the student is distilled
     at the one fixed guidance and is then sampled without guidance (``guidance 1.0``).  Solver timesteps whose
@@ -417,16 +425,17 @@ class ConsistencyDistiller:
     """
 
     def __init__(self, student: nn.Module, teacher: nn.Module, schedule: NoiseSchedule, uncond: torch.Tensor | None,
-                 cfg: TrainConfig):
+                 options: ConsistencyOptions, extra: dict[str, Any] | None = None):
         T = schedule.num_train_timesteps
-        n = int(cfg.lcm_ddim_steps)
+        extra = extra or {}
+        n = int(options.lcm_ddim_steps)
         if not 1 <= n <= T:
             raise SlimError(f"lcm-ddim-steps must be between 1 and {T}, got {n}")
-        if not 0.0 <= cfg.lcm_ema_decay < 1.0:
-            raise SlimError(f"the EMA decay must be in [0, 1), got {cfg.lcm_ema_decay}")
+        if not 0.0 <= options.lcm_ema_decay < 1.0:
+            raise SlimError(f"the EMA decay must be in [0, 1), got {options.lcm_ema_decay}")
         self.schedule, self.teacher, self.uncond = schedule, teacher, uncond
-        self.guidance = float(cfg.lcm_guidance)
-        self.decay = float(cfg.lcm_ema_decay)
+        self.guidance = float(options.lcm_guidance)
+        self.decay = float(options.lcm_ema_decay)
         self.skip = T // n
         self.ddim_timesteps = (torch.arange(1, n + 1) * self.skip - 1).long()
         acp = schedule.alphas_cumprod
@@ -435,10 +444,10 @@ class ConsistencyDistiller:
         if len(self.valid) == 0:
             raise SlimError("the scheduler's noise schedule leaves no usable solver timestep for consistency "
                             "distillation", hint="use a pipeline with a standard (scaled_linear or cosine) schedule")
-        self.loss_type = str(cfg.extra.get("lcm_loss", "l2"))
+        self.loss_type = str(extra.get("lcm_loss", "l2"))
         if self.loss_type not in ("l2", "huber"):
             raise SlimError(f"unknown lcm loss '{self.loss_type}'", hint="use l2 or huber")
-        self.huber_c = float(cfg.extra.get("lcm_huber_c", 0.001))
+        self.huber_c = float(extra.get("lcm_huber_c", 0.001))
         # the target network starts as a copy of the student and follows it by EMA
         self.target = copy.deepcopy(student).eval()
         for p in self.target.parameters():
@@ -517,30 +526,30 @@ class ConsistencyDistiller:
 
 
 # -- LoRA ------------------------------------------------------------------------------------------
-def lora_targets(unet: nn.Module, cfg: TrainConfig) -> list[str]:
+def lora_targets(unet: nn.Module, options: LoraOptions) -> list[str]:
     """The LoRA target modules (default: the attention projections), checked against the U-Net's linear layers."""
     linear = [name for name, mod in unet.named_modules() if isinstance(mod, nn.Linear)]
-    targets = list(cfg.lora_targets or DEFAULT_LORA_TARGETS)
+    targets = list(options.lora_targets or DEFAULT_LORA_TARGETS)
     unknown = [t for t in targets if not any(n == t or n.endswith("." + t) for n in linear)]
     if unknown:
         available = sorted({".".join(n.split(".")[-2:]) if n.split(".")[-1].isdigit() else n.rsplit(".", 1)[-1]
                             for n in linear})
         raise SlimError(f"unknown LoRA target module(s) {', '.join(unknown)}",
                         hint=f"this U-Net's linear layers are: {', '.join(available[:24])}")
-    if cfg.lora_r < 1:
-        raise SlimError(f"LoRA rank must be at least 1, got {cfg.lora_r}")
+    if options.lora_r < 1:
+        raise SlimError(f"LoRA rank must be at least 1, got {options.lora_r}")
     return targets
 
 
-def apply_lora(unet: nn.Module, cfg: TrainConfig) -> nn.Module:
+def apply_lora(unet: nn.Module, options: LoraOptions) -> nn.Module:
     """peft LoRA adapters (W + (α/r)·B·A, B = 0 at the start) on the chosen linear layers; the rest is frozen."""
     from peft import LoraConfig, get_peft_model
 
-    targets = lora_targets(unet, cfg)
+    targets = lora_targets(unet, options)
     for p in unet.parameters():
         p.requires_grad_(False)
-    return get_peft_model(unet, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                                           target_modules=targets))
+    return get_peft_model(unet, LoraConfig(r=options.lora_r, lora_alpha=options.lora_alpha,
+                                           lora_dropout=options.lora_dropout, target_modules=targets))
 
 
 def _lora_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -574,8 +583,55 @@ def _activation_bytes(unet: nn.Module, sample: dict[str, torch.Tensor]) -> int:
     return int(total[0] * 2)
 
 
-def build_training_task(adapter: Any, cfg: TrainConfig, registry: Any = None) -> TrainTask:
-    """The loop's task for a diffusers pipeline folder ``cfg.model``: see the module docstring for the losses."""
+METHODS: dict[str, type | None] = {"kd": DistillOptions, "cpt": None, "lcm": ConsistencyOptions, "lora": LoraOptions}
+
+
+def _options(method: str, options: Any) -> Any:
+    """The method's options: an instance of its schema (None: the defaults; a dict: by name, checked)."""
+    schema = METHODS[method]
+    if schema is None:
+        return None
+    if options is None:
+        return schema()
+    if isinstance(options, dict):
+        from slimgui.core.options import from_dict
+
+        return from_dict(schema, options, where=f"retraining option ({method})")
+    if not isinstance(options, schema):
+        raise SlimError(f"the {method} method takes {schema.__name__}, not {type(options).__name__}")
+    return options
+
+
+def build_kd(adapter: Any, cfg: TrainConfig, options: DistillOptions | None, *, registry: Any = None) -> TrainTask:
+    """BK-SDM distillation from the original U-Net (``cfg.teacher``, else the one in the model's
+    ``slimgui_unet_map.json``): λ_task·denoising + λ_out·output + λ_feat·stage-feature losses."""
+    return build_method(adapter, cfg, "kd", options, registry=registry)
+
+
+def build_cpt(adapter: Any, cfg: TrainConfig, options: None = None, *, registry: Any = None) -> TrainTask:
+    """Continued training: every U-Net weight on the denoising loss."""
+    return build_method(adapter, cfg, "cpt", options, registry=registry)
+
+
+def build_lcm(adapter: Any, cfg: TrainConfig, options: ConsistencyOptions | None, *,
+              registry: Any = None) -> TrainTask:
+    """Latent consistency distillation from the model itself (or ``cfg.teacher``); saves a few-step pipeline."""
+    return build_method(adapter, cfg, "lcm", options, registry=registry)
+
+
+def build_lora(adapter: Any, cfg: TrainConfig, options: LoraOptions | None, *, registry: Any = None) -> TrainTask:
+    """LoRA adapters on the U-Net's attention projections (or ``lora_targets``), merged at the end unless
+    ``lora_merge`` is False (then saved beside the U-Net, for pipelines that can load them)."""
+    return build_method(adapter, cfg, "lora", options, registry=registry)
+
+
+def build_method(adapter: Any, cfg: TrainConfig, method: str, options: Any = None, *, registry: Any = None) -> TrainTask:
+    """The loop's task of ``method`` ("kd", "cpt", "lcm" or "lora") for a diffusers pipeline folder ``cfg.model``,
+    with the method's ``options`` (see :data:`METHODS`): see the module docstring for the losses."""
+    if method not in METHODS:
+        raise SlimError(f"unknown retraining method '{method}' for diffusion models",
+                        hint="use one of: " + ", ".join(METHODS))
+    opts = _options(method, options)
     student_model = _load(adapter, cfg.model, "model")
     pipe = _check_pipeline(student_model)
     source = Path(student_model.source)
@@ -585,24 +641,24 @@ def build_training_task(adapter: Any, cfg: TrainConfig, registry: Any = None) ->
     schedule = NoiseSchedule(pipe.scheduler.config)
     # settings that can be wrong are checked before the (possibly long) encoding of the images
     teacher_path: str | None = None
-    mapping = _unet_map(source) if cfg.method == "kd" else None
-    if cfg.method == "kd":
+    mapping = _unet_map(source) if method == "kd" else None
+    if method == "kd":
         teacher_path = cfg.teacher or (mapping or {}).get("teacher")
         if not teacher_path:
             raise SlimError(f"distillation needs a teacher, and {source} does not say which model it was pruned from "
                             f"(no {MAP_FILE})", hint="pass --teacher ORIGINAL_PIPELINE")
         if not Path(teacher_path).exists():
             raise SlimError(f"the teacher {teacher_path} does not exist", hint="pass --teacher ORIGINAL_PIPELINE")
-    elif cfg.method == "lcm":
+    elif method == "lcm":
         teacher_path = cfg.teacher or str(source)
         if not Path(teacher_path).exists():
             raise SlimError(f"the teacher {teacher_path} does not exist")
-    elif cfg.method == "lora":
-        lora_targets(unet, cfg)
-        if not cfg.lora_merge and not hasattr(type(pipe), "save_lora_weights"):
+    elif method == "lora":
+        lora_targets(unet, opts)
+        if not opts.lora_merge and not hasattr(type(pipe), "save_lora_weights"):
             raise SlimError(f"{type(pipe).__name__} cannot save a separate LoRA adapter",
                             hint="merge the adapter into the U-Net (leave out --keep-adapter)")
-    data = encode_image_data(pipe, unet, schedule, cfg, drop_captions=cfg.method != "lcm")
+    data = encode_image_data(pipe, unet, schedule, cfg, drop_captions=method != "lcm")
     T = schedule.num_train_timesteps
     info: dict[str, Any] = {
         "items": "images", "items_per_sample": 1, "val_metric": None, "params": _params(unet),
@@ -635,13 +691,13 @@ def build_training_task(adapter: Any, cfg: TrainConfig, registry: Any = None) ->
     after_step = extra_state = load_extra_state = None
     lcm: ConsistencyDistiller | None = None
 
-    if cfg.method == "lora":
-        module = apply_lora(unet, cfg)
+    if method == "lora":
+        module = apply_lora(unet, opts)
     else:
         for p in unet.parameters():
             p.requires_grad_(True)
 
-    if cfg.method == "kd":
+    if method == "kd":
         teacher = _frozen_teacher(adapter, str(teacher_path), unet)
         stage_map = dict((mapping or {}).get("stages") or {})
         if not stage_map:  # same architecture, or a model slimmed elsewhere: match stages by name
@@ -649,7 +705,7 @@ def build_training_task(adapter: Any, cfg: TrainConfig, registry: Any = None) ->
                     [f"up_blocks.{k}" for k in range(len(unet.up_blocks))]
             stage_map = {n: n for n in names}
         pairs, skipped = feature_pairs(unet, teacher, stage_map, data.train, T // 2)
-        if cfg.kd_hidden and not pairs:
+        if opts.kd_hidden and not pairs:
             raise SlimError("no student stage's features match a teacher stage in shape, so feature distillation "
                             "has nothing to compare", hint="set --kd-hidden 0 for output-only distillation, or give "
                             "the teacher the student was pruned from")
@@ -677,21 +733,21 @@ def build_training_task(adapter: Any, cfg: TrainConfig, registry: Any = None) ->
             feat = torch.stack(feats).sum() if feats else s_out.new_zeros(())
             s_tap.outputs.clear()
             t_tap.outputs.clear()
-            total = cfg.kd_ce * task + cfg.kd_kl * out + (cfg.kd_hidden * feat if cfg.kd_hidden else 0.0)
+            total = opts.kd_ce * task + opts.kd_kl * out + (opts.kd_hidden * feat if opts.kd_hidden else 0.0)
             return total, {"task": task.item(), "out": out.item(), "feat": feat.item()}
 
         loss_fn = kd_loss
 
-    if cfg.method == "lcm":
+    if method == "lcm":
         if cfg.teacher and Path(cfg.teacher).resolve() != source.resolve():
             teacher = _frozen_teacher(adapter, cfg.teacher, unet)
         else:
             teacher = copy.deepcopy(unet).eval()
             for p in teacher.parameters():
                 p.requires_grad_(False)
-        lcm = ConsistencyDistiller(unet, teacher, schedule, data.uncond, cfg)
+        lcm = ConsistencyDistiller(unet, teacher, schedule, data.uncond, opts, cfg.extra)
         info.update(teacher=str(teacher_path), teacher_params=_params(teacher) + _params(lcm.target),
-                    ddim_steps=cfg.lcm_ddim_steps, teacher_guidance=cfg.lcm_guidance, ema_decay=cfg.lcm_ema_decay)
+                    ddim_steps=opts.lcm_ddim_steps, teacher_guidance=opts.lcm_guidance, ema_decay=opts.lcm_ema_decay)
         loss_fn = lcm.loss
         after_step, extra_state, load_extra_state = lcm.ema_update, lcm.state, lcm.load_state
 
@@ -702,8 +758,8 @@ def build_training_task(adapter: Any, cfg: TrainConfig, registry: Any = None) ->
         shutil.rmtree(tmp, ignore_errors=True)
         lora_weights = None
         trained = model
-        if cfg.method == "lora":
-            if cfg.lora_merge:
+        if method == "lora":
+            if opts.lora_merge:
                 trained = model.merge_and_unload()
             else:
                 lora_weights = _lora_state(model)
@@ -713,10 +769,11 @@ def build_training_task(adapter: Any, cfg: TrainConfig, registry: Any = None) ->
             old_unet, old_sched = pipe.unet, pipe.scheduler
             try:
                 pipe.unet = trained
-                if cfg.method == "lcm":
+                if method == "lcm":
                     from diffusers import LCMScheduler
 
-                    pipe.scheduler = LCMScheduler.from_config(old_sched.config, original_inference_steps=cfg.lcm_ddim_steps,
+                    pipe.scheduler = LCMScheduler.from_config(old_sched.config,
+                                                              original_inference_steps=opts.lcm_ddim_steps,
                                                               timestep_scaling=TIMESTEP_SCALING)
                 try:
                     pipe.save_pretrained(str(tmp), safe_serialization=True)
@@ -729,19 +786,19 @@ def build_training_task(adapter: Any, cfg: TrainConfig, registry: Any = None) ->
             for name in (MAP_FILE, "slimgui_plan.json"):
                 if (source / name).is_file():
                     shutil.copy(source / name, tmp / name)
-            healed = {"model": str(source), "method": cfg.method, "teacher": teacher_path, "steps": cfg.steps,
+            healed = {"model": str(source), "method": method, "teacher": teacher_path, "steps": cfg.steps,
                       "data": list(cfg.data)}
-            if cfg.method == "kd":
-                healed.update(kd_task=cfg.kd_ce, kd_out=cfg.kd_kl, kd_feat=cfg.kd_hidden)
-            if cfg.method == "lora":
-                healed.update(lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_targets=cfg.lora_targets or
-                              DEFAULT_LORA_TARGETS, lora_merged=cfg.lora_merge)
-            atomic_write_text(tmp / "slimgui_healed_from.json", json.dumps(healed, indent=1))
-            if cfg.method == "lcm":
+            if method == "kd":
+                healed.update(kd_task=opts.kd_ce, kd_out=opts.kd_kl, kd_feat=opts.kd_hidden)
+            if method == "lora":
+                healed.update(lora_r=opts.lora_r, lora_alpha=opts.lora_alpha, lora_targets=opts.lora_targets or
+                              DEFAULT_LORA_TARGETS, lora_merged=opts.lora_merge)
+            atomic_write_text(tmp / HEALED_FILE, json.dumps(healed, indent=1))
+            if method == "lcm":
                 atomic_write_text(tmp / FEWSTEP_FILE, json.dumps({
                     "steps": FEWSTEP_STEPS, "guidance": 1.0, "scheduler": "lcm", "method": "lcm", "source": str(source),
-                    "teacher": teacher_path, "ddim_steps": cfg.lcm_ddim_steps, "teacher_guidance": cfg.lcm_guidance,
-                    "ema_decay": cfg.lcm_ema_decay,
+                    "teacher": teacher_path, "ddim_steps": opts.lcm_ddim_steps, "teacher_guidance": opts.lcm_guidance,
+                    "ema_decay": opts.lcm_ema_decay,
                     **({"timesteps": ts} if lcm is not None and (ts := lcm.inference_timesteps()) else {})}, indent=1))
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -334,7 +334,7 @@ class TransformersAdapter(ModelAdapter):
         from .options import BenchOptions
 
         options = options if options is not None else BenchOptions()
-        seq = bench_seq(options)
+        seq = blocks.bench_seq(options)
         new_tokens = int(options.new_tokens)
         if not model.has_weights:
             raise SlimError(f"{model.source} has no weights to benchmark")
@@ -526,13 +526,3 @@ def calibration_seq_len(data: CalibrationData) -> int:
     if given.get("seq_len") is None:
         given["seq_len"] = data.seq_len
     return int(from_dict(CalibrationOptions, given, where="calibration option").seq_len)
-
-
-def bench_seq(options: Any) -> int:
-    """The one sequence length of a benchmark row (the options' swept ``seq`` holds one value per row)."""
-    seq = options.seq
-    if isinstance(seq, (list, tuple)):
-        if len(seq) != 1:
-            raise SlimError("one benchmark run takes one sequence length", hint="the benchmark sweeps --seq itself")
-        seq = seq[0]
-    return int(seq)

@@ -68,6 +68,16 @@ def check_context(model, flag: str, tokens: int, *, what: str = "") -> None:
                         f"({key} in {Path(str(model.source)).name}/config.json)", hint=f"use at most {ctx[0]:,}")
 
 
+def bench_seq(options: Any) -> int:
+    """The one sequence length of a benchmark row (the options' swept ``seq`` holds one value per row)."""
+    seq = options.seq
+    if isinstance(seq, (list, tuple)):
+        if len(seq) != 1:
+            raise SlimError("one benchmark run takes one sequence length", hint="the benchmark sweeps --seq itself")
+        seq = seq[0]
+    return int(seq)
+
+
 # config entries that hold one value per block (transformers configs validate their length against
 # num_hidden_layers, and the modelling code indexes them by layer): pruning keeps the kept blocks' entries
 PER_LAYER_CONFIG_KEYS = ("layer_types", "mlp_layer_types", "no_rope_layers", "num_attention_heads_per_layer",

@@ -14,27 +14,30 @@ from slimgui.core.errors import SlimError
 from slimgui.core.media import TextMedia
 from slimgui.core.progress import CancelToken, ProgressFn, check, report
 
-from .adapter import TransformersAdapter, mask_tokens
+from .blocks import check_context, is_decoder, mask_tokens, need_tokenizer
 
 
-def _adapter(model) -> TransformersAdapter:
-    return model.impl if isinstance(model.impl, TransformersAdapter) else TransformersAdapter()
-
-
-def perplexity(model, data_path: str, *, seq_len: int = 128, stride: int | None = None, max_tokens: int | None = None,
-               batch_size: int = 16, progress: ProgressFn | None = None, cancel: CancelToken | None = None,
-               **_: Any) -> dict[str, Any]:
-    """Perplexity over the whole file in windows of ``seq_len`` tokens moved by ``stride``.
+def perplexity(model, data_path: str | None, *, seq_len: int = 128, stride: int | None = None,
+               max_tokens: int | None = 4096, batch_size: int = 16, progress: ProgressFn | None = None,
+               cancel: CancelToken | None = None, **_: Any) -> dict[str, Any]:
+    """Perplexity over the file (its first ``max_tokens`` tokens; None: all) in windows of ``seq_len`` tokens
+    moved by ``stride`` (None: the window length).  The keywords are :class:`~slimgui_llm.options.PerplexityOptions`.
 
     Every token after the first is predicted exactly once; in windows after the first, only the
     last ``stride`` tokens are scored and the ones before serve as context (the usual HF recipe).
     Encoders with a masked-LM head report masked-LM perplexity on a fixed 15% of the tokens.
     """
-    adapter = _adapter(model)
-    tok = adapter._need_tokenizer(model)
+    if data_path is None or not str(data_path).strip():
+        raise SlimError("perplexity needs a text file", hint="pass --data FILE")
+    if seq_len < 2:
+        raise SlimError(f"--seq-len must be at least 2, got {seq_len}")
+    if stride is not None and not 0 < stride <= seq_len:
+        raise SlimError(f"--stride {stride} is longer than --seq-len {seq_len}" if stride > seq_len
+                        else f"--stride must be at least 1, got {stride}",
+                        hint="the stride moves the window: at most the window length")
     stride = stride or seq_len
-    if seq_len < 2 or not 0 < stride <= seq_len:
-        raise SlimError(f"need seq_len ≥ 2 and 0 < stride ≤ seq_len (got {seq_len}, {stride})")
+    check_context(model, "--seq-len", seq_len)
+    tok = need_tokenizer(model)
     text = read_text_file(data_path, "evaluation file")
     ids = tok(text, add_special_tokens=False, verbose=False)["input_ids"]
     if max_tokens:
@@ -42,7 +45,7 @@ def perplexity(model, data_path: str, *, seq_len: int = 128, stride: int | None 
     if len(ids) < 2:
         raise SlimError(f"evaluation file {data_path} has fewer than 2 tokens")
     ids_t = torch.tensor(ids, dtype=torch.long)
-    decoder = adapter.is_decoder(model)
+    decoder = is_decoder(model)
     if not decoder and model.module.get_output_embeddings() is None:
         raise SlimError("perplexity needs a language-modelling head; this encoder has none",
                         hint="open the model with its masked-LM head, or compare hidden states instead")
@@ -101,14 +104,17 @@ def perplexity(model, data_path: str, *, seq_len: int = 128, stride: int | None 
 
 
 def generate_text(model, prompt: str = "def ", *, max_new_tokens: int = 40, **_: Any) -> TextMedia:
-    """Greedy continuation of ``prompt`` (the same decoding settings for every model compared)."""
-    adapter = _adapter(model)
-    if not adapter.is_decoder(model):
+    """Greedy continuation of ``prompt`` (the same decoding settings for every model compared).  The keywords
+    are :class:`~slimgui_llm.options.GenerateOptions`."""
+    if not is_decoder(model):
         raise SlimError("text generation needs a decoder language model; this one is an encoder")
-    tok = adapter._need_tokenizer(model)
+    tok = need_tokenizer(model)
     enc = tok(prompt, return_tensors="pt", add_special_tokens=False)
-    if enc["input_ids"].shape[1] == 0:
+    n_prompt = int(enc["input_ids"].shape[1])
+    if n_prompt == 0:
         raise SlimError("the prompt is empty", hint="type some text to continue")
+    check_context(model, "--max-new-tokens", max_new_tokens + n_prompt,
+                  what=f" (with the prompt's {n_prompt} tokens)")
     t0 = time.perf_counter()
     with torch.no_grad():
         out = model.module.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,

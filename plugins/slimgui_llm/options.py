@@ -17,7 +17,7 @@ WEIGHT_MAX = 1e6
 class CalibrationOptions:
     """How calibration text is cut (analysis with ppl, bi, taylor)."""
 
-    seq_len: int = option(128, label="segment length", lo=2, hi=SEQ_MAX, step=16,
+    seq_len: int = option(128, label="segment length", lo=2, hi=SEQ_MAX, step=16, context=True,
                           help="tokens per calibration segment, at most the model's context")
 
 
@@ -25,7 +25,7 @@ class CalibrationOptions:
 class TextDataOptions:
     """How retraining text is read and cut into token blocks."""
 
-    seq_len: int = option(128, label="sequence length", lo=2, hi=SEQ_MAX, step=16,
+    seq_len: int = option(128, label="sequence length", lo=2, hi=SEQ_MAX, step=16, context=True,
                           help="tokens per training sequence, at most the model's context")
     max_train_tokens: int | None = option(None, label="max tokens", lo=2, hi=2**40, none_label="all",
                                           advanced=True, help="use at most this many training tokens")
@@ -66,7 +66,7 @@ class DistillOptions:
 
 @dataclass
 class PerplexityOptions:
-    seq_len: int = option(128, label="window", lo=2, hi=SEQ_MAX, step=16, legacy=("eval_seq_len",),
+    seq_len: int = option(128, label="window", lo=2, hi=SEQ_MAX, step=16, legacy=("eval_seq_len",), context=True,
                           help="window length in tokens, at most the model's context")
     stride: int | None = option(None, label="stride", lo=1, hi=SEQ_MAX, none_label="the window length",
                                 advanced=True, help="window stride (at most the window length)")
@@ -102,7 +102,7 @@ class OnnxOptions:
 
 @dataclass
 class BenchOptions:
-    seq: list[int] = option([128], label="sequence length", lo=2, hi=SEQ_MAX, sweep=True,
+    seq: list[int] = option([128], label="sequence length", lo=2, hi=SEQ_MAX, sweep=True, context=True,
                             help="tokens per sequence; several comma-separated lengths give one row each")
     new_tokens: int = option(16, label="new tokens", lo=1, hi=100_000, help="tokens generated per decode run")
     decode: bool = option(True, label="decode", negate="--no-decode",

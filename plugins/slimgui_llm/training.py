@@ -1,8 +1,16 @@
-"""The language-model family's training task: data, LoRA / full / distillation losses, and the final save."""
+"""The language-model family's healing methods (the manifest's MethodSpecs ``lora``, ``cpt`` and ``kd``): each
+builds the :class:`~slimgui.core.train.TrainTask` the core loop runs — token blocks of the training text, the
+LoRA / full / distillation loss, the validation perplexity and the final save.
+
+The builders receive the adapter, the job's :class:`~slimgui.core.train.TrainConfig` and the method's options
+(:class:`~slimgui_llm.options.LoraOptions`, none, :class:`~slimgui_llm.options.DistillOptions`); how the text is
+read and cut (:class:`~slimgui_llm.options.TextDataOptions`) is read from ``cfg.options``.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -13,16 +21,30 @@ from torch import nn
 
 from slimgui.core.data import read_text_file
 from slimgui.core.errors import SlimError
+from slimgui.core.metrics import Metric
 from slimgui.core.model import made_from
+from slimgui.core.options import from_dict
 from slimgui.core.train import TrainConfig, TrainTask
 
-from .adapter import TransformersAdapter, causal_lm_loss, mask_tokens
+from .blocks import causal_lm_loss, check_context, find_stack, is_decoder, mask_tokens, need_tokenizer
+from .options import DistillOptions, LoraOptions, TextDataOptions
 
 TEXT_SUFFIXES = {".txt", ".md", ".py", ".rst", ".text", ".csv", ".tex", ".html", ".c", ".h", ".js", ".java"}
 
 
+VAL_PPL = Metric("val_ppl", "Validation perplexity", better="lower", fmt="{:.3f}",
+                 help="exp of the mean next-token loss on the held-out token blocks")
+
+
 # -- data ------------------------------------------------------------------------------------------
-def _jsonl_texts(path: Path, cfg: TrainConfig) -> list[str]:
+def data_options(source: Any) -> TextDataOptions:
+    """The training-data options of ``source``: a TextDataOptions itself, or a TrainConfig's ``options`` (checked)."""
+    if isinstance(source, TextDataOptions):
+        return source
+    return from_dict(TextDataOptions, getattr(source, "options", None) or {}, where="retraining option")
+
+
+def _jsonl_texts(path: Path, cfg: TextDataOptions) -> list[str]:
     texts = []
     for n, line in enumerate(read_text_file(path, "data file").splitlines(), start=1):
         if not line.strip():
@@ -35,7 +57,7 @@ def _jsonl_texts(path: Path, cfg: TrainConfig) -> list[str]:
     return texts
 
 
-def _record_text(obj: Any, cfg: TrainConfig, where: str) -> str:
+def _record_text(obj: Any, cfg: TextDataOptions, where: str) -> str:
     if not isinstance(obj, dict):
         raise SlimError(f"{where} is not a JSON object")
     if isinstance(obj.get(cfg.text_field), str):
@@ -49,7 +71,7 @@ def _record_text(obj: Any, cfg: TrainConfig, where: str) -> str:
                     hint="set --text-field, or give instruction and response fields")
 
 
-def _dataset_texts(path: Path, cfg: TrainConfig) -> list[str]:
+def _dataset_texts(path: Path, cfg: TextDataOptions) -> list[str]:
     try:
         from datasets import DatasetDict, load_from_disk
     except ImportError:
@@ -63,8 +85,10 @@ def _dataset_texts(path: Path, cfg: TrainConfig) -> list[str]:
     return [_record_text(row, cfg, f"{path} row {i}") for i, row in enumerate(ds)]
 
 
-def load_texts(paths: list[str], cfg: TrainConfig) -> list[str]:
-    """Documents from text files, folders of text files, JSONL files and saved datasets."""
+def load_texts(paths: list[str], cfg: TextDataOptions | TrainConfig) -> list[str]:
+    """Documents from text files, folders of text files, JSONL files and saved datasets (``cfg``: the
+    training-data options, or a job whose options hold them)."""
+    cfg = data_options(cfg)
     texts: list[str] = []
     for raw in paths:
         p = Path(raw).expanduser()
@@ -88,8 +112,10 @@ def load_texts(paths: list[str], cfg: TrainConfig) -> list[str]:
     return texts
 
 
-def token_blocks(texts: list[str], tokenizer, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """Concatenate documents (separated by EOS) into ``seq_len`` blocks; every k-th block is held out."""
+def token_blocks(texts: list[str], tokenizer, cfg: TextDataOptions,
+                 val_fraction: float = 0.05) -> tuple[torch.Tensor, torch.Tensor]:
+    """Concatenate documents (separated by EOS) into ``seq_len`` blocks; every k-th block is held out
+    (k = 1 / ``val_fraction``)."""
     eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
     ids: list[int] = []
     for enc in tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]:
@@ -104,7 +130,7 @@ def token_blocks(texts: list[str], tokenizer, cfg: TrainConfig) -> tuple[torch.T
         raise SlimError(f"the training data gives {len(ids)} tokens: fewer than two {cfg.seq_len}-token sequences",
                         hint="give more text or a smaller --seq-len")
     blocks = torch.tensor(ids[: n * cfg.seq_len], dtype=torch.long).view(n, cfg.seq_len)
-    every = max(2, round(1 / cfg.val_fraction))
+    every = max(2, round(1 / val_fraction))
     val_mask = torch.zeros(n, dtype=torch.bool)
     val_mask[every - 1::every] = True
     if not val_mask.any():
@@ -125,7 +151,7 @@ def linear_leaf_names(block_stack: nn.Module) -> list[str]:
     return names
 
 
-def apply_lora(module: nn.Module, stack: nn.Module, cfg: TrainConfig, decoder: bool):
+def apply_lora(module: nn.Module, stack: nn.Module, cfg: LoraOptions, decoder: bool):
     from peft import LoraConfig, get_peft_model
 
     available = linear_leaf_names(stack)
@@ -172,18 +198,51 @@ def _kept_indices(student_dir: Path, n_student: int, n_teacher: int) -> list[int
                     hint="distil a model pruned by SlimGUI, or one with as many blocks as the teacher")
 
 
-def build_training_task(adapter: TransformersAdapter, cfg: TrainConfig, registry=None) -> TrainTask:
+def build_lora(adapter: Any, cfg: TrainConfig, options: LoraOptions | None, *, registry: Any = None) -> TrainTask:
+    """LoRA (peft) on the blocks' linear layers; merged into the weights at the end unless ``lora_merge`` is off."""
+    return _build(adapter, cfg, "lora", options if options is not None else LoraOptions())
+
+
+def build_cpt(adapter: Any, cfg: TrainConfig, options: Any = None, *, registry: Any = None) -> TrainTask:
+    """Continued pretraining: every weight trains on the next-token (or masked-LM) loss."""
+    return _build(adapter, cfg, "cpt", None)
+
+
+def build_kd(adapter: Any, cfg: TrainConfig, options: DistillOptions | None, *, registry: Any = None) -> TrainTask:
+    """Distillation from the original (``cfg.teacher``, else the model the student was pruned from):
+    kd_ce · next-token loss + kd_kl · KL(teacher‖student, T) + kd_hidden · MSE of the matching block outputs."""
+    options = options if options is not None else DistillOptions()
+    if options.kd_ce == options.kd_kl == options.kd_hidden == 0:
+        raise SlimError("--kd-ce, --kd-kl and --kd-hidden are all 0: distillation would learn nothing",
+                        hint="give at least one a weight above 0")
+    return _build(adapter, cfg, "kd", options)
+
+
+def _build(adapter: Any, cfg: TrainConfig, method: str, options: Any) -> TrainTask:
+    data = data_options(cfg)
     student = adapter.load(cfg.model, trust_remote_code=cfg.trust_remote_code)
     if not student.has_weights:
         raise SlimError(f"{cfg.model} has no weights to retrain")
-    tok = adapter._need_tokenizer(student)
-    decoder = adapter.is_decoder(student)
-    train_blocks, val_blocks = token_blocks(load_texts(cfg.data, cfg), tok, cfg)
-    _, layers = adapter.stack(student)
+    check_context(student, "--seq-len", data.seq_len)
+    tok = need_tokenizer(student)
+    decoder = is_decoder(student)
+    if method == "kd" and not decoder:
+        raise SlimError("distillation is implemented for decoder language models", hint="use lora or cpt")
+    train_blocks, val_blocks = token_blocks(load_texts(cfg.data, data), tok, data, cfg.val_fraction)
+    _, layers = find_stack(student)
     module = student.module
-    info = {"hidden_size": getattr(student.config, "hidden_size", 0), "layers": len(layers),
-            "vocab_size": getattr(student.config, "vocab_size", 0), "decoder": decoder,
-            "train_sequences": len(train_blocks), "val_sequences": len(val_blocks)}
+    hidden = int(getattr(student.config, "hidden_size", 0) or 0)
+    vocab = int(getattr(student.config, "vocab_size", 0) or 0)
+    info: dict[str, Any] = {
+        "hidden_size": hidden, "layers": len(layers), "vocab_size": vocab, "decoder": decoder,
+        "train_sequences": len(train_blocks), "val_sequences": len(val_blocks),
+        "items": "tokens", "items_per_sample": data.seq_len,
+        # activations of one sequence: the blocks' (about 34 bytes per hidden unit and layer) and the logits'
+        "activation_bytes_per_sample": data.seq_len * (hidden * len(layers) * 34 + vocab * 12),
+        "val_metric": "ppl", "metrics": [VAL_PPL.to_json()],
+        "too_little_data": "give more text or a smaller --seq-len",
+        "too_much_memory": "lower --batch-size or --seq-len",
+    }
 
     def lm_loss(model, batch):
         if decoder:
@@ -192,66 +251,72 @@ def build_training_task(adapter: TransformersAdapter, cfg: TrainConfig, registry
         logits = model(input_ids=masked, attention_mask=torch.ones_like(batch)).logits
         return nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
 
-    if cfg.method == "lora":
-        module = apply_lora(module, layers, cfg, decoder)
+    if method == "lora":
+        module = apply_lora(module, layers, options, decoder)
     else:
         for p in module.parameters():
             p.requires_grad_(True)
 
     loss_fn = lambda model, batch: (lm_loss(model, batch), {})  # noqa: E731
-    if cfg.method == "kd":
-        if not decoder:
-            raise SlimError("distillation is implemented for decoder language models", hint="use lora or cpt")
-        origin = made_from(student.source)
-        teacher_path = cfg.teacher or (str(origin) if origin is not None else None)
-        if not teacher_path:
-            raise SlimError("distillation needs a teacher", hint="pass --teacher ORIGINAL_MODEL")
-        teacher = adapter.load(teacher_path, trust_remote_code=cfg.trust_remote_code)
-        _, t_layers = adapter.stack(teacher)
-        kept = _kept_indices(Path(student.source), len(layers), len(t_layers))
-        if teacher.config.vocab_size != student.config.vocab_size:
-            raise SlimError("teacher and student have different vocabularies")
-        t_module = teacher.module.eval()
-        for p in t_module.parameters():
-            p.requires_grad_(False)
-        s_tap, t_tap = _BlockTap(layers), _BlockTap(t_layers)
-        info.update(teacher_params=sum(p.numel() for p in t_module.parameters()), block_map=kept)
-        temp = cfg.kd_temperature
-
-        def kd_loss(model, batch):
-            if next(t_module.parameters()).device != batch.device:
-                t_module.to(batch.device)
-            s_logits = model(input_ids=batch, use_cache=False).logits
-            with torch.no_grad():
-                t_logits = t_module(input_ids=batch, use_cache=False).logits
-            ce = causal_lm_loss(s_logits, batch)
-            v = s_logits.shape[-1]
-            kl = nn.functional.kl_div(nn.functional.log_softmax(s_logits.reshape(-1, v) / temp, dim=-1),
-                                      nn.functional.log_softmax(t_logits.reshape(-1, v) / temp, dim=-1),
-                                      log_target=True, reduction="batchmean") * temp * temp
-            hid = torch.stack([nn.functional.mse_loss(s_tap.outputs[k], t_tap.outputs[j])
-                               for k, j in enumerate(kept)]).mean()
-            total = cfg.kd_ce * ce + cfg.kd_kl * kl + cfg.kd_hidden * hid
-            return total, {"ce": ce.item(), "kl": kl.item(), "hidden_mse": hid.item()}
-
-        loss_fn = kd_loss
+    if method == "kd":
+        loss_fn = _distillation(adapter, cfg, student, layers, options, info)
 
     source_dir = Path(student.source)
+    merge = method == "lora" and options.lora_merge
 
     def save(model, out_dir: str) -> None:
         out = Path(out_dir)
         tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
-        if cfg.method == "lora" and cfg.lora_merge:
+        if merge:
             model = model.merge_and_unload()
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         if (source_dir / "slimgui_plan.json").is_file():
             shutil.copy(source_dir / "slimgui_plan.json", tmp / "slimgui_plan.json")
-        (tmp / "slimgui_healed_from.json").write_text(json.dumps({"model": str(source_dir), "method": cfg.method}))
+        (tmp / "slimgui_healed_from.json").write_text(json.dumps({"model": str(source_dir), "method": method}))
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
 
     return TrainTask(model=module, train_blocks=train_blocks, val_blocks=val_blocks, loss=loss_fn, save=save,
-                     eval_loss=lambda model, batch: lm_loss(model, batch), info=info)
+                     eval_loss=lambda model, batch: lm_loss(model, batch), info=info,
+                     val_metrics=lambda mean: {"val_ppl": math.exp(min(mean, 50))})
+
+
+def _distillation(adapter: Any, cfg: TrainConfig, student: Any, layers: nn.ModuleList, options: DistillOptions,
+                  info: dict[str, Any]):
+    """The distillation loss against the teacher (``cfg.teacher``, else the model ``student`` was pruned from)."""
+    origin = made_from(student.source)
+    teacher_path = cfg.teacher or (str(origin) if origin is not None else None)
+    if not teacher_path:
+        raise SlimError("distillation needs a teacher", hint="pass --teacher ORIGINAL_MODEL")
+    teacher = adapter.load(teacher_path, trust_remote_code=cfg.trust_remote_code)
+    _, t_layers = find_stack(teacher)
+    kept = _kept_indices(Path(student.source), len(layers), len(t_layers))
+    if teacher.config.vocab_size != student.config.vocab_size:
+        raise SlimError("teacher and student have different vocabularies")
+    t_module = teacher.module.eval()
+    for p in t_module.parameters():
+        p.requires_grad_(False)
+    s_tap, t_tap = _BlockTap(layers), _BlockTap(t_layers)
+    info.update(teacher_params=sum(p.numel() for p in t_module.parameters()), block_map=kept)
+    temp = options.kd_temperature
+
+    def kd_loss(model, batch):
+        if next(t_module.parameters()).device != batch.device:
+            t_module.to(batch.device)
+        s_logits = model(input_ids=batch, use_cache=False).logits
+        with torch.no_grad():
+            t_logits = t_module(input_ids=batch, use_cache=False).logits
+        ce = causal_lm_loss(s_logits, batch)
+        v = s_logits.shape[-1]
+        kl = nn.functional.kl_div(nn.functional.log_softmax(s_logits.reshape(-1, v) / temp, dim=-1),
+                                  nn.functional.log_softmax(t_logits.reshape(-1, v) / temp, dim=-1),
+                                  log_target=True, reduction="batchmean") * temp * temp
+        hid = torch.stack([nn.functional.mse_loss(s_tap.outputs[k], t_tap.outputs[j])
+                           for k, j in enumerate(kept)]).mean()
+        total = options.kd_ce * ce + options.kd_kl * kl + options.kd_hidden * hid
+        return total, {"ce": ce.item(), "kl": kl.item(), "hidden_mse": hid.item()}
+
+    return kd_loss

@@ -105,35 +105,6 @@ def onnx_session(path: str | Path, threads: int | None = None):
         raise SlimError(f"onnxruntime cannot load {Path(path).name}: {str(exc).strip().splitlines()[0][:200]}") from None
 
 
-def onnx_forward_runner(path: str | Path, batch: int, seq: int, threads: int | None = None,
-                        vocab: int = 100, sess: Any = None) -> Callable[[], Any]:
-    """A callable running one forward pass of an exported LM (input_ids/attention_mask) at batch×seq.
-
-    ``sess``: an onnxruntime session of ``path`` already checked and opened, reused across shapes."""
-    import numpy as np
-
-    if sess is None:
-        check_onnx_file(path)
-        sess = onnx_session(path, threads)
-    names = [i.name for i in sess.get_inputs()]
-    if "input_ids" not in names:
-        raise SlimError(f"{Path(path).name} has no input_ids input", hint="bench expects a language-model ONNX export")
-    rng = np.random.default_rng(0)
-    feed: dict[str, Any] = {"input_ids": rng.integers(0, vocab, (batch, seq), dtype=np.int64)}
-    if "attention_mask" in names:
-        feed["attention_mask"] = np.ones((batch, seq), dtype=np.int64)
-    extra = [n for n in names if n not in feed]
-    if extra:
-        # past key/values: start from an empty cache
-        for inp in sess.get_inputs():
-            if inp.name in extra:
-                shape = [batch if i == 0 else (0 if i == 2 else d) for i, d in enumerate(inp.shape)]
-                if any(not isinstance(d, int) for d in shape):
-                    raise SlimError(f"cannot make an input for {inp.name} of shape {inp.shape}")
-                feed[inp.name] = np.zeros(shape, dtype=np.float32)
-    return lambda: sess.run(None, feed)
-
-
 @dataclass
 class BenchRun:
     """One thing a benchmark times: ``fn`` processes ``items`` items per call (a batch of sequences:
@@ -163,6 +134,16 @@ def _as_run(run: Any, mode: str, batch: int) -> BenchRun | None:
     raise SlimError(f"a bench runner returned {type(run).__name__}, not a BenchRun or a callable")
 
 
+def exported_file_spec(item: Any, registry: Any) -> Any:
+    """The exporter whose files ``item`` is — a path ending in the suffix of an exporter that declares a benchmark
+    runner, the longest such suffix winning (``.cnn.onnx`` before ``.onnx``) — or None: a model to open."""
+    if not isinstance(item, (str, Path)):
+        return None
+    name = str(item).lower()
+    found = [s for s in registry.exporter_specs(None) if s.runner and s.suffix and name.endswith(s.suffix.lower())]
+    return max(found, key=lambda s: len(s.suffix)) if found else None
+
+
 def _sweeps(schema: Any, values: dict[str, Any]) -> list[dict[str, Any]]:
     """Every combination of the swept options' values (fields with Opt(sweep=True) holding a list)."""
     from .options import fields_of
@@ -189,8 +170,7 @@ def benchmark(entries: list[tuple[str, Any]], *, batches: list[int], registry: A
     prepared = []
     for label, item in entries:
         if isinstance(item, (str, Path)):
-            spec = next((s for s in registry.exporter_specs(None) if s.runner and s.suffix
-                         and str(item).lower().endswith(s.suffix)), None)
+            spec = exported_file_spec(item, registry)
             if spec is None:
                 raise SlimError(f"no installed exporter can benchmark {Path(str(item)).name}")
             family = next((f for f in spec.families if f != "*"), None)

@@ -26,7 +26,7 @@ from typing import Any
 from .errors import Cancelled, SlimError
 from .progress import CancelToken, EtaTracker, check
 from .runs import run_state  # noqa: F401
-from .tasks_export import bench_task, export_task, exported_file_spec, folder_bytes  # noqa: F401
+from .tasks_export import bench_task, export_task, folder_bytes  # noqa: F401
 from .tasks_open import NeedsChoice, file_kind, open_models, open_task  # noqa: F401
 from .tasks_preview import evaluate_task, preview_task  # noqa: F401
 from .tasks_prune import analyze_task, apply_task  # noqa: F401

@@ -150,25 +150,55 @@ def stack_images(rows: Sequence[ImageMedia], *, gap: int = 4, title: str = "",
                       tiles=tiles, meta={"rows": names, **(meta or {})})
 
 
-def png_bytes(media: ImageMedia) -> bytes:
-    """The image encoded as PNG (lossless, grey or RGB)."""
+def labelled(media: ImageMedia) -> Any:
+    """The image with the name of each row of tiles (their ``"row"``) written in a white strip on its left, as
+    a uint8 array: what a saved comparison needs to say which model drew which row.  An image without named
+    rows comes back as it is."""
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+    arr = image_array(media)
+    rows: dict[tuple[str, int], int] = {}  # (name, top) -> height, one entry per row of tiles
+    for t in media.tiles:
+        box = t.get("box")
+        if t.get("row") and isinstance(box, (list, tuple)) and len(box) == 4:
+            rows.setdefault((str(t["row"]), int(box[1])), int(box[3]))
+    if not rows:
+        return arr
+    font = ImageFont.load_default()
+    measure = ImageDraw.Draw(Image.new("L", (1, 1)))
+    width = 12 + max(int(measure.textlength(name, font=font)) for name, _ in rows)
+    base = Image.fromarray(arr)
+    grey = base.mode == "L"
+    canvas = Image.new(base.mode, (base.width + width, base.height), 255 if grey else (255, 255, 255))
+    canvas.paste(base, (width, 0))
+    draw = ImageDraw.Draw(canvas)
+    for (name, top), height in rows.items():
+        draw.text((6, top + height // 2 - 6), name, fill=0 if grey else (0, 0, 0), font=font)
+    return np.asarray(canvas)
+
+
+def png_bytes(media: ImageMedia, *, labels: bool = False) -> bytes:
+    """The image encoded as PNG (lossless, grey or RGB); with ``labels``, with its rows' names (:func:`labelled`)."""
     import io
 
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.fromarray(image_array(media)).save(buf, format="PNG")
+    Image.fromarray(labelled(media) if labels else image_array(media)).save(buf, format="PNG")
     return buf.getvalue()
 
 
-def save_png(media: ImageMedia, path: str | os.PathLike) -> Path:
-    """Write the image to ``path`` as a PNG, atomically (a temporary file in the same folder, then a rename)."""
+def save_png(media: ImageMedia, path: str | os.PathLike, *, labels: bool = False) -> Path:
+    """Write the image to ``path`` as a PNG, atomically (a temporary file in the same folder, then a rename).
+    ``labels``: with the name of each row of tiles in a strip on the left (:func:`labelled`), as a comparison
+    grid saved by a front end shows which model drew which row."""
     from .io import atomic_write_bytes
 
     out = Path(path).expanduser()
     if out.suffix.lower() != ".png":
         raise SlimError(f"{out.name} does not end in .png", hint="give the image a name ending in .png")
-    return atomic_write_bytes(out, png_bytes(media))
+    return atomic_write_bytes(out, png_bytes(media, labels=labels))
 
 
 # -- audio helpers -------------------------------------------------------------------------------

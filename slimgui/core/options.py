@@ -64,7 +64,8 @@ class Opt:
     cli: bool = True
     gui: bool = True
     advanced: bool = False  # GUI: shown under "More"
-    sweep: bool = False  # a list of values a benchmark is run for, one row each
+    sweep: bool = False  # a list of values a benchmark is run for, one row each (the runner gets a one-item list)
+    context: bool = False  # a length in the model's items that must fit its context (ModelAdapter.context_limit)
 
     def value_choices(self) -> list[Any]:
         return [c[0] if isinstance(c, tuple) else c for c in self.choices]

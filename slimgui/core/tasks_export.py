@@ -50,15 +50,6 @@ def export_task(model: LoadedModel | str, out: str, *, registry: Registry, fmt: 
     return result, model
 
 
-def exported_file_spec(item: Any, registry: Registry) -> Any:
-    """The exporter whose files ``item`` is (a path ending in the suffix of an exporter with a benchmark runner),
-    or None: a model to open."""
-    if not isinstance(item, (str, Path)):
-        return None
-    name = str(item).lower()
-    return next((s for s in registry.exporter_specs(None) if s.runner and s.suffix and name.endswith(s.suffix)), None)
-
-
 def bench_task(entries: Sequence[tuple[str, Any]], *, registry: Registry, batches: Sequence[int],
                options: dict[str, Any] | None = None, threads: int | None = 2, repeats: int = 5,
                width: tuple[str, Any, Any] | None = None, adapter: str | None = None,
@@ -74,7 +65,7 @@ def bench_task(entries: Sequence[tuple[str, Any]], *, registry: Registry, batche
     ``[{"label", "source", "params", "runtime"}]`` in order.  The caller's torch thread count is restored."""
     import torch
 
-    from .bench import benchmark
+    from .bench import benchmark, exported_file_spec
 
     batches = [int(b) for b in batches]
     if not entries and width is None:

@@ -530,6 +530,7 @@ def run_training(cfg: TrainConfig, *, registry=None, events: EventFn | None = No
     val = validate()
     result = {"step": cfg.steps, "train_loss": state["history"][-1][1] if state["history"] else None,
               **val, "items_seen": state["items_seen"], f"{items}_seen": state["items_seen"], "items": items,
+              "tokens_seen": state["items_seen"],  # schema-1 key of the result, kept for scripts that read it
               "seconds": round(time.perf_counter() - t_start, 2), "out": str(out), "method": cfg.method,
               "resumed_from": state.get("resumed_from"), "processes": world}
     accelerator.wait_for_everyone()

@@ -1,12 +1,14 @@
 """The Analysis panel: pick a criterion and calibration data, score every prunable unit in the background.
 
-The criteria are the registry's for the model's family (its own first); the default is the family's own
-first criterion (:func:`~slimgui.core.session.default_criterion`): ``ppl`` for a language model with
-calibration text, ``ldpruner`` for a diffusion U-Net, whose calibration data (an image folder or a prompts
-file) is optional."""
+The criteria are the registry's for the model's family (its own first); the default is the family's declared
+``default_criterion`` when there is data for it (:func:`~slimgui.core.session.default_criterion`).  What the
+calibration data is (a file or a folder, its label and help) comes from the family's ``AdapterSpec.data``, and how
+it is cut from a form generated from its ``calibration_options``; the values are kept per family in
+``AnalysisSettings.options``."""
 
 from __future__ import annotations
 
+import dataclasses
 from functools import partial
 from pathlib import Path
 
@@ -27,12 +29,14 @@ from PySide6.QtWidgets import (
 from slimgui.core.data import CalibrationData
 from slimgui.core.errors import SlimError
 from slimgui.core.jobs import Job, analyze_task
+from slimgui.core.options import to_dict
 from slimgui.core.scores import Scores
 from slimgui.core.session import criteria_for, default_criterion, default_data
+from slimgui.core.settings import put, values_for
 from slimgui.gui.widgets import browse_row
 
 from .document import Document
-from .family import traits
+from .forms import OptionsForm
 from .notify import Notifier
 from .workers import JobRunner
 
@@ -52,16 +56,18 @@ class AnalysisPanel(QWidget):
         self.data = QLineEdit()
         self.data.setPlaceholderText("calibration text file (UTF-8)")
         data_row = browse_row(self.data, self._browse, "Choose a calibration text file")
-        self.seq_len = self._spin(2, 8192, 128, "tokens per calibration segment")
-        self.samples = self._spin(1, 4096, 32, "number of calibration segments")
-        self.batch_size = self._spin(1, 512, 8, "segments per forward pass")
+        self.samples = self._spin(1, 4096, 32, "number of calibration samples")
+        self.batch_size = self._spin(1, 512, 8, "samples per forward pass")
         sizes = QHBoxLayout()
         self.size_labels: dict[str, QLabel] = {}
-        for label, spin in (("length", self.seq_len), ("samples", self.samples), ("batch", self.batch_size)):
+        for label, spin in (("samples", self.samples), ("batch", self.batch_size)):
             self.size_labels[label] = QLabel(label)
             sizes.addWidget(self.size_labels[label])
             sizes.addWidget(spin)
         sizes.addStretch(1)
+        self.form = OptionsForm()  # the family's calibration options (rebuilt for each family)
+        self._schema: type | None = None
+        self._schema_family: str | None = "?"
         self.run_button = QPushButton("Analyse")
         self.run_button.setObjectName("Primary")
         self.run_button.setToolTip("Score every prunable block with the criterion (runs in the background)")
@@ -69,11 +75,12 @@ class AnalysisPanel(QWidget):
         self.status = QLabel()
         self.status.setWordWrap(True)
         self.status.setObjectName("Hint")
-        form = QFormLayout()
+        self.settings_form = form = QFormLayout()
         form.addRow("Criterion", self.criterion)
         form.addRow("", self.description)
         form.addRow("Calibration", data_row)
         form.addRow("", sizes)
+        form.addRow("", self.form)
         lay = QVBoxLayout(self)
         lay.addLayout(form)
         row = QHBoxLayout()
@@ -93,14 +100,35 @@ class AnalysisPanel(QWidget):
         return s
 
     def _browse(self) -> None:
-        if traits(self.doc.registry, self.doc.model, self.doc.graph).images:
-            path = QFileDialog.getExistingDirectory(self, "Calibration images (an image folder)",
-                                                    self.data.text() or str(Path.home()))
+        spec = self.doc.spec
+        data = spec.data if spec is not None else None
+        start = self.data.text() or str(Path.home())
+        if data is not None and data.kind == "folder":
+            path = QFileDialog.getExistingDirectory(self, data.label, start)
         else:
-            path, _ = QFileDialog.getOpenFileName(self, "Calibration text", self.data.text() or str(Path.home()),
-                                                  "Text files (*.txt *.md *.py *.json);;All files (*)")
+            path, _ = QFileDialog.getOpenFileName(self, data.label if data else "Calibration data", start,
+                                                  (data.filter if data else "") or "All files (*)")
         if path:
             self.data.setText(path)
+
+    def _fill_form(self) -> None:
+        """The family's calibration options (``AdapterSpec.calibration_options``) as a form."""
+        spec = self.doc.spec
+        family = spec.family if spec is not None else None
+        if family == self._schema_family:
+            return
+        self._schema_family = family
+        try:
+            self._schema = self.doc.registry.options(spec, "calibration_options") if spec is not None else None
+        except SlimError as exc:
+            self.notifier.error(exc.one_line())
+            self._schema = None
+        form = OptionsForm([(None, self._schema)])
+        self.settings_form.replaceWidget(self.form, form)
+        self.form.setParent(None)
+        self.form.deleteLater()
+        self.form = form
+        self.settings_form.setRowVisible(self.form, self._schema is not None)
 
     def _describe(self) -> None:
         self.description.setText(self.criterion.currentData() or "")
@@ -114,30 +142,28 @@ class AnalysisPanel(QWidget):
             return
         for name, desc in criteria_for(self.doc.registry, m.family):
             self.criterion.addItem(name, desc)
-        settings = self.doc.session.analysis
-        if settings.seq_len:
-            self.seq_len.setValue(settings.seq_len)
-            self.samples.setValue(settings.samples)
-            self.batch_size.setValue(settings.batch_size)
-        fallback = default_data(m)
-        images = traits(self.doc.registry, m, self.doc.graph).images
-        self.seq_len.setVisible(not images)  # a sample is an image: no sequence length
-        self.size_labels["length"].setVisible(not images)
-        self.samples.setToolTip("number of calibration images (noisy latents)" if images else
-                                "number of calibration segments")
-        self.batch_size.setToolTip("images per forward pass" if images else "segments per forward pass")
-        if images:
-            self.data.setPlaceholderText(f"default: {Path(fallback).name} (the demo's images)" if fallback else
-                                         "optional: an image folder (metadata.jsonl captions) or a prompts file; "
-                                         "empty = task-agnostic noise")
-        else:
-            self.data.setPlaceholderText(f"default: {Path(fallback).name} (the demo's text)" if fallback
-                                         else "calibration text file (UTF-8) — needed by ppl, bi, taylor")
+        self._fill_form()
+        self._show_options()
+        fallback = default_data(m, self.doc.registry)
+        data = self.doc.spec.data if self.doc.spec is not None else None
+        self.data.setToolTip(f"{data.label}: {data.help}" if data is not None and data.help else "")
+        if fallback:
+            self.data.setPlaceholderText(f"default: {Path(fallback).name} (the model's own data)")
+        elif data is not None:
+            self.data.setPlaceholderText(f"{data.label}: {data.help}" if data.help else data.label)
         best = default_criterion(self.doc.registry, m, self.data.text() or None)
         if best:
             self.criterion.setCurrentText(best)
         self.status.setText("" if m.has_weights else "This model has no weights (config only): it can be "
                             "inspected and a plan drawn, but not analysed.")
+
+    def _show_options(self) -> None:
+        spec = self.doc.spec
+        s = self.doc.session.analysis
+        self.samples.setValue(s.samples)
+        self.batch_size.setValue(s.batch_size)
+        if spec is not None and self._schema is not None:
+            self.form.set_values(values_for(s.options, spec.family, self._schema, where="calibration "), emit=False)
 
     def apply_settings(self) -> None:
         """Show the session's analysis settings (after a session is reopened)."""
@@ -145,17 +171,19 @@ class AnalysisPanel(QWidget):
         if s.criterion:
             self.criterion.setCurrentText(s.criterion)
         self.data.setText(s.data or "")
-        self.seq_len.setValue(s.seq_len)
-        self.samples.setValue(s.samples)
-        self.batch_size.setValue(s.batch_size)
+        self._show_options()
 
     def calibration(self) -> CalibrationData | None:
-        """The calibration data the analysis uses (None: the criterion needs none or the family decides)."""
-        path = self.data.text().strip() or (default_data(self.doc.model) if self.doc.model else None)
+        """The calibration data the analysis uses (None: the criterion needs none or the family decides); raises
+        SlimError when an option is bad."""
+        path = self.data.text().strip() or (default_data(self.doc.model, self.doc.registry) if self.doc.model else None)
         if not path:
             return None
-        return CalibrationData(path, seq_len=self.seq_len.value(), samples=self.samples.value(),
-                               batch_size=self.batch_size.value())
+        options = to_dict(self.form.values(0)) if self._schema is not None else {}
+        # an option named like a field of CalibrationData fills that field too (for families that read it there)
+        known = {f.name for f in dataclasses.fields(CalibrationData)} - {"path", "samples", "batch_size", "options"}
+        return CalibrationData(path, samples=self.samples.value(), batch_size=self.batch_size.value(), options=options,
+                               **{k: v for k, v in options.items() if k in known})
 
     def run(self, criterion: str | None = None) -> Job | None:
         model = self.doc.model
@@ -174,7 +202,9 @@ class AnalysisPanel(QWidget):
             return None
         s = self.doc.session.analysis
         s.criterion, s.data = name, (self.data.text().strip() or None)
-        s.seq_len, s.samples, s.batch_size = self.seq_len.value(), self.samples.value(), self.batch_size.value()
+        s.samples, s.batch_size = self.samples.value(), self.batch_size.value()
+        if self.doc.spec is not None and self._schema is not None:
+            put(s.options, self.doc.spec.family, self.form.values(0))
         label = Path(model.source).name or model.source
         self.status.setText(f"Analysing with {name}…")
 
@@ -184,7 +214,7 @@ class AnalysisPanel(QWidget):
                 return
             self.doc.add_scores(scores)
             secs = scores.meta.get("seconds")
-            word = traits(self.doc.registry, m, self.doc.graph).unit_word
+            word = self.doc.unit_word()
             warnings = [str(w) for w in (scores.meta.get("warnings") or [])]
             self.status.setText(f"{name}: {len(scores.values)} {word}s scored" + (f" in {secs:.1f}s" if secs else "")
                                 + (f" ({len(warnings)} warning{'s' if len(warnings) > 1 else ''})" if warnings else ""))

@@ -1,23 +1,20 @@
-"""The Benchmark tab: latency and throughput of the original, slimmed and healed models, exported ONNX files and
-a width-pruned model of the slimmed model's size, side by side on this machine.
+"""The Benchmark tab: latency and throughput of the original, slimmed and healed models, exported files and a
+width-pruned model of the slimmed model's size, side by side on this machine.
 
 It gathers settings and draws what :func:`slimgui.core.jobs.bench_task` (which runs
 :func:`slimgui.core.bench.benchmark`: warm-up, repeated runs, median and p90, peak memory, a fixed thread
-count) returns, on the runner's ``"model"`` lane.  Two plots show latency against the batch size (log
-axis), one curve per model: prefill (a forward pass over batch × sequence tokens) and decode (ms per new
-token with the KV cache).  The table adds p90, throughput, peak memory, the measured speedup over the first
-model and the ideal one (the parameter ratio).  The result is kept in the session.
-
-A family whose rows count images (a diffusion U-Net: ``items == "images"``, ``images_per_s``, one U-Net forward
-pass per batch of latents, no decoding) gets a forward-latency plot, an "images/s" column and no decode
-columns or settings (:func:`columns_for`).
+count) returns, on the runner's ``"model"`` lane.  What is timed is the family's: its benchmark options are a
+form generated from ``AdapterSpec.bench_options``, and each row says which runs it timed (``row["runs"]``: name,
+label, and what a time per item is counted in) and what its throughput counts (``row["items"]``, the family's
+items word).  The table's columns and the two plots (latency of the first run, and of the second when there is
+one, per item when it reports that) come from those, so no column is written for a family.  The width variant is
+offered when the family declares the "width" capability.  The result is kept in the session.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import re
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -27,7 +24,6 @@ from PySide6.QtCore import QRegularExpression, Qt
 from PySide6.QtGui import QBrush, QColor, QRegularExpressionValidator
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QCheckBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
@@ -46,66 +42,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from slimgui.core.bench import exported_file_spec
+from slimgui.core.errors import SlimError
 from slimgui.core.jobs import Job, bench_task, format_eta
+from slimgui.core.options import fields_of, to_dict
 from slimgui.core.session import BenchSettings, human_count
+from slimgui.core.settings import put, values_for
 from slimgui.gui.widgets import thin_progress
 
+from .bench_table import PALETTE, WIDTH_LABEL, _fmt, _title, columns_for, parse_batches, runs_of
 from .document import Document
-from .family import traits
+from .forms import OptionsForm
 from .notify import Notifier
 from .workers import JobRunner
-
-PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#db2777", "#4b5563")
-WIDTH_LABEL = "width-pruned"
-COLUMNS = (("model", "Model", ""), ("runtime", "Runtime", ""), ("batch", "Batch", ""),
-           ("params", "Params", "parameters (torch models)"),
-           ("prefill_median_ms", "Prefill ms", "median latency of a forward pass over batch × sequence tokens"),
-           ("prefill_p90_ms", "p90 ms", "90th percentile of the prefill latency"),
-           ("prefill_tokens_per_s", "Prefill tok/s", "prompt tokens processed per second"),
-           ("decode_ms_per_token", "Decode ms/tok", "median time per generated token (greedy, KV cache)"),
-           ("decode_tokens_per_s", "Decode tok/s", "generated tokens per second over the batch"),
-           ("peak_mem_mib", "Peak MiB", "peak memory the runs added (process high-water mark)"),
-           ("speedup", "Speedup", "measured speedup over the first model (decode when measured, else prefill)"),
-           ("ideal_speedup", "Ideal", "the parameter ratio: what removing parameters promises"),
-           ("speedup_over_ideal", "Of ideal", "measured speedup / ideal speedup"))
-
-
-DECODE_KEYS = ("decode_ms_per_token", "decode_tokens_per_s")
-
-
-def row_items(row: dict[str, Any]) -> str:
-    """What a benchmark row's throughput counts: "tokens" (language models, ONNX files) or e.g. "images"."""
-    return str(row.get("items") or "tokens")
-
-
-def throughput(row: dict[str, Any]) -> float | None:
-    """Items per second of a row: prompt tokens per second, or images (or other items) per second."""
-    items = row_items(row)
-    value = row.get("prefill_tokens_per_s") if items == "tokens" else row.get(f"{items}_per_s")
-    return value if isinstance(value, (int, float)) else None
-
-
-def columns_for(rows: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
-    """The table's columns for these rows: the decode columns only when some row was decoded; for rows that count
-    something other than tokens a forward-latency column and an items/s column ("images/s")."""
-    kinds = {row_items(r) for r in rows} or {"tokens"}
-    decoded = any(isinstance(r.get("decode_ms_per_token"), (int, float)) for r in rows)
-    out = []
-    for key, title, tip in COLUMNS:
-        if key in DECODE_KEYS and not decoded:
-            continue
-        if kinds != {"tokens"}:
-            items = next(iter(kinds)) if len(kinds) == 1 else "items"
-            if key == "prefill_median_ms":
-                title, tip = "Forward ms", "median latency of one forward pass over the batch"
-            elif key == "prefill_p90_ms":
-                tip = "90th percentile of the forward latency"
-            elif key == "prefill_tokens_per_s":
-                key, title, tip = "throughput", f"{items}/s", f"{items} processed per second (batch / latency)"
-            elif key == "speedup":
-                tip = "measured speedup over the first model (forward pass)"
-        out.append((key, title, tip))
-    return out
 
 
 def _spin(lo: int, hi: int, value: int, tip: str) -> QSpinBox:
@@ -117,37 +66,15 @@ def _spin(lo: int, hi: int, value: int, tip: str) -> QSpinBox:
     return s
 
 
-def parse_batches(text: str) -> list[int]:
-    """``"1, 8,32"`` -> ``[1, 8, 32]`` (sorted, unique); raises ValueError when something is not a size ≥ 1."""
-    parts = [p for p in re.split(r"[,\s]+", text.strip()) if p]
-    sizes = sorted({int(p) for p in parts})
-    if not sizes or sizes[0] < 1:
-        raise ValueError(text)
-    return sizes
-
-
-def _fmt(key: str, v: Any) -> str:
-    if v is None or v == "":
-        return "—"
-    if key == "params":
-        return human_count(v)
-    if key in ("speedup", "ideal_speedup", "speedup_over_ideal"):
-        return f"×{v:.2f}" if key != "speedup_over_ideal" else f"{100 * v:.0f}%"
-    if isinstance(v, float):
-        if not math.isfinite(v):
-            return "—"
-        return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
-    return str(v)
-
-
 class BenchPanel(QWidget):
     def __init__(self, document: Document, runner: JobRunner, notifier: Notifier, parent: QWidget | None = None):
         super().__init__(parent)
         self.doc, self.runner, self.notifier = document, runner, notifier
         self.job: Job | None = None
-        self.prefill_curves: dict[str, pg.PlotDataItem] = {}
-        self.decode_curves: dict[str, pg.PlotDataItem] = {}
+        self.curves: list[dict[str, pg.PlotDataItem]] = [{}, {}]  # per plot: label -> curve
         self._filling = False
+        self._schema: type | None = None
+        self._schema_family: str | None = "?"
         self._build()
         document.modelChanged.connect(self._model_changed)
         document.slimmedChanged.connect(self.fill_models)
@@ -179,11 +106,11 @@ class BenchPanel(QWidget):
         self.models.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.models.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.models.itemChanged.connect(self._model_ticked)
-        add = QPushButton("Add ONNX file…")
-        add.setToolTip("Measure another exported .onnx file (onnxruntime, forward pass)")
-        add.clicked.connect(self._browse_onnx)
+        self.add_button = QPushButton("Add exported file…")
+        self.add_button.setToolTip("Measure another exported file (one a format of this family can time)")
+        self.add_button.clicked.connect(self._browse_file)
         side = QVBoxLayout()
-        side.addWidget(add)
+        side.addWidget(self.add_button)
         side.addStretch(1)
         mrow = QHBoxLayout()
         mrow.addWidget(self.models, 1)
@@ -192,66 +119,49 @@ class BenchPanel(QWidget):
         self.batches.setValidator(QRegularExpressionValidator(QRegularExpression(r"^[\d,\s]*$")))
         self.batches.setToolTip("Batch sizes, comma-separated")
         self.batches.setMaximumWidth(120)
-        self.seq = _spin(2, 32768, 128, "tokens per sequence (the prompt length)")
-        self.new_tokens = _spin(1, 4096, 16, "tokens generated per decode run")
         self.threads = _spin(1, os.cpu_count() or 1, min(2, os.cpu_count() or 1),
-                             "threads for torch and onnxruntime (fixed, and recorded with the result)")
+                             "threads for torch and the exported files' runtimes (fixed, and recorded with the result)")
         self.repeats = _spin(1, 200, 5, "timed runs after the warm-up (median and p90 over them)")
-        self.decode = QCheckBox("decode")
-        self.decode.setChecked(True)
-        self.decode.setToolTip("Also measure greedy decoding with the KV cache (torch models)")
+        self.form = OptionsForm()  # the family's benchmark options (rebuilt for each family)
         self.run_button = QPushButton("Run benchmark")
         self.run_button.setObjectName("Primary")
         self.run_button.clicked.connect(lambda: self.run())
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.clicked.connect(self.cancel)
-        row1 = QHBoxLayout()
-        self.shape_labels: dict[str, QLabel] = {}
-        for label, w in (("batch sizes", self.batches), ("sequence", self.seq), ("new tokens", self.new_tokens)):
-            self.shape_labels[label] = QLabel(label)
-            row1.addWidget(self.shape_labels[label])
-            row1.addWidget(w)
-        row1.addStretch(1)
         row2 = QHBoxLayout()
-        for label, w in (("threads", self.threads), ("repeats", self.repeats)):
+        for label, w in (("batch sizes", self.batches), ("threads", self.threads), ("repeats", self.repeats)):
             row2.addWidget(QLabel(label))
             row2.addWidget(w)
-        row2.addWidget(self.decode)
         row2.addStretch(1)
         row2.addWidget(self.run_button)
         row2.addWidget(self.cancel_button)
-        form = QFormLayout()
-        form.addRow("Models", mrow)
-        form.addRow("Shape", row1)
-        form.addRow("Runs", row2)
+        self.settings_form = QFormLayout()
+        self.settings_form.addRow("Models", mrow)
+        self.settings_form.addRow("Runs", row2)
+        self.settings_form.addRow("Options", self.form)
         settings = QGroupBox("Settings")
-        settings.setLayout(form)
+        settings.setLayout(self.settings_form)
         self.progress = thin_progress()
         self.status = QLabel()
         self.status.setWordWrap(True)
-        self.prefill_plot = self._plot("Prefill latency", "ms")
-        self.decode_plot = self._plot("Decode latency", "ms / token")
+        self.plots = [self._plot("Latency", "ms"), self._plot("Latency per item", "ms")]
         self.legend = QLabel()  # one legend for both plots, above them (inside, it would hide points)
         self.legend.setWordWrap(True)
         plots = QSplitter(Qt.Orientation.Horizontal)
-        plots.addWidget(self.prefill_plot)
-        plots.addWidget(self.decode_plot)
+        for plot in self.plots:
+            plots.addWidget(plot)
         self.caption = QLabel("Run a benchmark to see latency against the batch size.")
         self.caption.setObjectName("Hint")
         self.caption.setWordWrap(True)
-        self.columns: list[tuple[str, str, str]] = list(COLUMNS)  # of the result shown (see columns_for)
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels([c[1] for c in COLUMNS])
-        for i, (_, _, tip) in enumerate(COLUMNS):
-            if tip:
-                self.table.horizontalHeaderItem(i).setToolTip(tip)
+        self.columns: list[tuple[str, str, str, Any]] = list(columns_for([]))  # of the result shown
+        self.table = QTableWidget(0, len(self.columns))
+        self.table.setHorizontalHeaderLabels([c[1] for c in self.columns])
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setAlternatingRowColors(True)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)
-        self.table.setMinimumHeight(110)
         results = QWidget()
         rl = QVBoxLayout(results)
         rl.setContentsMargins(0, 0, 0, 0)
@@ -274,6 +184,25 @@ class BenchPanel(QWidget):
         lay.addWidget(self.status)
         lay.addWidget(split, 1)
 
+    def _fill_form(self) -> None:
+        """The family's benchmark options (``AdapterSpec.bench_options``) as a form."""
+        spec = self.doc.spec
+        family = spec.family if spec is not None else None
+        if family == self._schema_family:
+            return
+        self._schema_family = family
+        try:
+            self._schema = self.doc.registry.options(spec, "bench_options") if spec is not None else None
+        except SlimError as exc:
+            self.notifier.error(exc.one_line())
+            self._schema = None
+        form = OptionsForm([(None, self._schema)])
+        self.settings_form.replaceWidget(self.form, form)
+        self.form.setParent(None)
+        self.form.deleteLater()
+        self.form = form
+        self.settings_form.setRowVisible(self.form, self._schema is not None)
+
     # -- settings --------------------------------------------------------------------------------
     @property
     def settings(self) -> BenchSettings:
@@ -285,32 +214,43 @@ class BenchPanel(QWidget):
             s.batches = parse_batches(self.batches.text())
         except ValueError:
             pass
-        s.seq, s.new_tokens = self.seq.value(), self.new_tokens.value()
-        s.threads, s.repeats, s.decode = self.threads.value(), self.repeats.value(), self.decode.isChecked()
+        s.threads, s.repeats = self.threads.value(), self.repeats.value()
         s.models = self.checked()
+        spec = self.doc.spec
+        if spec is not None and self._schema is not None:
+            try:
+                put(s.options, spec.family, self.form.values(0))
+            except SlimError:
+                pass
         return s
 
     def apply_settings(self) -> None:
         s = self.settings
         self.batches.setText(",".join(str(b) for b in s.batches))
-        self.seq.setValue(s.seq)
-        self.new_tokens.setValue(s.new_tokens)
         self.threads.setValue(s.threads)
         self.repeats.setValue(s.repeats)
-        self.decode.setChecked(s.decode)
+        spec = self.doc.spec
+        if spec is not None and self._schema is not None:
+            self.form.set_values(values_for(s.options, spec.family, self._schema, where="bench "), emit=False)
         self.fill_models()
 
     # -- the models to measure -------------------------------------------------------------------
-    def _onnx_files(self) -> list[tuple[str, str]]:
-        """(path, description) of the session's ONNX exports that still exist, and files the user added."""
+    def _file_spec(self, path: str):
+        return exported_file_spec(path, self.doc.registry)
+
+    def _exported_files(self) -> list[tuple[str, str]]:
+        """(path, description) of the session's exports that can be timed and still exist, and files the user added."""
         out: dict[str, str] = {}
         runs = (self.doc.session.results.get("export") or {}).get("runs") or []
         for r in runs:
-            if r.get("format") == "onnx" and r.get("file") and Path(r["file"]).is_file():
-                out[str(r["file"])] = f"ONNX {str(r.get('mode', 'fp32')).upper()} of the {r.get('target', '?')} model"
+            f = r.get("file")
+            spec = self._file_spec(f) if f else None
+            if spec is not None and Path(f).is_file():
+                out[str(f)] = f"{spec.label or spec.name} of the {r.get('target', '?')} model"
         for key in self.settings.models:
-            if key.lower().endswith(".onnx") and key not in out and Path(key).is_file():
-                out[key] = "ONNX file"
+            spec = self._file_spec(key)
+            if spec is not None and key not in out and Path(key).is_file():
+                out[key] = f"{spec.label or spec.name} file"
         return list(out.items())
 
     def fill_models(self) -> None:
@@ -328,15 +268,16 @@ class BenchPanel(QWidget):
                         "Slimmed — apply a plan first", slim is not None and slim.has_weights,
                         doc.session.slimmed_path or "in memory"))
         healed = doc.healed_path()
-        entries.append(("healed", f"Healed — {Path(healed).parent.name}" if healed else "Healed — retrain first",
+        role = doc.healed_role.capitalize()
+        entries.append(("healed", f"{role} — {Path(healed).parent.name}" if healed else f"{role} — retrain first",
                         healed is not None, healed or ""))
         can_width = (m is not None and slim is not None and m.has_weights and slim.has_weights
-                     and hasattr(m.impl, "width_variant"))
+                     and doc.spec is not None and doc.spec.can("width"))
         entries.append(("width", "Width-pruned original of equal size"
                         + (f" ({human_count(slim_params)} params)" if can_width else ""), can_width,
-                        "Heads and MLP neurons cut uniformly in every block to the slimmed model's parameter count: "
+                        "The original pruned in width (its family's way) to the slimmed model's parameter count: "
                         "depth against width pruning at equal size"))
-        for path, what in self._onnx_files():
+        for path, what in self._exported_files():
             entries.append((path, f"{Path(path).name} — {what}", True, path))
         self._filling = True
         try:
@@ -373,29 +314,22 @@ class BenchPanel(QWidget):
             self.settings.models = self.checked()
             self.update_buttons()
 
-    def _browse_onnx(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Add an ONNX file", str(Path.home()), "ONNX (*.onnx)")
+    def _browse_file(self) -> None:
+        family = self.doc.model.family if self.doc.model is not None else None
+        specs = [s for s in self.doc.registry.exporter_specs(family) if s.runner and s.suffix]
+        flt = ";;".join(f"{s.label or s.name} (*{s.suffix})" for s in specs) or "All files (*)"
+        path, _ = QFileDialog.getOpenFileName(self, "Add an exported file", str(Path.home()), flt)
         if path:
-            self.add_onnx(path)
+            self.add_file(path)
 
-    def add_onnx(self, path: str) -> None:
+    def add_file(self, path: str) -> None:
         if path not in self.settings.models:
             self.settings.models = [*self.checked(), path]
         self.fill_models()
 
     # -- the document ----------------------------------------------------------------------------
-    def _family_shown(self) -> None:
-        """Settings that apply to the family: sequence length and decoding only where there are tokens."""
-        t = traits(self.doc.registry, self.doc.model, self.doc.graph)
-        tokens = not t.images
-        for label, w in (("sequence", self.seq), ("new tokens", self.new_tokens)):
-            self.shape_labels[label].setVisible(tokens)
-            w.setVisible(tokens)
-        self.decode.setVisible(tokens)
-        self.batches.setToolTip("Batch sizes, comma-separated" + ("" if tokens else " (latents per U-Net forward pass)"))
-
     def _model_changed(self) -> None:
-        self._family_shown()
+        self._fill_form()
         if not self.busy:
             self.status.setText("")
             self.progress.setValue(0)
@@ -424,9 +358,13 @@ class BenchPanel(QWidget):
             self.notifier.warning(f"Batch sizes must be whole numbers of at least 1, e.g. 1,8,32 (got "
                                   f"'{self.batches.text()}')")
             return None
+        try:
+            options = to_dict(self.form.values(0)) if self._schema is not None else {}
+        except SlimError as exc:
+            self.notifier.error(f"Benchmark: {exc.one_line()}")
+            return None
         s = self.store_settings()
         doc = self.doc
-        decode = s.decode and not traits(doc.registry, doc.model, doc.graph).images
         entries: list[tuple[str, Any]] = []
         width = None
         names: dict[str, str] = {}
@@ -440,7 +378,7 @@ class BenchPanel(QWidget):
                 entries.append(("healed", doc.healed if doc.healed is not None and doc.healed.source == path else path))
             elif key == "width" and doc.slimmed is not None:
                 width = (WIDTH_LABEL, doc.model, doc.slimmed)
-            elif key.lower().endswith(".onnx"):
+            elif self._file_spec(key) is not None:
                 label = Path(key).name
                 if label in names.values() or label in ("original", "slimmed", "healed", WIDTH_LABEL):
                     label = f"{Path(key).parent.name}/{label}"
@@ -457,9 +395,9 @@ class BenchPanel(QWidget):
                             f"{', '.join(map(str, batches))}…")
         self.progress.setValue(0)
         self.job = self.runner.submit(
-            f"Benchmark {n} models (batch {','.join(map(str, batches))}, sequence {s.seq})",
-            partial(bench_task, entries, registry=doc.registry, batches=batches, seq=s.seq, new_tokens=s.new_tokens,
-                    threads=s.threads, repeats=s.repeats, decode=decode, width=width, adapter=original.adapter),
+            f"Benchmark {n} models (batch {','.join(map(str, batches))})",
+            partial(bench_task, entries, registry=doc.registry, batches=batches, options=options, threads=s.threads,
+                    repeats=s.repeats, width=width, adapter=original.adapter),
             kind="bench", lane="model", on_done=lambda r: self._measured(r, original),
             on_failed=lambda j: self.status.setText(f"<span style='color:#b91c1c'>Failed: {j.error}</span>"),
             on_cancelled=lambda _j: self.status.setText("Cancelled."))
@@ -500,73 +438,93 @@ class BenchPanel(QWidget):
     def colour_of(self, label: str, labels: list[str]) -> str:
         return PALETTE[labels.index(label) % len(PALETTE)] if label in labels else PALETTE[-1]
 
+    def _swept(self, res: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+        """(name, label) of the options the rows were swept over (several values)."""
+        labels = {f.name: f.label for f in fields_of(self._schema)}
+        opts = res.get("options") if isinstance(res.get("options"), dict) else {}
+        return tuple((k, labels.get(k, k.replace("_", " "))) for k, v in opts.items()
+                     if isinstance(v, list) and len(v) > 1)
+
+    def _options_text(self, res: dict[str, Any]) -> str:
+        """The benchmark's options in words, labelled as its family declares them."""
+        opts = res.get("options") if isinstance(res.get("options"), dict) else {}
+        fields = {f.name: f for f in fields_of(self._schema)}
+        bits = []
+        for k, v in opts.items():
+            label = fields[k].label if k in fields else k.replace("_", " ")
+            if isinstance(v, bool):
+                v = "on" if v else "off"
+            elif isinstance(v, list):
+                v = ",".join(str(x) for x in v)
+            bits.append(f"{label} {v}")
+        return " · ".join(bits)
+
     def show_results(self) -> None:
         res = self.result()
-        for plot in (self.prefill_plot, self.decode_plot):
+        for plot in self.plots:
             plot.getPlotItem().clear()
         self.legend.setText("")
-        self.prefill_curves, self.decode_curves = {}, {}
+        self.curves = [{}, {}]
         self.table.setRowCount(0)
         if res is None:
             self.caption.setText("Run a benchmark to see latency against the batch size.")
+            self.plots[1].setVisible(False)
             return
         rows = res["rows"]
         labels = list(dict.fromkeys(str(r["model"]) for r in rows))
         batches = sorted({int(r["batch"]) for r in rows})
+        runs = runs_of(rows)
+        keys = []  # what each plot draws: (key, title, y label)
+        if runs:
+            keys.append((f"{runs[0]['name']}_median_ms", f"{_title(runs[0]['label'])} latency", "ms"))
+        if len(runs) > 1:
+            r1 = runs[1]
+            per = r1["per"]
+            keys.append((f"{r1['name']}_ms_per_{per}" if per else f"{r1['name']}_median_ms",
+                         f"{_title(r1['label'])} latency", f"ms / {per}" if per else "ms"))
         for label in labels:
             mine = sorted((r for r in rows if str(r["model"]) == label), key=lambda r: r["batch"])
             colour = self.colour_of(label, labels)
             style = dict(pen=pg.mkPen(colour, width=2), symbol="o", symbolSize=7, symbolPen=pg.mkPen(colour),
                          symbolBrush=pg.mkBrush(colour), name=label)
-            xs = [float(r["batch"]) for r in mine]
-            pre = [r.get("prefill_median_ms") for r in mine]
-            if all(isinstance(v, (int, float)) for v in pre):
-                self.prefill_curves[label] = self.prefill_plot.plot(xs, pre, **style)
-            dec = [(float(r["batch"]), r["decode_ms_per_token"]) for r in mine
-                   if isinstance(r.get("decode_ms_per_token"), (int, float))]
-            if dec:
-                self.decode_curves[label] = self.decode_plot.plot([x for x, _ in dec], [y for _, y in dec],
-                                                                  **{**style, "name": None})
+            for i, (key, _, _) in enumerate(keys):
+                pts = [(float(r["batch"]), r[key]) for r in mine if isinstance(r.get(key), (int, float))]
+                if pts:
+                    self.curves[i][label] = self.plots[i].plot([x for x, _ in pts], [y for _, y in pts],
+                                                               **{**style, "name": None if i else label})
         ticks = [[(math.log10(b), str(b)) for b in batches]]
-        for plot in (self.prefill_plot, self.decode_plot):
+        for i, plot in enumerate(self.plots):
             item = plot.getPlotItem()
             item.getAxis("bottom").setTicks(ticks)
             item.enableAutoRange()
             lo, hi = math.log10(batches[0]), math.log10(batches[-1])
             pad = max(0.08, 0.06 * (hi - lo))
             item.setXRange(lo - pad, hi + pad, padding=0)
-        counts = {row_items(r) for r in rows}
-        tokens = counts == {"tokens"}
-        self.prefill_plot.getPlotItem().setTitle("Prefill latency" if tokens else "Forward latency (one pass per batch)",
-                                                 color="#111827", size="10pt")
-        self.decode_plot.setVisible(bool(self.decode_curves) or tokens)
-        if not self.decode_curves:
-            self.decode_plot.getPlotItem().setTitle("Decode latency (not measured)", color="#6b7280", size="10pt")
-        else:
-            self.decode_plot.getPlotItem().setTitle("Decode latency", color="#111827", size="10pt")
+            if i < len(keys):
+                item.setTitle(keys[i][1], color="#111827", size="10pt")
+                item.setLabel("left", keys[i][2])
+        self.plots[1].setVisible(len(keys) > 1 and bool(self.curves[1]))
         self.legend.setText("  ".join(f"<span style='color:{self.colour_of(x, labels)}; font-size: 14px'>●</span> {x}"
                                      for x in labels))
-        self._fill_table(rows, labels)
+        self._fill_table(rows, labels, self._swept(res))
         first = labels[0] if labels else "?"
-        shape = (f"sequence {res.get('seq')} · {res.get('new_tokens', '?')} new tokens per decode" if tokens else
-                 f"one forward pass over a batch of {'/'.join(sorted(counts))} per run")
+        shape = self._options_text(res)
         self.caption.setText(
-            f"threads <b>{res.get('threads')}</b> (torch and onnxruntime) · {shape} · {res.get('repeats', '?')} timed "
+            f"threads <b>{res.get('threads')}</b> · {shape + ' · ' if shape else ''}{res.get('repeats', '?')} timed "
             f"runs after warm-up (medians; p90 in the table) · speedups relative to <b>{first}</b>, ideal = parameter "
             "ratio" + (f" · measured {res['time']}" if res.get("time") else ""))
 
-    def _fill_table(self, rows: list[dict[str, Any]], labels: list[str]) -> None:
-        columns = columns_for(rows)
+    def _fill_table(self, rows: list[dict[str, Any]], labels: list[str], swept=()) -> None:
+        columns = columns_for(rows, swept)
         self.columns = columns
         self.table.setColumnCount(len(columns))
         self.table.setHorizontalHeaderLabels([c[1] for c in columns])
-        for i, (_, _, tip) in enumerate(columns):
+        for i, (_, _, tip, _) in enumerate(columns):
             self.table.horizontalHeaderItem(i).setToolTip(tip)
         self.table.setRowCount(len(rows))
         for i, r in enumerate(rows):
-            values = {**r, "speedup": r.get("decode_speedup", r.get("prefill_speedup")), "throughput": throughput(r)}
-            for j, (key, _, _) in enumerate(columns):
-                v = values.get(key)
+            for j, (key, _, _, value_of) in enumerate(columns):
+                v = value_of(r)
                 item = QTableWidgetItem(Path(str(v)).name if key == "model" else _fmt(key, v))
                 if key == "model":
                     item.setForeground(QBrush(QColor(self.colour_of(str(r["model"]), labels))))
@@ -576,6 +534,11 @@ class BenchPanel(QWidget):
                     item.setFont(font)
                 else:
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-                if key == "speedup" and "decode_speedup" in r:
-                    item.setToolTip(f"decode ×{r['decode_speedup']:.2f}, prefill ×{r.get('prefill_speedup', 0):.2f}")
+                if key == "speedup":
+                    per_run = []
+                    for run in r.get("runs") or []:
+                        v = r.get(f"{run.get('name')}_speedup")
+                        if isinstance(v, (int, float)):
+                            per_run.append(f"{run.get('label') or run.get('name')} ×{v:.2f}")
+                    item.setToolTip(", ".join(per_run))
                 self.table.setItem(i, j, item)

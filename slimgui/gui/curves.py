@@ -5,6 +5,10 @@ step costs an array store, never a copy of the history.  The plot is not redrawn
 it dirty and a timer hands views of the buffers to ``setData`` at most ``REFRESH_HZ`` times a second.
 The curves draw with ``clipToView`` and peak auto-downsampling, so only about one point per pixel of
 what is visible reaches the painter, however long the run.  The y axis can be logarithmic.
+
+Whatever other validation metrics a run's events carry (``val_*`` besides the loss) are
+drawn too, one dashed curve each against a second axis on the right (:meth:`LossCurves.add_metric`): the
+curves know no metric by name.
 """
 
 from __future__ import annotations
@@ -13,12 +17,13 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 REFRESH_HZ = 15
 TRAIN_COLOUR = "#2563eb"
 VAL_COLOUR = "#dc2626"
+METRIC_COLOURS = ("#16a34a", "#9333ea", "#ea580c", "#0891b2")
 
 
 class GrowingSeries:
@@ -107,6 +112,16 @@ class LossCurves(QWidget):
             curve.setClipToView(True)
             curve.setDownsampling(auto=True, method="peak")
             curve.setSkipFiniteCheck(True)
+        # other validation metrics: a second view box sharing the x axis, on the right axis
+        self.metric_box = pg.ViewBox()
+        item.scene().addItem(self.metric_box)
+        item.getAxis("right").linkToView(self.metric_box)
+        item.getAxis("right").setTextPen("#374151")
+        item.getAxis("right").setPen("#9ca3af")
+        self.metric_box.setXLink(item)
+        item.vb.sigResized.connect(self._fit_metric_box)
+        self.metrics: dict[str, GrowingSeries] = {}
+        self.metric_items: dict[str, pg.PlotDataItem] = {}
         self.log_y = QCheckBox("log scale")
         self.log_y.setToolTip("Logarithmic loss axis")
         self.log_y.toggled.connect(self.set_log_y)
@@ -126,7 +141,30 @@ class LossCurves(QWidget):
         self.refreshes = 0
         self._caption()
 
+    def _fit_metric_box(self) -> None:
+        vb = self.plot.getPlotItem().vb
+        self.metric_box.setGeometry(vb.sceneBoundingRect())
+        self.metric_box.linkedViewChanged(vb, self.metric_box.XAxis)
+
     # -- data ------------------------------------------------------------------------------------
+    def add_metric(self, name: str, step: float, value: float, label: str | None = None) -> None:
+        """One point of another validation metric (``name``, shown as ``label``), against the right axis."""
+        series = self.metrics.get(name)
+        if series is None:
+            series = self.metrics[name] = GrowingSeries(64)
+            colour = METRIC_COLOURS[(len(self.metrics) - 1) % len(METRIC_COLOURS)]
+            curve = pg.PlotDataItem(pen=pg.mkPen(colour, width=1.5, style=Qt.PenStyle.DashLine), symbol="t",
+                                    symbolSize=6, symbolPen=pg.mkPen(colour), symbolBrush=pg.mkBrush(colour))
+            self.metric_box.addItem(curve)
+            self.legend.addItem(curve, f"{label or name} (right axis)")
+            self.metric_items[name] = curve
+            item = self.plot.getPlotItem()
+            item.showAxis("right")
+            item.getAxis("right").setLabel(label or name if len(self.metrics) == 1 else "validation metrics")
+            self._fit_metric_box()
+        series.append(step, value)
+        self._schedule()
+
     def add_train(self, step: float, loss: float) -> None:
         self.train.append(step, loss)
         self._schedule()
@@ -143,6 +181,7 @@ class LossCurves(QWidget):
         """Replace the curves with a run's saved history (``[[step, loss], ...]``) and redraw now."""
         self.train.clear()
         self.val.clear()
+        self._clear_metrics()  # a run folder keeps the losses only
         if len(history):
             arr = np.asarray(history, dtype=np.float64)
             self.train.extend(arr[:, 0], arr[:, 1])
@@ -154,11 +193,21 @@ class LossCurves(QWidget):
     def truncate_after(self, step: float) -> None:
         self.train.truncate_after(step)
         self.val.truncate_after(step)
+        for series in self.metrics.values():
+            series.truncate_after(step)
         self._schedule()
+
+    def _clear_metrics(self) -> None:
+        for curve in self.metric_items.values():
+            self.metric_box.removeItem(curve)
+            self.legend.removeItem(curve)
+        self.metrics, self.metric_items = {}, {}
+        self.plot.getPlotItem().hideAxis("right")
 
     def clear(self) -> None:
         self.train.clear()
         self.val.clear()
+        self._clear_metrics()
         self.refresh()
 
     # -- drawing ---------------------------------------------------------------------------------
@@ -171,6 +220,8 @@ class LossCurves(QWidget):
         self._timer.stop()
         self.train_item.setData(*self.train.view())
         self.val_item.setData(*self.val.view())
+        for name, series in self.metrics.items():
+            self.metric_items[name].setData(*series.view())
         self.refreshes += 1
         self._caption()
 

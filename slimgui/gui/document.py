@@ -17,7 +17,7 @@ from slimgui.core.graph import UnitGraph
 from slimgui.core.model import LoadedModel
 from slimgui.core.ops import graph_of
 from slimgui.core.plan import PruningPlan, parse_keep
-from slimgui.core.plugins import Registry
+from slimgui.core.plugins import AdapterSpec, Registry
 from slimgui.core.scores import Scores
 from slimgui.core.session import (
     BenchSettings,
@@ -62,7 +62,6 @@ class Document(QObject):
         self.graph: UnitGraph | None = None
         self.slimmed: LoadedModel | None = None
         self.healed: LoadedModel | None = None  # the retrained model, once some job has loaded it
-        self.fewstep: LoadedModel | None = None  # a few-step (latent consistency) model, once a run made one
         self.locked: list[str] = []
         self.bytes_per_param = 4
         self.overlays: dict[str, Overlay] = {}  # other values the model view can be coloured by
@@ -72,6 +71,17 @@ class Document(QObject):
     @property
     def has_model(self) -> bool:
         return self.model is not None
+
+    @property
+    def spec(self) -> AdapterSpec | None:
+        """The :class:`AdapterSpec` of the open model's family (what its work is counted in, its units' word,
+        its data, its options); None without a model."""
+        return self.registry.spec_of(self.model) if self.model is not None else None
+
+    def unit_word(self, plural: bool = False) -> str:
+        """What the open model's prunable units are called (``AdapterSpec.unit_word``), e.g. "blocks"."""
+        word = self.spec.unit_word if self.spec is not None else "unit"
+        return word + ("s" if plural else "")
 
     def set_model(self, model: LoadedModel, path: str | None = None) -> None:
         """A newly opened model: scores, selection and the slimmed model of the previous one go."""
@@ -83,13 +93,12 @@ class Document(QObject):
         retrain = RetrainSettings(**{**copy.deepcopy(vars(old.retrain)), "out": None})  # settings stay, the run is new
         export = ExportSettings(**{**vars(old.export), "out": None, "target": "original"})
         bench = BenchSettings(**copy.deepcopy(vars(old.bench)))
-        bench.models = [m for m in bench.models if not m.lower().endswith(".onnx")]  # the old model's files
+        bench.models = [m for m in bench.models if m in ("original", "slimmed", "healed", "width")]  # not its files
         self.session = Session(model_path=path or model.source, adapter=model.adapter, analysis=old.analysis,
                                preview=preview, retrain=retrain, export=export, bench=bench)
         self.locked = []
         self.slimmed = None
         self.healed = None
-        self.fewstep = None
         self.overlays, self.active_overlay = {}, None
         self.modelChanged.emit()
         self.overlaysChanged.emit()
@@ -221,7 +230,7 @@ class Document(QObject):
         self.session.slimmed_path = path
         self.session.slimmed_remove = list(remove) if model is not None else []
         results = self.session.results
-        for key in ("generation", "perplexity", "evaluation"):  # results of another slimmed model are stale
+        for key in ("generation", "evaluation"):  # results of another slimmed model are stale
             if isinstance(results.get(key), dict):
                 results[key] = {k: v for k, v in results[key].items() if k != "slimmed"}
         self.slimmedChanged.emit()
@@ -240,6 +249,11 @@ class Document(QObject):
         """The healed model's folder from the last retraining run, when it is still there."""
         path = (self.session.results.get("retrain") or {}).get("healed_path")
         return path if path and Path(path).is_dir() else None
+
+    @property
+    def healed_role(self) -> str:
+        """What the healed model is shown as: its method's ``MethodSpec.role`` (e.g. "few-step"), else "healed"."""
+        return str((self.session.results.get("retrain") or {}).get("role") or "healed")
 
     # -- overlays: other values the model view is coloured by ------------------------------------
     def set_overlay(self, name: str, overlay: Overlay | None, show: bool = True) -> None:

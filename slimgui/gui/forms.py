@@ -31,8 +31,20 @@ from typing import Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QValidator
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout,
-                               QLabel, QLineEdit, QSpinBox, QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from slimgui.core.errors import SlimError
 from slimgui.core.options import OptionField, coerce, fields_of, to_dict
@@ -47,6 +59,17 @@ def choose_path(parent: QWidget | None, kind: str, caption: str, start: str, fil
     else:
         path, _ = QFileDialog.getOpenFileName(parent, caption, start, filter)
     return path or None
+
+
+def condition_holds(when: Any, value_of: Any) -> bool:
+    """Whether a declared condition holds: ``when`` is ``((field, allowed values), ...)`` (or a mapping), and
+    ``value_of(field)`` gives a field's current value.  An empty condition always holds."""
+    pairs = when.items() if isinstance(when, Mapping) else (when or ())
+    for name, allowed in pairs:
+        allowed = allowed if isinstance(allowed, (list, tuple, set, frozenset)) else (allowed,)
+        if value_of(name) not in allowed:
+            return False
+    return True
 
 
 class SciSpinBox(QDoubleSpinBox):
@@ -121,6 +144,7 @@ class _Editor:
         self.row: QWidget = self.main
         self.browse: QToolButton | None = None
         if o.path and f.kind == "str":
+            self.main.setProperty("pathDrop", True)  # a file dropped on it fills it in (see MainWindow)
             self.row = QWidget()
             lay = QHBoxLayout(self.row)
             lay.setContentsMargins(0, 0, 0, 0)
@@ -252,6 +276,7 @@ class OptionsForm(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         self._parts = [self._build(title, schema) for title, schema in parts]
         self._muted = False
+        self._conditions()
         for part in self._parts:
             lay.addWidget(part.box)
         lay.addStretch(1)
@@ -306,9 +331,25 @@ class OptionsForm(QWidget):
         part.more.setArrowType(Qt.ArrowType.DownArrow if on else Qt.ArrowType.RightArrow)
         part.more_box.setVisible(on)
 
+    def _conditions(self) -> None:
+        """Enable each row whose field declares ``when`` (``((other_field, allowed values), ...)``) only while the
+        other fields of its part hold one of the allowed values (e.g. a share that applies to one mode)."""
+        for part in self._parts:
+            def value_of(name: str, part: _Part = part) -> Any:
+                editor = part.editors.get(name)
+                return editor.get() if editor is not None else part.kept.get(name)
+
+            for name, editor in part.editors.items():
+                ok = condition_holds(getattr(editor.f.opt, "when", None), value_of)
+                editor.main.setEnabled(ok)
+                part.labels[name].setEnabled(ok)
+                if editor.browse is not None:
+                    editor.browse.setEnabled(ok)
+
     def _edited(self, *_: Any) -> None:
         if self._muted:
             return
+        self._conditions()
         sender = self.sender()
         for part in self._parts:
             for name, editor in part.editors.items():
@@ -337,6 +378,21 @@ class OptionsForm(QWidget):
     def widget(self, name: str, part: int | type | None = None) -> QWidget:
         """The input widget of field ``name`` (of ``part``, else of the first shown part that has it)."""
         return (self._part(part).editors[name] if part is not None else self._editors(name)[0][1]).main
+
+    def label(self, name: str, part: int | type | None = None) -> QLabel:
+        """The label of field ``name``'s row (of ``part``, else of the first shown part that has it)."""
+        if part is not None:
+            return self._part(part).labels[name]
+        p, _ = self._editors(name)[0]
+        return p.labels[name]
+
+    def schema(self, part: int | type) -> type | None:
+        """The options schema of a part (None for a part without one)."""
+        return self._part(part).schema
+
+    @property
+    def part_count(self) -> int:
+        return len(self._parts)
 
     def browse_button(self, name: str, part: int | type | None = None) -> QToolButton | None:
         editor = self._part(part).editors[name] if part is not None else self._editors(name)[0][1]
@@ -430,6 +486,7 @@ class OptionsForm(QWidget):
                         p.kept[name] = value
         finally:
             self._muted = False
+        self._conditions()
         after = [(p.kept.copy(), [e.get() for e in p.editors.values()]) for p in parts]
         if emit and before != after:
             self.changed.emit()

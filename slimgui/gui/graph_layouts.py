@@ -1,13 +1,14 @@
 """Where the model view puts a graph's units, and how it routes the edges between them.
 
-A graph says how it wants to be drawn in ``attrs["layout"]``; :func:`layout_for` picks the layout from
-:data:`LAYOUTS` ("stack" when the hint is missing or unknown):
+A graph may say how it wants to be drawn in ``attrs["layout"]``; :func:`layout_for` picks the layout from
+:data:`LAYOUTS`, a registry of the shapes this view draws — the named one, else the first whose structure the
+graph has, else the stack:
 
-- :class:`StackLayout` — a block stack (language models): top-level units one under another in edge
-  order, an expanded unit's children indented below it.
-- :class:`UNetLayout` — a U-Net (diffusion models): the down stages descend on the left (the input conv
-  and time embedding at the top), the mid block sits at the bottom, the up stages climb on the right (the
-  output conv at the top right), and each level's skip connection is an arrow from the down stage across
+- :class:`StackLayout` — a block stack: top-level units one under another in edge order, an expanded
+  unit's children indented below it.
+- :class:`UNetLayout` — a U (any graph naming its down and up stages): the down stages descend on the left
+  (the input conv and time embedding at the top), the mid block sits at the bottom, the up stages climb on
+  the right (the output conv at the top right), and each level's skip connection is an arrow from the down stage across
   to the up stage at the same height.  Stages expand into their layers and the layers into their ResNet
   and attention blocks; down-stage children are indented from the left and up-stage children from the
   right, so the data-flow arrows run past them in the clear margin.
@@ -60,6 +61,11 @@ class StackLayout:
     name = "stack"
     capacity_bars = True  # a parameter bar beside each top-level block
     two_line = False
+    macs_per = "token"  # what a unit's MACs are counted per, in this kind of graph
+
+    def fits(self, graph: UnitGraph) -> bool:
+        """Whether this layout can draw ``graph`` (a stack draws anything)."""
+        return True
 
     def order(self, graph: UnitGraph) -> list[Unit]:
         top = [u for u in graph.units if u.parent is None]
@@ -137,9 +143,14 @@ MARGIN = 9.0  # the flow arrows run this far inside a column's outer edge, past 
 class UNetLayout:
     """A U: down stages on the left, the mid block at the bottom, up stages on the right, skips across."""
 
-    name = "unet"
+    name = "u"  # a shape: any graph with down and up stages (graph.attrs["stages"]) is drawn so
     capacity_bars = False  # parameters are written in each stage box instead (the bars would cross the skips)
     two_line = True
+    macs_per = "sample"
+
+    def fits(self, graph: UnitGraph) -> bool:
+        """A U needs its stages (``graph.attrs["stages"]``)."""
+        return bool(self.stages(graph)[0])
 
     @staticmethod
     def stages(graph: UnitGraph) -> tuple[list[str], str | None, list[str]]:
@@ -303,11 +314,16 @@ class UNetLayout:
         return out
 
 
-LAYOUTS: dict[str, StackLayout | UNetLayout] = {"stack": StackLayout(), "unet": UNetLayout()}
+# the registry of layouts, by the shape they draw; the most specific first
+LAYOUTS: dict[str, StackLayout | UNetLayout] = {layout.name: layout for layout in (UNetLayout(), StackLayout())}
+DEFAULT_LAYOUT = StackLayout.name
 
 
-def layout_for(graph: UnitGraph) -> StackLayout | UNetLayout:
-    name = str(graph.attrs.get("layout", "stack"))
-    if name == "unet" and not UNetLayout.stages(graph)[0]:
-        return LAYOUTS["stack"]  # a U-Net hint without its stages: draw it as a stack rather than nothing
-    return LAYOUTS.get(name, LAYOUTS["stack"])
+def layout_for(graph: UnitGraph, name: str | None = None) -> StackLayout | UNetLayout:
+    """How to draw ``graph``: the layout named ``name`` (else the graph's ``attrs["layout"]`` hint) when that is a
+    shape this view draws and the graph has what it needs; else the most specific layout the graph's structure
+    fits (a graph that names its down and up stages is a U), else the stack."""
+    named = LAYOUTS.get(str(name or graph.attrs.get("layout") or ""))
+    if named is not None and named.fits(graph):
+        return named
+    return next((layout for layout in LAYOUTS.values() if layout.fits(graph)), LAYOUTS[DEFAULT_LAYOUT])

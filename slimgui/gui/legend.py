@@ -45,7 +45,7 @@ class ColorLegend(QWidget):
     """A horizontal colour bar (least → most important) with the criterion and its value range.
 
     The same bar shows any other values the view is coloured by (:meth:`set_range` with ``title`` and
-    ``words``, e.g. the per-layer INT8 sensitivity of a mixed-precision export)."""
+    ``words``, e.g. the per-layer sensitivity of an export)."""
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)

@@ -128,7 +128,7 @@ class MainWindow(QMainWindow):
         self.export_panel = ExportPanel(self.doc, self.runner, self.notifier)
         self.bench_panel = BenchPanel(self.doc, self.runner, self.notifier)
         for field in (self.analysis_panel.data, self.compare_panel.eval_file, self.retrain_panel.data,
-                      self.retrain_panel.eval_file, self.export_panel.sample):
+                      self.retrain_panel.eval_file):  # (the option forms mark their own path fields)
             field.setProperty("pathDrop", True)
         work = QWidget()
         wl = QVBoxLayout(work)
@@ -229,9 +229,9 @@ class MainWindow(QMainWindow):
         self._action(a, "Analyse", lambda: self.analysis_panel.run(), "Ctrl+R")
         self._action(a, "Apply Plan", lambda: self.plan_panel.apply(), "Ctrl+Return")
         self._action(a, "Retrain…", lambda: self.tabs.setCurrentIndex(self.retrain_tab), None,
-                     "Heal the slimmed model: LoRA, continued pretraining or distillation")
+                     "Heal the slimmed model with one of its family's healing methods")
         self._action(a, "Export…", lambda: self.show_panel(self.export_panel), None,
-                     "Export to ONNX (FP32, INT8, mixed precision) or a transformers folder")
+                     "Export in one of the formats the model's family declares, or its native folder")
         self._action(a, "Benchmark…", lambda: self.show_panel(self.bench_panel), None,
                      "Measure latency and throughput of the original, slimmed and exported models")
         self._action(a, "Cancel All Jobs", self.runner.cancel_all, "Ctrl+.")

@@ -1,12 +1,11 @@
 """The model view: the UnitGraph drawn as blocks, coloured by the active criterion (or by an overlay:
-any ``{unit id: value}`` map with its own legend title, such as the INT8 sensitivity of an export).
+any ``{unit id: value}`` map with its own legend title, such as the per-layer sensitivity of an export).
 
 How the graph is placed comes from its ``attrs["layout"]`` hint through :data:`LAYOUTS`
-(:mod:`.graph_layouts`): a block stack for language models, a U-Net (down stages, mid block, up stages,
-skip connections) for diffusion models; every other part of the view (colours, locks, tooltips, clicks)
-is the same for both.  Click a block to select it for removal, click its arrow (or double-click) to show
-its children; Ctrl+wheel zooms, drag pans.  Units that go with a selected one (a U-Net layer's mirrored
-up-stage layer, the up stage of a removed innermost stage) are drawn removed too.
+(:mod:`.graph_layouts`, a registry of layouts by the names families declare); every other part of the view
+(colours, locks, tooltips, clicks) is the same for all of them.  Click a block to select it for removal, click
+its arrow (or double-click) to show its children; Ctrl+wheel zooms, drag pans.  Units that go with a selected
+one (the graph's partners of a unit) are drawn removed too.
 """
 
 from __future__ import annotations
@@ -248,7 +247,7 @@ class GraphView(QGraphicsView):
         with_children = {u.parent for u in graph.units if u.parent is not None}
         top = [u for u in graph.units if u.parent is None]
         biggest = max((u.params for u in top), default=1) or 1
-        macs_of = "sample" if layout.two_line else "token"
+        macs_of = layout.macs_per
         for unit in graph.units:
             parent_params = graph.get(unit.parent).params if unit.parent else biggest
             item = UnitItem(unit, unit.id in with_children, unit.params / max(1, parent_params), layout.capacity_bars)
@@ -439,7 +438,7 @@ class ModelPanel(QWidget):
         self.title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.colour_by = QComboBox()
         self.colour_by.setToolTip("What colours the blocks: a criterion's scores, or other values such as the "
-                                  "INT8 sensitivity of a mixed-precision export")
+                                  "per-layer sensitivity of an export")
         self.colour_by.setMinimumWidth(120)
         self.colour_by.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.colour_by.currentIndexChanged.connect(self._colour_by_changed)
@@ -481,7 +480,7 @@ class ModelPanel(QWidget):
             name = m.source.rstrip("/").split("/")[-1] or m.source
             kind = g.attrs.get("architecture") or g.attrs.get("model_class") or g.family
             weights = "" if m.has_weights else "  ·  config only (no weights)"
-            what = "units" if layout_for(g).name == "unet" else "blocks"
+            what = self.doc.unit_word(True)
             pipeline = g.attrs.get("pipeline_params")
             around = f" ({human_count(pipeline)} with the whole pipeline)" if pipeline and pipeline > g.total_params else ""
             self.title.setText(f"<b>{name}</b>  ·  {kind}  ·  {human_count(g.total_params)} params{around}  ·  "
@@ -591,7 +590,7 @@ class ModelPanel(QWidget):
         lines = [f"<b>{unit.label}</b> <span style='color:#6b7280'>({unit.id})</span>",
                  f"parameters: {unit.params:,} ({100 * unit.params / total:.2f}% of the model)"]
         if unit.macs:
-            per = "sample" if layout_for(g).name == "unet" else "token"
+            per = layout_for(g).macs_per
             lines.append(f"MACs per {per}: {unit.macs:,}")
         for key in ("type", "module", "block"):
             if unit.attrs.get(key):

@@ -1,4 +1,4 @@
-"""The Plan panel: keep-set, a family's named presets (BK-SDM's bk-base/small/tiny), selection by budget, the
+"""The Plan panel: keep-set, a family's named presets (its declared pruning plans), selection by budget, the
 live estimate, and Apply (build the slimmed model)."""
 
 from __future__ import annotations
@@ -267,12 +267,11 @@ class PlanPanel(QWidget):
     def _model_changed(self) -> None:
         self._fill_presets()
         g = self.doc.graph
-        if g is not None and g.attrs.get("layout") == "unet":
-            self.keep.setPlaceholderText("unit indices or ids, e.g. mid_block, down_blocks.0.layers.1")
-            self.keep.setToolTip("Units that are never removed (drawn with a padlock)")
-        else:
-            self.keep.setPlaceholderText("e.g. first:4,last:2  (Taylor+), or block indices / ids")
-            self.keep.setToolTip("Blocks that are never removed (drawn with a padlock)")
+        words = self.doc.unit_word(True)
+        examples = ", ".join(u.id for u in (g.prunable()[:2] if g is not None else []))
+        self.keep.setPlaceholderText(f"e.g. first:4,last:2, or {self.doc.unit_word()} indices / ids"
+                                     + (f" such as {examples}" if examples else ""))
+        self.keep.setToolTip(f"{words.capitalize()} that are never removed (drawn with a padlock)")
         self.keep.setText(self.doc.keep or "")
         self.keep.setStyleSheet("")
         self._unit_changed(self.unit.currentText())
@@ -340,10 +339,8 @@ class PlanPanel(QWidget):
         self.slim_status.setToolTip(s.slimmed_path or "")
 
     def _word(self, plural: bool = False) -> str:
-        """What the prunable things are called: blocks of a stack, units of a U-Net (stages, layers, mid block)."""
-        g = self.doc.graph
-        word = "unit" if g is not None and g.attrs.get("layout") == "unet" else "block"
-        return word + ("s" if plural else "")
+        """What the prunable things are called (the family's ``AdapterSpec.unit_word``)."""
+        return self.doc.unit_word(plural)
 
     # -- apply / export ------------------------------------------------------------------------
     def apply(self) -> Job | None:

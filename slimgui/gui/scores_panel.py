@@ -112,7 +112,7 @@ class ScoresPanel(QWidget):
         labels = [tick_label(g, u) for u in self.unit_ids]
         step = max(1, math.ceil(len(labels) / MAX_TICKS))
         item.getAxis("bottom").setTicks([[(i + 0.5, labels[i]) for i in range(0, len(labels), step)]])
-        word = "unit" if g.attrs.get("layout") == "unet" else "block"
+        word = self.doc.unit_word()
         item.getAxis("bottom").setLabel(word, color="#374151")
         item.setTitle(f"Importance per {word} (each criterion normalised to 0–1)", color="#111827", size="10pt")
         item.getAxis("left").setTicks([[(j + 0.5, c) for j, c in enumerate(self.criteria)]])

@@ -31,7 +31,7 @@ from slimgui.core.media import AudioMedia, ImageMedia, TableMedia, TextMedia, Vi
 from .media_viewers import AudioViewer, MediaViewer, VideoViewer, qimage_of
 
 __all__ = ["VIEWERS", "AudioViewer", "FallbackViewer", "ImageViewer", "MediaViewer", "TableViewer", "TextViewer",
-           "VideoViewer", "qimage_of", "viewer_class", "viewer_for"]
+           "VideoViewer", "media_class", "qimage_of", "viewer_class", "viewer_for"]
 
 
 class TextViewer(MediaViewer):
@@ -57,12 +57,10 @@ class TextViewer(MediaViewer):
         self.edit.setPlainText(media.text)
         meta = media.meta or {}
         bits = [media.title] if media.title else []
-        if "new_tokens" in meta:
-            bits.append(f"{meta['new_tokens']} new tokens")
-        if "seconds" in meta:
-            bits.append(f"{meta['seconds']} s")
-        if "tokens_per_s" in meta:
-            bits.append(f"{meta['tokens_per_s']} tokens/s")
+        for key, value in meta.items():  # whatever facts the previewer adds (lengths, time, rate, ...)
+            if isinstance(value, (int, float, str)) and not isinstance(value, bool) and not key.startswith("_"):
+                name = key.replace("_per_s", "/s").replace("_", " ")
+                bits.append(f"{name} {value:,.4g}" if isinstance(value, float) else f"{name} {value}")
         self.caption.setText(" · ".join(str(b) for b in bits))
 
     def clear(self) -> None:
@@ -304,6 +302,12 @@ class FallbackViewer(MediaViewer):
 
 VIEWERS: dict[type, type[MediaViewer]] = {TextMedia: TextViewer, TableMedia: TableViewer, ImageMedia: ImageViewer,
                                           AudioMedia: AudioViewer, VideoMedia: VideoViewer}
+
+
+def media_class(name: str | None) -> type | None:
+    """The media class a previewer's declared media type names ("text" -> TextMedia, ...), or None."""
+    wanted = f"{name or ''}media".lower()
+    return next((kind for kind in VIEWERS if kind.__name__.lower() == wanted), None)
 
 
 def viewer_class(media: Any) -> type[MediaViewer]:

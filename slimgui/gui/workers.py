@@ -2,7 +2,7 @@
 
 :class:`JobRunner` runs a :class:`slimgui.core.jobs.Job` on a ``QThreadPool`` and turns its
 progress and outcome into Qt signals delivered on the GUI thread.  Work that touches a loaded model
-goes to the serial ``"model"`` lane (criteria such as ``ppl`` temporarily rewire the model, so two
+goes to the serial ``"model"`` lane (criteria may temporarily rewire the model, so two
 jobs must never use one model at once); opening files goes to the parallel ``"io"`` lane; retraining
 (which loads its own copies of the models from disk) goes to the serial ``"train"`` lane, so a long run
 never holds up analysis or previews.

@@ -57,7 +57,7 @@ def open_and_wait(qtbot, window, path) -> None:
 def use_tiny_calibration(window, text_file) -> None:
     panel = window.analysis_panel
     panel.data.setText(str(text_file))
-    panel.seq_len.setValue(32)
+    panel.form.widget("seq_len").setValue(32)
     panel.samples.setValue(8)
     panel.batch_size.setValue(4)
 
@@ -259,8 +259,8 @@ def test_apply_builds_the_slimmed_model_and_compare_shows_both(qtbot, window, ti
     assert "2 blocks" in window.plan_panel.slim_status.text()
     # side-by-side generation with the same greedy settings
     panel = window.compare_panel
-    panel.prompt.setText("def ")
-    panel.max_new.setValue(6)
+    panel.form.widget("prompt").setText("def ")
+    panel.form.widget("max_new_tokens").setValue(6)
     run_and_wait(qtbot, panel.generate())
     qtbot.waitUntil(lambda: panel.slots["slimmed"].text != "", timeout=WAIT_MS)
     left, right = panel.slots["original"].text, panel.slots["slimmed"].text
@@ -269,13 +269,13 @@ def test_apply_builds_the_slimmed_model_and_compare_shows_both(qtbot, window, ti
     assert "2 blocks" in panel.slots["slimmed"].title.text()
     # perplexity of both on a chosen file
     panel.eval_file.setText(str(text_file))
-    panel.eval_seq.setValue(32)
-    panel.eval_max.setValue(256)
+    panel.eval_form.widget("seq_len").setValue(32)
+    panel.eval_form.widget("max_tokens").setValue(256)
     run_and_wait(qtbot, panel.evaluate())
-    ppl = doc.session.results["perplexity"]
+    ppl = doc.session.results["evaluation"]
     assert ppl["original"]["perplexity"] > 1 and ppl["slimmed"]["perplexity"] > 1
     assert ppl["original"]["tokens"] == ppl["slimmed"]["tokens"]
-    assert "change:" in panel.ppl_summary.text()
+    assert "change:" in panel.eval_summary.text()
 
 
 def test_session_save_and_reopen_restores_the_screen(qtbot, make_window, tiny_models, tmp_path):
@@ -286,7 +286,7 @@ def test_session_save_and_reopen_restores_the_screen(qtbot, make_window, tiny_mo
     first.doc.set_remove(["block.0", "block.2"])
     run_and_wait(qtbot, first.plan_panel.apply())
     qtbot.waitUntil(lambda: first.doc.slimmed is not None, timeout=WAIT_MS)
-    first.compare_panel.max_new.setValue(4)
+    first.compare_panel.form.widget("max_new_tokens").setValue(4)
     run_and_wait(qtbot, first.compare_panel.generate())
     first.model_panel.view.toggle_expanded("block.1")
     first.doc.set_remove(["block.0"])  # the selection on screen differs from what was applied
@@ -315,8 +315,8 @@ def test_cancelling_a_running_job_stops_it(qtbot, window, tiny_models, text_file
     open_and_wait(qtbot, window, tiny_models["llama"])
     panel = window.compare_panel
     panel.eval_file.setText(str(text_file))
-    panel.eval_seq.setValue(16)
-    panel.eval_max.setValue(0)  # the whole file: thousands of windows
+    panel.eval_form.widget("seq_len").setValue(16)
+    panel.eval_form.widget("max_tokens").setValue(0)  # the whole file: thousands of windows
     job = panel.evaluate()
     qtbot.waitUntil(lambda: job.status == JobStatus.RUNNING and job.done > 0, timeout=WAIT_MS)
     window.jobs_panel.cancel_button(job).click()
@@ -325,7 +325,7 @@ def test_cancelling_a_running_job_stops_it(qtbot, window, tiny_models, text_file
     QApplication.processEvents()
     qtbot.waitUntil(lambda: window.jobs_panel.item_for(job).text(1) == "cancelled", timeout=WAIT_MS)
     assert window.jobs_panel.cancel_button(job) is None  # nothing left to cancel
-    assert "perplexity" not in window.doc.session.results
+    assert "evaluation" not in window.doc.session.results
     assert any("cancelled" in n.text for n in window.notifier.notifications)
     assert not window.notifier.errors()
 

@@ -22,7 +22,7 @@ def test_short_calibration_text_is_a_warning_notification(qtbot, window, tiny_mo
     used = len(tokenizer(short.read_text(), add_special_tokens=False)["input_ids"]) // 32
     panel = window.analysis_panel
     panel.data.setText(str(short))
-    panel.seq_len.setValue(32)
+    panel.form.widget("seq_len").setValue(32)
     panel.samples.setValue(32)
     panel.batch_size.setValue(8)
     def warnings():

@@ -176,7 +176,7 @@ def test_analysis_defaults_to_the_familys_own_criterion(qtbot, window, sd_pipeli
     a = window.analysis_panel
     names = [a.criterion.itemText(i) for i in range(a.criterion.count())]
     assert names[:2] == ["ldpruner", "output-change"] and a.criterion.currentText() == "ldpruner"
-    assert a.seq_len.isHidden() and "image folder" in a.data.placeholderText()
+    assert not a.form.row_visible("seq_len") and window.doc.spec.data.label in a.data.placeholderText()
 
 
 # -- images ----------------------------------------------------------------------------------------
@@ -232,12 +232,13 @@ def test_preview_draws_original_and_slimmed_from_the_same_seeds(qtbot, window, s
     qtbot.waitUntil(lambda: window.doc.slimmed is not None, timeout=WAIT_MS)
     c = window.compare_panel
     window.tabs.setCurrentWidget(c)
-    assert c.image_mode and c.image_options.isVisible() and not c.text_options.isVisible()
-    c.image_prompt.setText("a digit 3")
-    c.steps.setValue(2)
-    c.images.setValue(3)
-    c.seed.setValue(5)
-    assert [label for label, _ in c.image_models()] == ["original", "slimmed"]
+    assert c.grid_mode and c.form.row_visible("prompt") and c.form.row_visible("n")
+    assert not c.form.row_visible("max_new_tokens")
+    c.form.widget("prompt").setText("a digit 3")
+    c.form.widget("steps").setValue(2)
+    c.form.widget("n").setValue(3)
+    c.form.widget("seed").setValue(5)
+    assert [label for label, _ in c.compared()] == ["original", "slimmed"]
     run_and_wait(qtbot, c.generate())
     gen = window.doc.session.results["generation"]
     assert set(gen) == {"original", "slimmed"}
@@ -266,24 +267,25 @@ def test_retrain_panel_offers_the_diffusion_methods_and_survives_image_events(qt
     p = window.retrain_panel
     assert [p.method.itemData(i) for i in range(p.method.count())] == ["kd", "lora", "cpt", "lcm"]
     p.method.setCurrentIndex(p.method.findData("kd"))
-    assert [lbl.text() for lbl in p.kd_labels] == ["λ_task", "λ_out", "λ_feat"]
-    assert (p.kd_ce.value(), p.kd_kl.value(), p.kd_hidden.value()) == (1.0, 1.0, 1.0)
-    assert p.form.isRowVisible(6) and not p.form.isRowVisible(7) and not p.form.isRowVisible(4)
+    kd = ("kd_ce", "kd_kl", "kd_hidden")
+    assert [p.form.label(n).text() for n in kd] == ["λ_task", "λ_out", "λ_feat"]
+    assert tuple(p.form.widget(n).value() for n in kd) == (1.0, 1.0, 1.0)
+    assert p.form.row_visible("kd_ce") and not p.form.row_visible("lcm_ddim_steps") and not p.form.row_visible("lora_r")
     assert "BK-SDM" in p.method.currentText() and "λ_feat" in p.method_hint.text() and "original" in p.teacher_label.text()
-    assert p.seq_len.isHidden()
+    assert not p.form.row_visible("seq_len")
     with pytest.raises(SlimError, match="training data"):
         p.config()  # not the demo: no default data
     data = tmp_path / "images"
     data.mkdir()
     p.data.setText(str(data))
     cfg = p.config(str(tmp_path / "run"))
-    assert cfg.method == "kd" and cfg.teacher == window.doc.model.source and cfg.kd_hidden == 1.0
+    assert cfg.method == "kd" and cfg.teacher == window.doc.model.source and cfg.options["kd_hidden"] == 1.0
     p.method.setCurrentIndex(p.method.findData("lcm"))
-    assert p.form.isRowVisible(7) and not p.form.isRowVisible(6)
-    p.lcm_ddim_steps.setValue(20)
-    p.lcm_guidance.setValue(2.5)
+    assert p.form.row_visible("lcm_ddim_steps") and not p.form.row_visible("kd_ce")
+    p.form.widget("lcm_ddim_steps").setValue(20)
+    p.form.widget("lcm_guidance").setValue(2.5)
     cfg = p.config(str(tmp_path / "run"))
-    assert (cfg.method, cfg.lcm_ddim_steps, cfg.lcm_guidance, cfg.teacher) == ("lcm", 20, 2.5, None)
+    assert (cfg.method, cfg.options["lcm_ddim_steps"], cfg.options["lcm_guidance"], cfg.teacher) == ("lcm", 20, 2.5, None)
     # events of a run that counts images: validation loss without perplexity, images per second
     p._run_id = run = 7
     p._on_event(run, {"event": "start", "step": 0, "total": 4, "items": "images", "val_metric": None})
@@ -307,7 +309,7 @@ def test_retrain_panel_offers_the_diffusion_methods_and_survives_image_events(qt
 def test_benchmark_rows_of_images_render_without_decode(qtbot, window, sd_pipeline):
     open_and_wait(qtbot, window, sd_pipeline)
     b = window.bench_panel
-    assert b.seq.isHidden() and b.new_tokens.isHidden() and b.decode.isHidden()
+    assert not any(b.form.row_visible(n) for n in ("seq", "new_tokens", "decode"))
     b.batches.setText("1,2")
     b.repeats.setValue(1)
     b.set_checked(["original"])
@@ -315,10 +317,10 @@ def test_benchmark_rows_of_images_render_without_decode(qtbot, window, sd_pipeli
     rows = job.result["rows"]
     assert all(r["items"] == "images" and r["images_per_s"] > 0 and "decode_ms_per_token" not in r for r in rows)
     header = [b.table.horizontalHeaderItem(i).text() for i in range(b.table.columnCount())]
-    assert "images/s" in header and "Forward ms" in header
+    assert "images/s" in header and "Forward pass ms" in header
     assert not any(h.startswith("Decode") or h == "Prefill tok/s" for h in header)
     col = header.index("images/s")
     assert float(b.table.item(0, col).text().replace(",", "")) == pytest.approx(rows[0]["images_per_s"], rel=0.01)
-    xs, ys = b.prefill_curves["original"].getData()
+    xs, ys = b.curves[0]["original"].getData()
     assert np.allclose(10 ** np.asarray(xs), [1.0, 2.0]) and all(math.isfinite(y) and y > 0 for y in ys)  # log x
-    assert b.decode_plot.isHidden() and "Forward latency" in b.prefill_plot.getPlotItem().titleLabel.text
+    assert b.plots[1].isHidden() and "Forward pass latency" in b.plots[0].getPlotItem().titleLabel.text

@@ -20,6 +20,7 @@ from slimgui.core.jobs import JobStatus  # noqa: E402
 from slimgui.core.session import aggregate_up, normalized, unit_correspondence  # noqa: E402
 from slimgui.gui import colors  # noqa: E402
 from slimgui.gui.export_panel import OVERLAY  # noqa: E402
+from slimgui.gui.metric_view import format_value  # noqa: E402
 
 WAIT_MS = 120_000
 
@@ -48,6 +49,19 @@ def wait_job(qtbot, window, job, status=JobStatus.DONE):
 def show_tab(window, panel) -> None:
     window.show_panel(panel)
     assert panel.isVisible()
+
+
+def choose(panel, name, value) -> None:
+    """Pick ``value`` in the export form's chooser of the option ``name`` (what a click does)."""
+    box = panel.form.widget(name)
+    box.setCurrentIndex(box.findData(value))
+    assert box.currentData() == value
+
+
+def shown(panel, name, value) -> str:
+    """How the exporter's declared metric ``name`` writes ``value`` (what its box must show)."""
+    metric = next(m for m in panel.spec().metrics if m.name == name)
+    return format_value(metric, value)
 
 
 def test_slimmed_units_map_to_the_original_and_values_aggregate_up(tiny_models, registry):
@@ -85,8 +99,8 @@ def test_fp32_onnx_export_from_the_tab_matches_torch(qtbot, window, tiny_models,
     r = p.result
     assert r["format"] == "onnx" and r["mode"] == "fp32" and r["target"] == "original"
     assert r["cosine"] >= 0.999 and r["max_abs_diff"] < 1e-3
-    assert p.stats["cosine"].value.text() == f"{r['cosine']:.6f}" and "✔" in p.check_label.text()
-    assert p.stats["size"].value.text().endswith("B") and p.stats["size_ratio"].isHidden()
+    assert p.stats["cosine"].value.text() == shown(p, "cosine", r["cosine"]) and "✔" in p.check_label.text()
+    assert p.stats["size"].value.text().endswith("B") and "size_ratio" not in p.stats
     assert p.layers_box.isHidden() and p.export_button.isEnabled()
     # the file runs in onnxruntime at another batch and length than the check
     sess = ort.InferenceSession(str(out))
@@ -97,7 +111,7 @@ def test_fp32_onnx_export_from_the_tab_matches_torch(qtbot, window, tiny_models,
     assert window.doc.session.results["export"]["runs"][-1]["report"] == f"{out}.check.json"
     # a transformers folder: the precision choices do not apply
     p.format.setCurrentIndex(p.format.findData("hf"))
-    assert not p.mode_buttons["int8"].isEnabled() and not p.with_past.isEnabled()
+    assert not p.form.row_visible("mode") and not p.form.row_visible("with_past")
     assert not p.out.text().endswith(".onnx")
 
 
@@ -107,8 +121,8 @@ def test_mixed_export_colours_the_view_and_a_flipped_layer_is_exported_fp32(qtbo
     open_and_wait(qtbot, window, tiny_models["llama"])
     p = window.export_panel
     show_tab(window, p)
-    p.mode_buttons["mixed"].setChecked(True)
-    assert p.fp32_share.isEnabled() and not p.with_past.isEnabled()
+    choose(p, "mode", "mixed")
+    assert p.form.widget("fp32_fraction").isEnabled() and not p.form.widget("with_past").isEnabled()
     out = tmp_path / "mixed.onnx"
     p.out.setText(str(out))
     wait_job(qtbot, window, p.export())
@@ -117,7 +131,8 @@ def test_mixed_export_colours_the_view_and_a_flipped_layer_is_exported_fp32(qtbo
     assert len(layers) == 4 * 7 + 1 and p.table.rowCount() == len(layers) and not p.layers_box.isHidden()
     first_fp32 = set(p.result["fp32_layers"])
     assert first_fp32 and {x["layer"] for x in layers if x["precision"] == "fp32"} == first_fp32
-    assert p.stats["size_ratio"].value.text().endswith("%") and "e-" in p.stats["output_error"].value.text()
+    assert p.stats["size_ratio"].value.text() == shown(p, "size_ratio", p.result["size_ratio"])
+    assert "e-" in p.stats["output_rel_error"].value.text()
     # the model view is coloured by the largest sensitivity in each unit
     panel = window.model_panel
     assert window.doc.active_overlay == OVERLAY and panel.colour_by.currentText() == OVERLAY
@@ -137,7 +152,7 @@ def test_mixed_export_colours_the_view_and_a_flipped_layer_is_exported_fp32(qtbo
     assert panel.items["embed"].fill == colors.FIXED  # no quantised layer: not coloured
     # flip the least sensitive INT8 layer to FP32
     pick = min((x for x in layers if x["precision"] == "int8"), key=lambda x: x["sensitivity"])["layer"]
-    p.set_layer_fp32(pick)
+    p.set_layer_kept(pick)
     assert res["flips"] == {pick: "fp32"}
     assert p.again_button.text() == f"Export again ({len(first_fp32) + 1} FP32)"
     # the flip and the sensitivity survive saving and reopening the session
@@ -208,8 +223,8 @@ def test_benchmark_tab_report_and_session_roundtrip(qtbot, make_window, tiny_mod
     assert b.models.item(2).flags() & Qt.ItemFlag.ItemIsEnabled and e.target.model().item(2).isEnabled()
     b.set_checked(["original", "slimmed", "healed", "width"])
     b.batches.setText("1,2")
-    b.seq.setValue(16)
-    b.new_tokens.setValue(4)
+    b.form.widget("seq").setText("16")
+    b.form.widget("new_tokens").setValue(4)
     b.repeats.setValue(2)
     b.threads.setValue(1)
     job = b.run()
@@ -221,24 +236,24 @@ def test_benchmark_tab_report_and_session_roundtrip(qtbot, make_window, tiny_mod
     models = {m["label"]: m for m in res["models"]}
     assert abs(models["width-pruned"]["params"] - models["slimmed"]["params"]) / models["slimmed"]["params"] < 0.02
     # one curve per model, a point per batch size, in both plots
-    for curves in (b.prefill_curves, b.decode_curves):
+    for curves in (b.curves[0], b.curves[1]):
         assert set(curves) == {"original", "slimmed", "healed", "width-pruned"}
         for curve in curves.values():
             xs, ys = curve.getData()
             assert len(xs) == 2 and np.all(np.asarray(ys) > 0)
-    assert b.prefill_plot.getPlotItem().ctrl.logXCheck.isChecked()  # log batch axis
+    assert b.plots[0].getPlotItem().ctrl.logXCheck.isChecked()  # log batch axis
     assert b.table.rowCount() == 8
     header = [b.table.horizontalHeaderItem(i).text() for i in range(b.table.columnCount())]
     slim_row = next(r for r in range(8) if b.table.item(r, 0).text() == "slimmed" and b.table.item(r, 2).text() == "1")
     ideal = b.table.item(slim_row, header.index("Ideal")).text()
     assert ideal.startswith("×") and float(ideal[1:]) > 1
-    assert b.table.item(slim_row, header.index("Decode ms/tok")).text() != "—"
+    assert b.table.item(slim_row, header.index("Decode ms/token")).text() != "—"
     assert "threads <b>1</b>" in b.caption.text()
     # the HTML report of the whole session
     report = window.export_report(tmp_path / "report.html")
     page = report.read_text()
     assert window.notifier.notifications[-1].action[0] == "Open"
-    for needle in ("<h2>Benchmark</h2>", "decode ms / token vs batch size", "width-pruned", "Export: slim.onnx",
+    for needle in ("<h2>Benchmark</h2>", "Decode ms / token vs batch size", "width-pruned", "Export: slim.onnx",
                    "onnxruntime vs torch", "threads 1"):
         assert needle in page, needle
     # save, reopen: the benchmark and the export are back on screen
@@ -246,9 +261,9 @@ def test_benchmark_tab_report_and_session_roundtrip(qtbot, make_window, tiny_mod
     w2 = make_window()
     w2.open_path(str(saved))
     qtbot.waitUntil(lambda: w2.doc.slimmed is not None and w2.bench_panel.table.rowCount() == 8, timeout=WAIT_MS)
-    assert set(w2.bench_panel.prefill_curves) == {"original", "slimmed", "healed", "width-pruned"}
+    assert set(w2.bench_panel.curves[0]) == {"original", "slimmed", "healed", "width-pruned"}
     assert w2.bench_panel.checked() == ["original", "slimmed", "healed", "width"]
-    assert w2.bench_panel.batches.text() == "1,2" and w2.bench_panel.seq.value() == 16
+    assert w2.bench_panel.batches.text() == "1,2" and w2.bench_panel.form.widget("seq").text() == "16"
     assert w2.export_panel.result["file"] == str(onnx_file)
     assert w2.export_panel.stats["cosine"].value.text() == e.stats["cosine"].value.text()
 
@@ -261,19 +276,19 @@ def test_int8_choice_says_what_this_cpu_does_before_exporting(qtbot, window, tin
     open_and_wait(qtbot, window, tiny_models["llama"])
     p = window.export_panel
     show_tab(window, p)
-    assert not p.int8_hint.isVisible()
-    p.mode_buttons["int8"].setChecked(True)
-    assert p.int8_hint.isVisible()
-    qtbot.waitUntil(lambda: p._int8_info is not None, timeout=WAIT_MS)
+    assert not p.advice.isVisible()
+    choose(p, "mode", "int8")
+    assert p.advice.isVisible()
+    qtbot.waitUntil(lambda: p.advice_text() is not None, timeout=WAIT_MS)
     kernel = int8.kernel()
-    text = p.int8_hint.text()
+    text = p.advice.text()
     assert kernel.instruction_set in text and ("faster" in text or "slower" in text), text
     # a CPU where INT8 loses: the warning is there before Export is pressed
-    p._int8_info = None
+    p._advice_cache.clear()
     monkeypatch.setattr(int8, "matmul_speedup", lambda: {"fp32_ms": 1.0, "int8_ms": 2.0, "speedup": 0.5})
-    p.mode_buttons["fp32"].setChecked(True)
-    p.mode_buttons["mixed"].setChecked(True)
-    qtbot.waitUntil(lambda: p._int8_info is not None, timeout=WAIT_MS)
-    assert "slower than FP32" in p.int8_hint.text() and "0.50" in p.int8_hint.text()
-    p.mode_buttons["fp32"].setChecked(True)
-    assert not p.int8_hint.isVisible()
+    choose(p, "mode", "fp32")
+    choose(p, "mode", "mixed")
+    qtbot.waitUntil(lambda: p.advice_text() is not None, timeout=WAIT_MS)
+    assert "slower than FP32" in p.advice.text() and "0.50" in p.advice.text()
+    choose(p, "mode", "fp32")
+    assert not p.advice.isVisible()

@@ -44,10 +44,10 @@ def applied_window(qtbot, make_window, model_dir, text_file):
     p.data.setText(str(text_file))
     p.eval_file.setText(str(text_file))
     p.batch_size.setValue(4)
-    p.seq_len.setValue(32)
+    p.form.widget("seq_len").setValue(32)
     p.warmup.setValue(1)
-    w.compare_panel.eval_seq.setValue(32)
-    w.compare_panel.eval_max.setValue(256)
+    w.compare_panel.eval_form.widget("seq_len").setValue(32)
+    w.compare_panel.eval_form.widget("max_tokens").setValue(256)
     w.compare_panel._store_settings()
     return w, p
 
@@ -112,8 +112,8 @@ def test_lora_run_heals_draws_curves_and_shows_three_perplexities(qtbot, make_wi
     r = w.doc.session.results["retrain"]
     for side in ("original", "slimmed", "healed"):
         assert r[side]["perplexity"] > 1 and r[side]["tokens"] == r["original"]["tokens"]
-        assert float(p.ppl_values[side].text()) == pytest.approx(r[side]["perplexity"], abs=1e-3)
-    assert "% vs original" in p.ppl_notes["healed"].text()
+        assert float(p.metric_values[side].text()) == pytest.approx(r[side]["perplexity"], abs=1e-3)
+    assert "% vs original" in p.metric_notes["healed"].text()
     assert r["healed"]["perplexity"] != r["slimmed"]["perplexity"]  # retraining changed the model
     healed = out / "model"
     assert r["healed_path"] == str(healed)
@@ -121,7 +121,7 @@ def test_lora_run_heals_draws_curves_and_shows_three_perplexities(qtbot, make_wi
     # Export job: the job's JSON config, an accelerate config and a README with the exact command
     job_dir, cmd = p.export(out.parent / "exported-job")
     assert {f.name for f in job_dir.iterdir()} >= {"job.json", "accelerate_config.yaml", "README.md"}
-    assert json.loads((job_dir / "job.json").read_text())["config"]["lora_targets"] is None
+    assert json.loads((job_dir / "job.json").read_text())["config"]["options"]["lora_targets"] is None
     assert cmd in (job_dir / "README.md").read_text() and cmd in w.notifier.notifications[-1].text
     # the healed model goes to the Compare tab's slimmed side
     assert p.compare_healed_button.isEnabled()
@@ -156,7 +156,7 @@ def test_cancel_mid_run_then_resume_finishes_with_a_continuous_curve(qtbot, make
 
 def test_config_that_cannot_work_is_refused_and_starts_nothing(qtbot, make_window, tiny_models, text_file, tmp_path):
     w, p = applied_window(qtbot, make_window, tiny_models["llama"], text_file)
-    p.lora_targets.setText("c_attn")
+    p.form.widget("lora_targets").setText("c_attn")
     out = Path(p.out.text())
     wait_job(qtbot, w, p.start(), JobStatus.FAILED)
     error = w.notifier.errors()[-1].text
@@ -165,7 +165,7 @@ def test_config_that_cannot_work_is_refused_and_starts_nothing(qtbot, make_windo
     assert p.train_job is None and not any(j.kind == "retrain" for j in w.runner.jobs)
     assert not out.exists() and len(p.curves.train) == 0
     # empty data: refused with what to do
-    p.lora_targets.setText("")
+    p.form.widget("lora_targets").setText("")
     empty = tmp_path / "empty.txt"
     empty.write_text("\n\n")
     p.data.setText(str(empty))
