@@ -147,7 +147,7 @@ class DigitConvAdapter(ModelAdapter):
     def to_graph(self, model):
         from slimgui.core.graph import Unit, UnitGraph
 
-        units = [Unit("net", "model", "CNN")]
+        units = [Unit("net", "model", "CNN", params=sum(p.numel() for p in model.module.parameters()))]
         for i, conv in enumerate(_convs(model.module)):
             layer = f"conv{i}"
             per = conv.weight[0].numel() + 1

@@ -26,6 +26,22 @@ def test_plugins_json(capsys):
     assert llm["demos"] == ["llm"]
 
 
+def test_plugins_json_carries_options_and_metrics(capsys):
+    doc = run_json(capsys, "plugins")
+    llm = next(p for p in doc["plugins"] if p["name"] == "llm")
+    lora = next(m for m in llm["methods"] if m["name"] == "lora")
+    rank = next(o for o in lora["options"] if o["name"] == "lora_r")
+    assert rank["flag"] == "--lora-r" and rank["default"] == 8 and rank["range"] == "1-4,096"
+    merge = next(o for o in lora["options"] if o["name"] == "lora_merge")
+    assert merge["cli_flags"] == ["--keep-adapter"]
+    onnx = next(x for x in llm["exporters"] if x["name"] == "onnx")
+    assert next(o for o in onnx["options"] if o["name"] == "mode")["cli_flags"] == ["--int8", "--mixed"]
+    assert llm["evaluators"] == ["perplexity"]  # still the names, as before
+    ppl = next(e for e in llm["evaluator_specs"] if e["name"] == "perplexity")
+    assert next(m for m in ppl["metrics"] if m["name"] == "perplexity")["better"] == "lower"
+    assert [o["flag"] for o in llm["adapters"][0]["bench_options"]][:2] == ["--seq", "--new-tokens"]
+
+
 def test_inspect_json_lists_blocks_by_index(capsys, tiny_models):
     doc = run_json(capsys, "inspect", str(tiny_models["qwen2"]))
     assert [b["index"] for b in doc["blocks"]] == [0, 1, 2, 3]
@@ -92,6 +108,25 @@ def test_eval_json_with_generation(capsys, tiny_models, text_file):
 def test_eval_encoder_skips_generation(capsys, tiny_models, text_file):
     doc = run_json(capsys, "eval", str(tiny_models["bert"]), "--data", str(text_file), "--max-tokens", "500")
     assert doc["kind"] == "masked" and "skipped" in doc["generation"]
+
+
+def test_eval_human_output_names_the_declared_metrics(capsys, tiny_models, text_file):
+    assert main(["eval", str(tiny_models["llama"]), "--data", str(text_file), "--max-tokens", "300",
+                 "--prompt", "import ", "--max-new-tokens", "4"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("perplexity: Perplexity ") and "· Tokens 297\n" in out  # 300 less the first of 3 windows
+    assert "\nimport " in out  # the text sample follows the numbers
+
+
+def test_generate_writes_a_text_preview_per_model(capsys, tiny_models, tmp_path):
+    out = tmp_path / "g.txt"
+    doc = run_json(capsys, "generate", str(tiny_models["llama"]), "--vs", str(tiny_models["gpt2"]),
+                   "--prompt", "def ", "--max-new-tokens", "3", "--out", str(out))
+    assert doc["out"] == str(out) and doc["media"] == "text" and [m["label"] for m in doc["models"]] == ["llama", "gpt2"]
+    text = out.read_text()
+    assert text.startswith("## llama\ndef ") and "\n## gpt2\ndef " in text
+    assert main(["generate", str(tiny_models["llama"]), "--out", str(tmp_path / "g.png")]) == 2
+    assert "--out must be a .txt file" in capsys.readouterr().err
 
 
 def test_progress_bar_shows_eta():

@@ -43,8 +43,25 @@ THIRD_PARTY = '''
             top = max(norms.values())
             return {k: v / top for k, v in norms.items()}
 
+    from dataclasses import dataclass
+
+    from slimgui.core.options import option
+    from slimgui.core.plugins import MethodSpec
+
+
+    @dataclass
+    class NoiseOptions:
+        """A third party's healing method for language models, with an option of its own."""
+        noise_sigma: float = option(0.1, label="sigma", lo=0.0, hi=1.0, help="weight noise before healing")
+
+
+    def build_noise(adapter, cfg, options, *, registry):
+        raise NotImplementedError  # never reached by these tests: the flags are checked first
+
     plugin = Plugin(name="acme", version="0.1", description="ACME's criteria",
-                    criteria=[CriterionSpec("rel-norm", "acme_slim:RelativeWeightNorm", "relative weight norm")])
+                    criteria=[CriterionSpec("rel-norm", "acme_slim:RelativeWeightNorm", "relative weight norm")],
+                    methods=[MethodSpec("noise", "acme_slim:build_noise", label="Noisy healing", families=("llm",),
+                                        options="acme_slim:NoiseOptions")])
 '''
 
 BROKEN = '''
@@ -85,6 +102,25 @@ def test_third_party_criterion_is_listed_and_used(plugin_site, tiny_models, tmp_
                   "--out", str(tmp_path / "pruned"), "--json", env_extra=env)
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout.strip().splitlines()[-1])["removed"] == [min(doc["scores"], key=doc["scores"].get)]
+
+
+def test_third_party_method_option_is_a_flag(plugin_site, tiny_models, text_file, tmp_path):
+    """A method a third party declares gets its option as a CLI flag, checked by its schema, with no CLI edit."""
+    env = {"PYTHONPATH": str(plugin_site)}
+    listed = run_cli("plugins", "--json", env_extra=env)
+    acme = next(p for p in json.loads(listed.stdout.strip().splitlines()[-1])["plugins"] if p["name"] == "acme")
+    (opt,) = acme["methods"][0]["options"]
+    assert opt["name"] == "noise_sigma" and opt["range"] == "0-1" and opt["cli_flags"] == ["--noise-sigma"]
+    helped = run_cli("retrain", "--help", env_extra=env)
+    assert helped.returncode == 0 and "--noise-sigma" in helped.stdout and "noise" in helped.stdout
+    base = ["retrain", str(tiny_models["llama"]), "--data", str(text_file), "--out", str(tmp_path / "run")]
+    bad = run_cli(*base, "--method", "noise", "--noise-sigma", "2", env_extra=env)
+    assert bad.returncode == 2 and bad.stderr.strip() == \
+        "slimgui: error: --noise-sigma must be from 0 to 1, got 2", bad.stderr
+    other = run_cli(*base, "--method", "cpt", "--noise-sigma", "0.5", env_extra=env)
+    assert other.returncode == 2 and len(other.stderr.strip().splitlines()) == 1
+    assert "--noise-sigma does not apply to --method cpt" in other.stderr
+    assert not (tmp_path / "run").exists()
 
 
 def test_plugins_text_output_shows_broken(plugin_site):

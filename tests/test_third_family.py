@@ -63,7 +63,7 @@ def test_the_plugin_is_found_through_its_entry_point(third, monkeypatch):
 def test_cli_slims_heals_evaluates_previews_exports_and_benchmarks_it(third, tmp_path):
     env, model, _ = third
     # the model view's data: filter groups with their parameters
-    graph = last_json(cli(env, "inspect", str(model), "--json"))
+    graph = last_json(cli(env, "inspect", str(model), "--json"))["graph"]
     prunable = [u for u in graph["units"] if u.get("prunable")]
     assert len(prunable) == 4 + 6 - 1  # 16 and 24 filters in groups of 4; the head keeps one group
     # analysis with a core criterion the family never heard of

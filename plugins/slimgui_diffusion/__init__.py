@@ -29,6 +29,7 @@ plugin = Plugin(
                     "diffusers pipeline folders (model_index.json) and U-Net folders",
                     capabilities=("calibration", "default-data", "presets", "bench"),
                     items="images", unit_word="unit", layout="unet", native="diffusers folder",
+                    default_method="lora",
                     data=DataSpec(kind="folder", label="calibration images", help=IMAGES.help),
                     default_criterion="ldpruner", default_criterion_no_data="ldpruner",
                     file_kinds=("model_index.json", "unet/config.json")),

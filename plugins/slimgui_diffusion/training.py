@@ -171,6 +171,8 @@ def encode_image_data(pipe: Any, unet: nn.Module, schedule: NoiseSchedule, cfg: 
     training).  Validation samples carry their own fixed ``noise`` and ``timesteps`` (each held-out image at
     several timesteps spread over the schedule), so validation is deterministic and comparable across methods.
     """
+    if not cfg.data:
+        raise SlimError("no training data given", hint="pass --data IMAGE_FOLDER (images with captions)")
     rows = _image_rows(cfg.data)
     train_idx, val_idx = split_indices(len(rows), cfg.val_fraction)
     vae = getattr(pipe, "vae", None)

@@ -70,7 +70,7 @@ class PerplexityOptions:
                           help="window length in tokens, at most the model's context")
     stride: int | None = option(None, label="stride", lo=1, hi=SEQ_MAX, none_label="the window length",
                                 advanced=True, help="window stride (at most the window length)")
-    max_tokens: int | None = option(4096, label="max tokens", lo=2, hi=INT_MAX, none_label="all",
+    max_tokens: int | None = option(None, label="max tokens", lo=2, hi=INT_MAX, none_label="all",
                                     legacy=("eval_max_tokens",), help="evaluate only the first N tokens")
 
 
@@ -102,7 +102,7 @@ class OnnxOptions:
 
 @dataclass
 class BenchOptions:
-    seq: list[int] = option([128], label="sequence length", lo=2, hi=SEQ_MAX, sweep=True, context=True,
+    seq: list[int] = option([128], label="sequence length", lo=1, hi=SEQ_MAX, sweep=True, context=True,
                             help="tokens per sequence; several comma-separated lengths give one row each")
     new_tokens: int = option(16, label="new tokens", lo=1, hi=100_000, help="tokens generated per decode run")
     decode: bool = option(True, label="decode", negate="--no-decode",

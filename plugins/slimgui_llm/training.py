@@ -228,6 +228,8 @@ def _build(adapter: Any, cfg: TrainConfig, method: str, options: Any) -> TrainTa
     decoder = is_decoder(student)
     if method == "kd" and not decoder:
         raise SlimError("distillation is implemented for decoder language models", hint="use lora or cpt")
+    if not cfg.data:
+        raise SlimError("no training data given", hint="pass --data FILE (text, JSONL or a saved dataset)")
     train_blocks, val_blocks = token_blocks(load_texts(cfg.data, data), tok, data, cfg.val_fraction)
     _, layers = find_stack(student)
     module = student.module

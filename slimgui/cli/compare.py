@@ -54,12 +54,10 @@ def cmd_eval(args) -> int:
         pv_given = flags.given(args, pv_schema)
         run_sample = pspec is not None and not args.no_generate
         model = open_target(target, args, reg, bar)
-        flags.check_context(model, reg, [(ev_schema, flags.values(ev_schema, ev_given))]
-                            + ([(pv_schema, flags.values(pv_schema, pv_given))] if run_sample else []))
         result = ops.evaluate(model, args.data, registry=reg, evaluator=spec.name, options=ev_given, progress=bar)
         if run_sample:
             try:
-                sample = ops.preview(model, registry=reg, previewer=pspec.name, options=pv_given)
+                sample = ops.preview(model, registry=reg, previewer=pspec.name, options=pv_given, progress=bar)
                 result["generation"] = {**flags.values(pv_schema, pv_given), "text": sample.text, **sample.meta}
             except SlimError as exc:
                 if pv_given:  # a sample asked for with options of its own that cannot be made: the user's to fix
@@ -141,7 +139,7 @@ def _save(media_kind: str, medias: list[Any], labels: list[str], outs: list[Path
         return [core_media.save_video(m, o) for m, o in zip(medias, outs)], {}
     parts = []
     for label, m in zip(labels, medias):
-        if hasattr(m, "rows"):  # a table: tab-separated
+        if isinstance(m, core_media.TableMedia):  # tab-separated
             body = "\n".join("\t".join(str(c) for c in row) for row in [m.columns, *m.rows])
         else:
             body = str(getattr(m, "text", m))
@@ -178,8 +176,6 @@ def cmd_generate(args) -> int:
         outs = [check_out(o, "file", force=args.force) for o in outs]
         labels = [_label(p) for p in paths]
         models = [open_target(t, args, reg, bar) for t in targets]
-        for m in models:
-            flags.check_context(m, reg, [(sch, flags.values(sch, given))])
         medias = preview_task(models, spec.name, registry=reg, options=given, labels=labels, progress=bar)
         written, extra = _save(spec.media, medias, labels, outs)
     finally:

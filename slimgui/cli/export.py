@@ -27,7 +27,6 @@ def cmd_export(args) -> int:
         flags.refuse_others(args, [sch], f"--format {spec.name}")
         options = flags.given(args, sch)
         model = open_target(target, args, reg, bar)
-        flags.check_context(model, reg, [(sch, flags.values(sch, options))])
         result, model = export_task(model, args.out, registry=reg, fmt=spec.name, options=options, force=args.force,
                                     progress=bar)
     finally:
@@ -36,7 +35,8 @@ def cmd_export(args) -> int:
                **{k: v for k, v in result.items() if k != "warnings"}}
     warn(payload, result.get("warnings"))
     shown = format_metrics(result, spec.metrics)
-    human = f"wrote {payload['out']} ({spec.label or spec.name}" + (f", {result['mode']}" if result.get("mode") else "") + ")"
+    detail = result.get("native") or result.get("mode")
+    human = f"wrote {payload['out']} ({spec.label or spec.name}" + (f", {detail}" if detail else "") + ")"
     if shown:
         human += "; " + ", ".join(shown)
     if result.get("report"):
@@ -133,9 +133,6 @@ def cmd_bench(args) -> int:
         sch = flags.schema(reg, reg.family_spec(family), "bench_options") if family else None
         flags.refuse_others(args, [sch], f"benchmarking {family} models")
         options = flags.given(args, sch)
-        for _label, m in entries:
-            if not isinstance(m, str):
-                flags.check_context(m, reg, [(sch, flags.values(sch, options))])
         width = None
         if args.width_variant:
             if isinstance(entries[0][1], str):

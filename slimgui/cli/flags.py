@@ -136,22 +136,3 @@ def refuse_others(args: argparse.Namespace, used: Sequence[type | None], what: s
     takes = sorted({typed(args, dest(f)) for sch in used for f in opts.fields_of(sch) if f.opt.cli})
     raise SlimError(f"{', '.join(shown)} {'does' if len(shown) == 1 else 'do'} not apply to {what}",
                     hint=f"it takes {', '.join(takes)}" if takes else "it takes no options of its own")
-
-
-def check_context(model, registry, parts: Sequence[tuple[type | None, dict[str, Any]]]) -> None:
-    """Refuse lengths beyond the model's context (``adapter.context_limit``) for the fields that declare
-    themselves bounded by it (``Opt.context``), before any work starts."""
-    bounded = [(f, v[f.name]) for sch, v in parts for f in opts.fields_of(sch)
-               if getattr(f.opt, "context", False) and v.get(f.name) is not None]
-    if not bounded:
-        return
-    adapter = model.impl if model.impl is not None else registry.adapter(model.adapter)
-    limit = adapter.context_limit(model)
-    if not limit:
-        return
-    items = registry.spec_of(model).items
-    for f, value in bounded:
-        top = max(value) if isinstance(value, (list, tuple)) else value
-        if isinstance(top, (int, float)) and top > limit[0]:
-            raise SlimError(f"{f.flag} {top:,} is more than the model's context of {limit[0]:,} {items} ({limit[1]})",
-                            hint=f"use at most {limit[0]:,}")

@@ -161,8 +161,6 @@ def calibration_options(args, target) -> dict[str, Any]:
 
 def calibration(args, model, options: dict[str, Any]):
     """Calibration data from --data, else the family's default (a demo's own data), else None."""
-    import dataclasses
-
     from slimgui.core.data import CalibrationData
 
     reg = args.registry
@@ -172,12 +170,7 @@ def calibration(args, model, options: dict[str, Any]):
         path = impl.default_data(model)
     if path is None:
         return None
-    sch = flags.schema(reg, reg.spec_of(model), "calibration_options")
-    flags.check_context(model, reg, [(sch, flags.values(sch, options))])
-    # an option named like one of CalibrationData's own fields sets that field too (for readers of the field)
-    own = {f.name for f in dataclasses.fields(CalibrationData)} - {"path", "samples", "batch_size", "options"}
-    return CalibrationData(path, samples=args.samples, batch_size=args.batch_size, options=dict(options),
-                           **{k: v for k, v in options.items() if k in own})
+    return CalibrationData(path, samples=args.samples, batch_size=args.batch_size, options=dict(options))
 
 
 def analyze_model(args, model, options: dict[str, Any], bar):

@@ -17,13 +17,14 @@ from . import flags
 from .common import BATCH_MAX, SEED_MAX, ProgressBar, check_out, emit, float_range, int_range, resolve, sources
 
 
-def _method(args, reg, family: str):
+def _method(args, reg, family: str, spec=None):
     if args.method:
         return reg.method_spec(args.method, family)  # a SlimError listing the family's methods
     specs = reg.method_specs(family)
     if not specs:
         raise SlimError(f"the {family} family declares no retraining method", hint="`slimgui plugins` lists them")
-    return specs[0]
+    default = getattr(spec, "default_method", None)
+    return next((s for s in specs if s.name == default), specs[0])
 
 
 def train_config(args, reg):
@@ -32,7 +33,7 @@ def train_config(args, reg):
 
     target = resolve(args.model, reg, adapter=args.adapter)
     family = target.family
-    method = _method(args, reg, family)
+    method = _method(args, reg, family, target.spec)
     m_schema = flags.schema(reg, method)
     d_schema = flags.schema(reg, target.spec, "train_options")
     flags.refuse_others(args, [m_schema, d_schema], f"--method {method.name} on {family} models")
@@ -113,7 +114,7 @@ def add_parsers(sub, registry, common) -> None:
                                         + ", ".join(names) + ")")
     common(sp)
     sp.add_argument("--method", choices=names or None,
-                    help=f"the healing method (default: the family's first). {described}")
+                    help=f"the healing method (default: the family's default_method, else its first). {described}")
     sp.add_argument("--teacher", help="the model to learn from, for methods that have one (default: the model "
                                       "MODEL was slimmed from, or MODEL itself, as the method says)")
     sp.add_argument("--data", action="append", default=[],

@@ -49,7 +49,7 @@ class Metric:
         return f"{text} {self.unit}" if self.unit and not self.fmt.endswith("%}") else text
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "label": self.title, "unit": self.unit, "better": self.better}
+        return {"name": self.name, "label": self.title, "unit": self.unit, "better": self.better, "fmt": self.fmt}
 
 
 def _number(value: Any) -> bool:
@@ -119,7 +119,8 @@ def metrics_from_json(result: Mapping[str, Any] | None) -> list[tuple[Metric, An
         out = []
         for m in stored:
             if isinstance(m, Mapping) and isinstance(m.get("name"), str):
+                fmt = m.get("fmt") if isinstance(m.get("fmt"), str) and "{" in str(m.get("fmt")) else "{:.4g}"
                 out.append((Metric(m["name"], str(m.get("label") or ""), str(m.get("unit") or ""),
-                                   str(m.get("better") or "")), m.get("value")))
+                                   str(m.get("better") or ""), fmt), m.get("value")))
         return out
     return metrics_of(result)

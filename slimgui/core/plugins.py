@@ -98,6 +98,7 @@ class AdapterSpec:
     layout: str = "stack"  # how the model view draws its graph: "stack" or "unet"
     native: str = "folder"  # what save() writes, in words ("transformers folder", "diffusers folder")
     data: DataSpec = DataSpec()
+    default_method: str | None = None  # the healing method a job that names none uses (None: the first declared)
     default_criterion: str | None = None  # with data
     default_criterion_no_data: str | None = "magnitude"
     calibration_options: str | None = None  # "module:Class": options of calibration (segment length, ...)

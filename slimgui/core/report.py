@@ -204,7 +204,8 @@ def evaluation_table(results: dict[str, Any] | None) -> str:
         values = dict((m.name, v) for m, v in found[side])
         cells = [_esc(side)] + ([_esc(r.get("evaluator") or "")] if evaluators else [])
         for name, m in metrics.items():
-            cells.append(_fmt(values.get(name)) if name in values else "")
+            cells.append(_esc(m.format(values.get(name)).removesuffix(f" {m.unit}") if m.unit else
+                              m.format(values.get(name))) if name in values else "")
             if compare:
                 moved = change(m, base.get(name), values.get(name)) if side != first else ""
                 cls = " class='ok'" if moved.endswith("(better)") else " class='bad'" if moved.endswith("(worse)") else ""

@@ -95,6 +95,10 @@ class _Check:
             elif base == "bool":
                 if not isinstance(v, bool):
                     raise self.fail(fname, "must be true or false", v)
+            elif base.startswith("dict["):  # options by owner: {owner: {name: value}}
+                for owner, values in self.obj(v, fname).items():
+                    if values is not None and not isinstance(values, dict):
+                        raise self.fail(f"{fname}.{owner}", "must be an object of option values", values)
             elif base in ("list[str]", "list[int]"):
                 if v is None and optional:
                     continue

@@ -84,9 +84,8 @@ class TrainConfig:
     def validate(self) -> None:
         if not isinstance(self.method, str):
             raise SlimError("the retraining method must be a name")
-        # a missing teacher is the family's to resolve: a model slimmed by SlimGUI records its original
-        if not self.data:
-            raise SlimError("no training data given", hint="pass --data (the family's training data)")
+        # a missing teacher, and missing data, are the family's to resolve (a family may train on data it
+        # brings, a model slimmed by SlimGUI records its original)
         for name in ("steps", "batch_size", "grad_accum", "save_every", "eval_every", "keep_last"):
             if getattr(self, name) < 1:
                 raise SlimError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
@@ -316,7 +315,7 @@ def method_options(cfg: TrainConfig, registry) -> tuple[Any, Any, Any]:
         declared = registry.method_specs(spec.family)
         if not declared:
             raise SlimError(f"the {spec.family} family declares no retraining method")
-        cfg.method = declared[0].name
+        cfg.method = spec.default_method or declared[0].name
     method = registry.method_spec(cfg.method, spec.family)
     where = f"retraining option ({cfg.method})"
     values = opts.from_dict(registry.options(method), cfg.options, where=where) if method.options else None

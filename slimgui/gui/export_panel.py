@@ -25,7 +25,6 @@ from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
     QFormLayout,
-    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -45,7 +44,7 @@ from slimgui.core.options import fields_of, to_dict
 from slimgui.core.plugins import load_ref
 from slimgui.core.session import ExportSettings, human_bytes, unit_correspondence
 from slimgui.core.settings import put, values_for
-from slimgui.gui.widgets import browse_row, thin_progress
+from slimgui.gui.widgets import StatBox, browse_row, thin_progress
 
 from . import metric_view as mv
 from .document import Document
@@ -71,30 +70,14 @@ def _advise(ref: str, options: dict[str, Any], progress=None, cancel=None) -> st
     return str(text) if text else None
 
 
-class _Stat(QFrame):
-    """A small titled value box (one metric of the export)."""
-
-    def __init__(self, title: str, tip: str = ""):
-        super().__init__()
-        self.setObjectName("MediaSlot")
-        self.setFrameShape(QFrame.Shape.StyledPanel)
-        self.title = QLabel(title)
-        self.title.setObjectName("Hint")
-        self.value = QLabel("—")
-        self.value.setObjectName("Value")
-        self.value.setStyleSheet("font-size: 15px;")
-        self.value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        for w in (self.title, self.value):
-            w.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(6, 3, 6, 3)
-        lay.setSpacing(0)
-        lay.addWidget(self.title)
-        lay.addWidget(self.value)
-        self.setToolTip(tip)
-
-    def set(self, text: str) -> None:
-        self.value.setText(text)
+def _recordable(key: str, value: Any) -> bool:
+    """What of an exporter's result the session's run record keeps: its figures, names and lists of them, its
+    declared metrics; not the nested detail (per-layer tables, maps), which stays in the check report."""
+    if key == "metrics":
+        return isinstance(value, list)
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return True
+    return isinstance(value, list) and all(isinstance(x, (str, int, float, bool)) for x in value)
 
 
 class ExportPanel(ExportLayers, QWidget):
@@ -166,7 +149,7 @@ class ExportPanel(ExportLayers, QWidget):
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         # the check: the exporter's metrics
-        self.stats: dict[str, _Stat] = {}
+        self.stats: dict[str, StatBox] = {}
         self.stat_row = QHBoxLayout()
         self.check_label = QLabel("Nothing exported yet.")
         self.check_label.setWordWrap(True)
@@ -514,7 +497,7 @@ class ExportPanel(ExportLayers, QWidget):
             return
         if target == "healed":
             self.doc.healed = model
-        record = {k: v for k, v in result.items() if k != "layers"}
+        record = {k: v for k, v in result.items() if _recordable(k, v)}
         record.update({"format": result.get("format", fmt), "target": target, "options": options,
                        "time": time.strftime("%Y-%m-%d %H:%M:%S")})
         res = dict(self._export_results())
@@ -569,7 +552,7 @@ class ExportPanel(ExportLayers, QWidget):
             stat.deleteLater()
         self.stats = {}
         for key, title, text, tip in boxes:
-            stat = _Stat(title, tip)
+            stat = StatBox(title, tip)
             stat.set(text)
             self.stat_row.addWidget(stat)
             self.stats[key] = stat
