@@ -122,7 +122,7 @@ def bench_int8(fp32: Path, int8: Path, vocab: int, seq: int = 128, rounds: int =
     not get faster with it), while FP32's longer kernels do, so that ratio says more about thread
     scheduling on a shared 2-vCPU machine than about quantisation.
     """
-    from slimgui_llm.export import onnx_forward_runner
+    from slimgui_llm.exporter import onnx_forward_runner
 
     out: dict = {}
     machine = torch.get_num_threads()

@@ -224,7 +224,7 @@ def test_nan_weights_and_scores_are_named(tmp_path, tiny_models, text_file, caps
 
 
 def test_analysis_and_export_warnings_reach_stderr_and_json(tmp_path, tiny_models, monkeypatch, capsys):
-    from slimgui_llm import export
+    from slimgui_llm import exporter
 
     import slimgui.core.ops as ops
 
@@ -247,7 +247,7 @@ def test_analysis_and_export_warnings_reach_stderr_and_json(tmp_path, tiny_model
     def export_task(model, out, **kw):  # the ONNX exporter the language-model family declares
         return {"bytes": 1024, "cosine": 1.0, "max_abs_diff": 0.0, "warnings": ["INT8 is slower than FP32 on this CPU"]}
 
-    monkeypatch.setattr(export, "export_task", export_task)
+    monkeypatch.setattr(exporter, "export_task", export_task)
     code, out, err = run(capsys, "export", m, "--format", "onnx", "--out", str(tmp_path / "m.onnx"), "--json")
     assert code == 0, err
     assert err == "slimgui: warning: INT8 is slower than FP32 on this CPU\n"

@@ -184,3 +184,29 @@ def test_core_cli_and_gui_name_no_family_vocabulary(registry):
                 hits |= {f for f in flags if re.search(re.escape(f) + r"(?![\w-])", text)}
                 found += [f"{path.relative_to(ROOT)}:{line}: {w}" for w in sorted(hits)]
     assert not found, "family vocabulary outside the plugins:\n" + "\n".join(sorted(found))
+
+
+def test_opening_probes_once_and_hands_what_match_found_to_load(tmp_path, monkeypatch):
+    """A dropped folder is matched once; ``load`` receives what ``match`` read (here: the parsed config)."""
+    import slimgui_digitconv as fam
+
+    from slimgui.core.tasks_open import open_task
+
+    folder = fam.train_demo(tmp_path / "m", channels=(8, 8), epochs=1)
+    calls, seen = [], []
+    real_match, real_load = fam.match, fam.DigitConvAdapter.load
+
+    def counting_match(path):
+        calls.append(path)
+        return real_match(path)
+
+    def recording_load(self, path, **kw):
+        seen.append(kw.get("match"))
+        return real_load(self, path, **kw)
+
+    monkeypatch.setattr(fam, "match", counting_match)
+    monkeypatch.setattr(fam.DigitConvAdapter, "load", recording_load)
+    reg = discover(extra=[fam.plugin])
+    model = open_task(str(folder), registry=reg)
+    assert model.family == "digitconv" and model.config == {"channels": [8, 8]}
+    assert calls == [str(folder)] and seen == [{"family": "digitconv", "channels": [8, 8]}]

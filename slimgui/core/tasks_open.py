@@ -46,19 +46,20 @@ def open_task(path: str, *, registry: Registry, adapter: str | None = None,
     if path.startswith("demo:"):
         path = registry.demo(path[5:])(progress=progress, cancel=cancel)["model"]
     check(cancel)
+    chosen = None  # the probe's candidate, handed on so the model is not probed again
     if adapter is None:
         candidates = probe(path, registry)
         if candidates:
             best = candidates[0][0]
             tied = [c for c in candidates if abs(c[0] - best) < 1e-9]
+            chosen = tied[0]
             if len(tied) > 1:
                 want = (remembered or {}).get(file_kind(path))
-                names = [spec.name for _, _, spec in tied]
-                if want in names:
-                    adapter = want
-                else:
+                chosen = next((c for c in tied if c[2].name == want), None)
+                if chosen is None:
                     return NeedsChoice(path=path, candidates=tied)
-    return open_model(path, registry=registry, adapter=adapter, progress=progress, cancel=cancel, **options)
+    return open_model(path, registry=registry, adapter=adapter, candidate=chosen, progress=progress, cancel=cancel,
+                      **options)
 
 
 def open_models(items: Sequence[LoadedModel | str], *, registry: Registry, adapter: str | None = None,
