@@ -278,7 +278,7 @@ def main() -> int:
     reg = discover()
     demo = reg.demo("llm")()
     model = open_model(demo["model"], registry=reg)
-    data = CalibrationData(demo["train"], seq_len=128, samples=32, batch_size=8)
+    data = CalibrationData(demo["train"], options={"seq_len": 128}, samples=32, batch_size=8)
     report: dict = {"machine": {"python": platform.python_version(), "torch": torch.__version__,
                                 "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine()},
                     "model": demo["model"], "calibration": vars(data)}

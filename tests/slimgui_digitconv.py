@@ -310,7 +310,7 @@ plugin = Plugin(
     adapters=[AdapterSpec("digitconv", FAMILY, f"{ME}:DigitConvAdapter", f"{ME}:match",
                           "digit classifiers of plain conv layers (digitconv.json + model.safetensors)",
                           capabilities=("bench",), items="images", unit_word="filter group", native="digitconv folder",
-                          data=DataSpec(kind="folder", label="(none needed)"),
+                          data=DataSpec(kind="folder", label="digits (built in)", required=False),
                           default_criterion="magnitude", file_kinds=(CONFIG,))],
     methods=[MethodSpec("finetune", f"{ME}:build_finetune", label="Fine-tune", families=(FAMILY,),
                         description="every weight trains on the digits with cross-entropy",

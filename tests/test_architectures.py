@@ -64,7 +64,7 @@ def arch_models(tmp_path_factory, tokenizer):
 @pytest.fixture
 def calib(text_file):
     # 32-token segments: longer than the 8-token sliding windows, so the windows matter
-    return CalibrationData(str(text_file), seq_len=32, samples=6, batch_size=3)
+    return CalibrationData(str(text_file), options={"seq_len": 32}, samples=6, batch_size=3)
 
 
 def run_json(capsys, *argv):

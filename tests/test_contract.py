@@ -168,7 +168,7 @@ def _code_strings(path: Path) -> list[tuple[int, str]]:
 
 def test_core_cli_and_gui_name_no_family_vocabulary(registry):
     words = family_vocabulary(registry)
-    assert {"lora", "kd", "perplexity", "ppl", "digits", "unet", "tokens", "images", "--int8", "--past"} <= words
+    assert {"lora", "kd", "perplexity", "ppl", "digits", "unet", "tokens", "images", "--int8", "--past", "seq_len"} <= words
     names = {w for w in words if not w.startswith("--")}
     flags = [w for w in words if w.startswith("--")]
     found = []

@@ -18,7 +18,7 @@ DECODERS = ["llama", "mistral", "qwen2", "gpt2", "opt"]
 
 @pytest.fixture
 def calib(text_file):
-    return CalibrationData(str(text_file), seq_len=32, samples=8, batch_size=4)
+    return CalibrationData(str(text_file), options={"seq_len": 32}, samples=8, batch_size=4)
 
 
 @pytest.mark.parametrize("arch", DECODERS + ["bert"])
@@ -160,7 +160,7 @@ def shortened_llama_taylor(module, ids: torch.Tensor, batch_size: int, prefix: s
 def test_taylor_equals_the_shortened_llama_script(arch, tiny_models, registry, text_file):
     model = open_model(str(tiny_models[arch]), registry=registry)
     # ragged batches on purpose (4 + 4 + 2): the criterion weights each batch by its share of the samples
-    calib = CalibrationData(str(text_file), seq_len=32, samples=10, batch_size=4)
+    calib = CalibrationData(str(text_file), options={"seq_len": 32}, samples=10, batch_size=4)
     taylor = analyze(model, "taylor", registry=registry, data=calib).values
     from slimgui_llm.adapter import TransformersAdapter
 
@@ -232,7 +232,7 @@ def test_short_calibration_text_records_what_was_used_and_warns(tiny_models, reg
     short = tmp_path / "short.txt"
     short.write_text("def parse(self, value):\n    return int(value) + 1\n" * 10, encoding="utf-8")
     n_tokens = len(tokenizer(short.read_text(), add_special_tokens=False)["input_ids"])
-    calib = CalibrationData(str(short), seq_len=32, samples=32, batch_size=8)
+    calib = CalibrationData(str(short), options={"seq_len": 32}, samples=32, batch_size=8)
     batches = model.impl.calibration_batches(model, calib)
     used = sum(b["input_ids"].shape[0] for b in batches)
     assert used == n_tokens // 32 < 32
@@ -242,7 +242,7 @@ def test_short_calibration_text_records_what_was_used_and_warns(tiny_models, reg
     assert len(info["warnings"]) == 1 and f"used {used} segments" in info["warnings"][0]
     assert "not the 32 asked for" in info["warnings"][0] and "short.txt" in info["warnings"][0]
     # enough text: nothing to warn about
-    model.impl.calibration_batches(model, CalibrationData(str(short), seq_len=32, samples=used, batch_size=8))
+    model.impl.calibration_batches(model, CalibrationData(str(short), options={"seq_len": 32}, samples=used, batch_size=8))
     assert model.impl.calibration_info(model)["warnings"] == []
     scores = analyze(model, "bi", registry=registry, data=calib)
     assert scores.meta["data"]["samples"] == used and scores.meta["data"]["samples_requested"] == 32

@@ -74,6 +74,8 @@ plugin = Plugin(
                             description="an ONNX file checked against torch (FP32, INT8 or mixed precision)",
                             families=("llm",), options="slimgui_llm.options:OnnxOptions", output="file",
                             suffix=".onnx", runner="slimgui_llm.exporter:bench_runner",
+                            advice="slimgui_llm.exporter:int8_advice", advice_when=(("mode", ("int8", "mixed")),),
+                            layers_option="keep_fp32",
                             metrics=(Metric("cosine", "Cosine to torch", better="higher", fmt="{:.5f}"),
                                      Metric("max_abs_diff", "Max abs diff", better="lower", fmt="{:.3g}"),
                                      Metric("output_rel_error", "Output error", better="lower", fmt="{:.3g}"),

@@ -517,12 +517,10 @@ def cast_state_dict(module: nn.Module, dtypes: dict[str, Any]) -> dict[str, torc
 
 def calibration_seq_len(data: CalibrationData) -> int:
     """The segment length of calibration ``data``: its ``options["seq_len"]`` (the family's CalibrationOptions,
-    checked), else its ``seq_len``."""
+    checked; the schema's default when not given)."""
     from slimgui.core.options import from_dict
 
     from .options import CalibrationOptions
 
-    given = dict(getattr(data, "options", None) or {})
-    if given.get("seq_len") is None:
-        given["seq_len"] = data.seq_len
+    given = {k: v for k, v in dict(getattr(data, "options", None) or {}).items() if v is not None}
     return int(from_dict(CalibrationOptions, given, where="calibration option").seq_len)

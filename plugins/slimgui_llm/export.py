@@ -268,9 +268,31 @@ def export_onnx(model, out: str | Path, *, with_past: bool = False, sample_text:
                                 cancel=cancel)
         staged.commit()
     result.update({"file": str(out), "bytes": total_bytes(out), "external_data": data_file(out).is_file()})
+    result["notes"] = check_notes(result, "fp32")
     atomic_write_text(str(out) + ".check.json", json.dumps(result, indent=1))
     report(progress, 3, 3, "exported")
     return result
+
+
+def check_notes(result: dict[str, Any], mode: str) -> list[str]:
+    """What an export's check found, in lines the app and the report show."""
+    quant = mode in ("int8", "mixed")
+    base = result.get("fp32_parity") if quant and isinstance(result.get("fp32_parity"), dict) else result
+    cos, diff = base.get("cosine"), base.get("max_abs_diff")
+    notes = []
+    if isinstance(cos, (int, float)) and isinstance(diff, (int, float)):
+        mark = "✔" if cos >= PARITY_MIN_COSINE else "✘"
+        notes.append(f"{mark} ONNX checker passed; {'the FP32 graph' if quant else 'onnxruntime'} matches torch "
+                     f"(onnxruntime vs torch: max abs diff {diff:.3g}, cosine {cos:.6f})")
+    inc = result.get("incremental")
+    if isinstance(inc, dict):
+        notes.append(f"Past key/values: token-by-token decoding matches torch over {inc.get('tokens')} tokens "
+                     f"(cosine {inc.get('cosine', 0):.6f})")
+    if quant:
+        notes.append(f"{mode.upper()} vs FP32: cosine {result.get('cosine', 0):.6f}, max abs diff "
+                     f"{result.get('max_abs_diff', 0):.3g}"
+                     + (f" · FP32 layers: {len(result.get('fp32_layers') or [])}" if mode == "mixed" else ""))
+    return notes
 
 
 def _export_staged(model, staged: _Staged, *, with_past: bool, sample_text: str | None,
@@ -547,5 +569,6 @@ def export_quantized(model, out: str | Path, *, mode: str = "int8", fp32_fractio
                        "cosine": _cosine(got, ref), "max_abs_diff": float(np.abs(got - ref).max()),
                        "layers": layers, "fp32_layers": [x["layer"] for x in layers if x["node"] in exclude],
                        "seconds": round(time.perf_counter() - t0, 2)})
+    result["notes"] = check_notes(result, mode)
     atomic_write_text(str(out) + ".check.json", json.dumps(result, indent=1))
     return result

@@ -88,9 +88,9 @@ class OnnxOptions:
                        consts=(("--int8", "int8", "dynamic INT8 quantisation of every weight MatMul"),
                                ("--mixed", "mixed", "INT8 except the layers a sensitivity scan marks sensitive")),
                        help="FP32, dynamic INT8, or INT8 except the most sensitive layers")
-    with_past: bool = option(False, label="past key/values", flag="--past",
+    with_past: bool = option(False, label="past key/values", flag="--past", when=(("mode", ("fp32",)),),
                              help="ONNX with past key/values inputs for incremental decoding (FP32 only)")
-    fp32_fraction: float = option(0.1, label="FP32 share", lo=0.0, hi=1.0, step=0.05,
+    fp32_fraction: float = option(0.1, label="FP32 share", lo=0.0, hi=1.0, step=0.05, when=(("mode", ("mixed",)),),
                                   help="--mixed: share of the weight MatMuls kept FP32 (the most sensitive)")
     keep_fp32: list[str] | None = option(None, label="keep FP32", none_label="the scan's choice", gui=False,
                                          help="--mixed: comma-separated layers to keep FP32 instead of the scan's choice")

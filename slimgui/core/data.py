@@ -16,7 +16,6 @@ from .errors import SlimError
 from .io import read_bytes_limited
 
 MAX_TEXT_BYTES = 2**30  # 1 GiB of text: far beyond what calibration or evaluation needs
-MAX_SEQ_LEN = 2**20  # tokens per segment/window (a model's own context limit is checked where it is known)
 MAX_SAMPLES = 100_000
 MAX_BATCH = 4096
 
@@ -36,25 +35,22 @@ def _whole(value, name: str, lo: int, hi: int) -> int:
 class CalibrationData:
     """Calibration data and how to use it: ``samples`` samples of ``path``, ``batch_size`` at a time, and the
     family's own calibration options by name (``options``: the values of its ``AdapterSpec.calibration_options``
-    schema, e.g. a language model's segment length).  ``seq_len`` is the segment length of families that cut
-    text into token segments, kept for callers written before ``options``."""
+    schema, by field name), which the family reads and checks."""
 
     path: str
-    seq_len: int = 128
     samples: int = 32
     batch_size: int = 8
     options: dict[str, Any] = field(default_factory=dict, hash=False, compare=True)
 
     def __post_init__(self) -> None:
-        if isinstance(self.seq_len, (int, float)) and not isinstance(self.seq_len, bool) and self.seq_len < 2:
-            raise SlimError(f"sequence length must be at least 2, got {self.seq_len}")
         if isinstance(self.samples, (int, float)) and not isinstance(self.samples, bool) and self.samples < 1:
             raise SlimError(f"the number of calibration samples must be at least 1, got {self.samples}")
         if isinstance(self.batch_size, (int, float)) and not isinstance(self.batch_size, bool) and self.batch_size < 1:
             raise SlimError(f"the batch size must be at least 1, got {self.batch_size}")
-        object.__setattr__(self, "seq_len", _whole(self.seq_len, "the sequence length", 2, MAX_SEQ_LEN))
         object.__setattr__(self, "samples", _whole(self.samples, "the number of calibration samples", 1, MAX_SAMPLES))
         object.__setattr__(self, "batch_size", _whole(self.batch_size, "the batch size", 1, MAX_BATCH))
+        if not isinstance(self.options, dict):
+            raise SlimError("the calibration options must be given by name")
         if not isinstance(self.path, (str, Path)) or not str(self.path).strip():
             raise SlimError("no calibration file given", hint="pass --data FILE (a UTF-8 text file)")
 

@@ -66,6 +66,8 @@ class Opt:
     advanced: bool = False  # GUI: shown under "More"
     sweep: bool = False  # a list of values a benchmark is run for, one row each (the runner gets a one-item list)
     context: bool = False  # a length in the model's items that must fit its context (ModelAdapter.context_limit)
+    when: tuple[tuple[str, Any], ...] = ()  # GUI: shown only while these fields hold these values, e.g.
+    # (("mode", ("mixed",)),); the CLI takes the flag always and the plugin decides what it means elsewhere
 
     def value_choices(self) -> list[Any]:
         return [c[0] if isinstance(c, tuple) else c for c in self.choices]

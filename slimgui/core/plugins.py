@@ -23,7 +23,8 @@ previewers   :class:`PreviewerSpec` — ``(model, **options) -> media`` (text, i
              see :mod:`slimgui.core.media`) with an options schema.
 exporters    :class:`ExporterSpec` — ``(model, out, *, options, progress, cancel, **context) -> dict``
              writing a file or folder (ONNX, a native folder, ...), with an options schema and, optionally,
-             a benchmark runner for what it writes.
+             a benchmark runner for what it writes, advice measured before exporting and a per-layer choice.
+             Its result may carry ``notes`` (lines the app and the report show) and ``warnings``.
 demos        :class:`DemoSpec` — ``(progress, cancel) -> dict`` returning paths of a ready demo model.
 
 Options schemas are dataclasses of :func:`slimgui.core.options.option` fields, named by ``"module:Class"``
@@ -83,6 +84,7 @@ class DataSpec:
     label: str = "data"
     filter: str = ""
     help: str = ""
+    required: bool = True  # False: the family brings its own data when none is given
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,14 @@ class ExporterSpec:
     suffix: str = ""  # e.g. ".onnx"
     runner: str | None = None
     metrics: tuple[Metric, ...] = ()
+    # "module:function" ``(options: dict) -> str | None``: what the exporter says, measured on this machine, about
+    # the chosen options before anything is exported (e.g. whether INT8 is faster here); a line starting with "⚠"
+    # is a warning.  Asked only while ``advice_when`` (((option, allowed values), ...)) holds.
+    advice: str | None = None
+    advice_when: tuple[tuple[str, Any], ...] = ()
+    # the option a per-layer choice is given back through: the result's ``layers`` ([{"layer", "precision"}, ...])
+    # shown as a table whose choices the app passes as this option to "Export again" (None: no such choice)
+    layers_option: str | None = None
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ it is cut from a form generated from its ``calibration_options``; the values are
 
 from __future__ import annotations
 
-import dataclasses
 from functools import partial
 from pathlib import Path
 
@@ -143,6 +142,7 @@ class AnalysisPanel(QWidget):
         for name, desc in criteria_for(self.doc.registry, m.family):
             self.criterion.addItem(name, desc)
         self._fill_form()
+        self.form.set_context_limit(self.doc.context_limit())
         self._show_options()
         fallback = default_data(m, self.doc.registry)
         data = self.doc.spec.data if self.doc.spec is not None else None
@@ -180,10 +180,7 @@ class AnalysisPanel(QWidget):
         if not path:
             return None
         options = to_dict(self.form.values(0)) if self._schema is not None else {}
-        # an option named like a field of CalibrationData fills that field too (for families that read it there)
-        known = {f.name for f in dataclasses.fields(CalibrationData)} - {"path", "samples", "batch_size", "options"}
-        return CalibrationData(path, samples=self.samples.value(), batch_size=self.batch_size.value(), options=options,
-                               **{k: v for k, v in options.items() if k in known})
+        return CalibrationData(path, samples=self.samples.value(), batch_size=self.batch_size.value(), options=options)
 
     def run(self, criterion: str | None = None) -> Job | None:
         model = self.doc.model

@@ -330,6 +330,7 @@ class BenchPanel(QWidget):
     # -- the document ----------------------------------------------------------------------------
     def _model_changed(self) -> None:
         self._fill_form()
+        self.form.set_context_limit(self.doc.context_limit())
         if not self.busy:
             self.status.setText("")
             self.progress.setValue(0)

@@ -300,6 +300,8 @@ class ComparePanel(QWidget):
     # -- settings <-> session ------------------------------------------------------------------
     def _model_changed(self) -> None:
         self._fill_family()
+        for form in (self.form, self.eval_form):
+            form.set_context_limit(self.doc.context_limit())
         self.apply_settings()
         self._titles()
 
@@ -319,7 +321,7 @@ class ComparePanel(QWidget):
         self._evaluator_changed()
         self._mode_changed()
 
-    def _store_settings(self) -> None:
+    def store_settings(self) -> None:
         """The panel's settings into the session; options that fail their checks are not stored."""
         p = self.doc.session.preview
         p.previewer = self.previewer.currentData() or p.previewer
@@ -368,7 +370,6 @@ class ComparePanel(QWidget):
             out.append((doc.healed_role, healed))
         return out
 
-    image_models = compared  # the name older callers use
 
     def _slot_of(self, label: str) -> MediaSlot | None:
         return self.slots.get(label) or (self.slots["healed"] if label == self.doc.healed_role else None)
@@ -475,7 +476,7 @@ class ComparePanel(QWidget):
         if spec is None:
             self.notifier.warning(f"The {self.doc.model.family} family declares no previewer.")
             return None
-        self._store_settings()
+        self.store_settings()
         try:
             options = to_dict(self.form.values(self.previewer.currentIndex()))
         except SlimError as exc:
@@ -506,7 +507,7 @@ class ComparePanel(QWidget):
         if spec is None:
             self.notifier.warning(f"The {self.doc.model.family} family declares no evaluator: compare by eye.")
             return None
-        self._store_settings()
+        self.store_settings()
         try:
             options = to_dict(self.eval_form.values(self.evaluator.currentIndex()))
         except SlimError as exc:

@@ -78,6 +78,20 @@ class Document(QObject):
         its data, its options); None without a model."""
         return self.registry.spec_of(self.model) if self.model is not None else None
 
+    def context_limit(self) -> int | None:
+        """The longest input the open model takes, in its items (``ModelAdapter.context_limit``), or None."""
+        m = self.model
+        if m is None:
+            return None
+        if "context_limit" not in m.extra:
+            try:
+                impl = m.impl if m.impl is not None else self.registry.adapter(m.adapter)
+                got = impl.context_limit(m)
+            except SlimError:
+                got = None
+            m.extra["context_limit"] = int(got[0]) if got else None
+        return m.extra["context_limit"]
+
     def unit_word(self, plural: bool = False) -> str:
         """What the open model's prunable units are called (``AdapterSpec.unit_word``), e.g. "blocks"."""
         word = self.spec.unit_word if self.spec is not None else "unit"

@@ -146,7 +146,7 @@ class ExportLayers:
             spec = self.doc.registry.exporter_spec(res.get("layers_format") or "", self._family())
         except SlimError:
             return None
-        return getattr(spec, "layers_option", None) or None
+        return spec.layers_option or None
 
     def _unit_values(self, res: dict[str, Any]) -> dict[str, float]:
         """Each unit's largest layer sensitivity, aggregated up the graph as the model view shows it."""

@@ -291,12 +291,12 @@ class ExportPanel(ExportLayers, QWidget):
         """Show what the exporter declares about the chosen options on this machine (measured once, in the
         background), when its ``advice_when`` holds for them."""
         spec = self.spec()
-        ref = getattr(spec, "advice", None) if spec is not None else None
+        ref = spec.advice if spec is not None else None
         try:
             values = self._values()
         except SlimError:
             values = {}
-        wanted = bool(ref) and condition_holds(getattr(spec, "advice_when", None), values.get)
+        wanted = bool(ref) and condition_holds(spec.advice_when, values.get)
         self.advice.setVisible(wanted)
         if not wanted:
             return

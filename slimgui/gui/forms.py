@@ -340,7 +340,7 @@ class OptionsForm(QWidget):
                 return editor.get() if editor is not None else part.kept.get(name)
 
             for name, editor in part.editors.items():
-                ok = condition_holds(getattr(editor.f.opt, "when", None), value_of)
+                ok = condition_holds(editor.f.opt.when, value_of)
                 editor.main.setEnabled(ok)
                 part.labels[name].setEnabled(ok)
                 if editor.browse is not None:
@@ -433,6 +433,13 @@ class OptionsForm(QWidget):
             self._limits[name] = hi
         for _, editor in self._editors(name):
             editor.limit(hi)
+
+    def set_context_limit(self, hi: float | None) -> None:
+        """Lower the maximum of every field that is a length in the model's items (``Opt.context``) to the open
+        model's context (``ModelAdapter.context_limit``); None restores the declared maxima."""
+        names = {n for p in self._parts for n, e in p.editors.items() if e.f.opt.context}
+        for name in names:
+            self.set_limit(name, hi)
 
     # -- values --------------------------------------------------------------------------------------
     def _read(self, part: _Part) -> dict[str, Any]:

@@ -106,10 +106,7 @@ class MainWindow(QMainWindow):
             try:
                 for _, spec in self.registry.adapter_specs():
                     try:
-                        adapter = self.registry.adapter(spec.name)
-                        warm = getattr(adapter, "warm_up", None)  # optional: an adapter may preload its library
-                        if callable(warm):
-                            warm()
+                        self.registry.adapter(spec.name).warm_up()  # ModelAdapter's: may preload its library
                     except Exception:  # reported when the adapter is really used
                         pass
             finally:
@@ -424,6 +421,7 @@ class MainWindow(QMainWindow):
 
     def _store_settings(self) -> None:
         """The panels' settings and the view's state into the session (before saving or reporting it)."""
+        self.compare_panel.store_settings()
         self.retrain_panel.store_settings()
         self.export_panel.store_settings()
         self.bench_panel.store_settings()

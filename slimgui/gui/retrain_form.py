@@ -161,7 +161,7 @@ class RetrainForm:
         parts: list[tuple[str | None, type | None]] = []
         for m in self.methods:
             parts.append((m.label or m.name, self._schema(m, "options")))
-        parts.append(("Training data", self._schema(spec, "train_options") if spec is not None else None))
+        parts.append(("Data", self._schema(spec, "train_options") if spec is not None else None))
         form = OptionsForm(parts)
         self._form_layout.replaceWidget(self.form, form)
         self.form.setParent(None)
@@ -243,8 +243,10 @@ class RetrainForm:
 
     def _show_settings(self) -> None:
         s = self.settings
-        if self.method.findData(s.method) < 0 and self.method.count():  # another family's method: this one's first
-            s.method, s.lr = self.method.itemData(0), None
+        if self.method.findData(s.method) < 0 and self.method.count():  # another family's method: this one's own
+            fam = self.doc.spec
+            default = fam.default_method if fam is not None and self.method.findData(fam.default_method) >= 0 else None
+            s.method, s.lr = default or self.method.itemData(0), None
         self.method.blockSignals(True)
         self.method.setCurrentIndex(max(0, self.method.findData(s.method)))
         self.method.blockSignals(False)
@@ -313,7 +315,7 @@ class RetrainForm:
         if fallback:
             self.data.setPlaceholderText(f"default: {Path(fallback).name} (the model's own data)")
         elif spec is not None:
-            self.data.setPlaceholderText(spec.data.help or spec.data.label)
+            self.data.setPlaceholderText(f"files or folders of training data for {spec.family} models")
         else:
             self.data.setPlaceholderText("")
 
@@ -323,10 +325,12 @@ class RetrainForm:
         if s.data:
             return list(s.data)
         fallback = default_data(self.doc.model, self.doc.registry) if self.doc.model is not None else None
-        if not fallback:
-            spec = self.doc.spec
-            raise SlimError("choose the training data", hint=(spec.data.help if spec is not None else "") or None)
-        return [fallback]
+        if fallback:
+            return [fallback]
+        spec = self.doc.spec
+        if spec is not None and spec.data.required is False:
+            return []  # the family trains on data it brings (DataSpec.required False)
+        raise SlimError("choose the training data", hint=(spec.data.help if spec is not None else "") or None)
 
     def config(self, out: str | None = None) -> TrainConfig:
         """The job the settings on screen describe (raises SlimError when something is missing or wrong)."""

@@ -298,6 +298,7 @@ class RetrainPanel(RetrainForm, RetrainRun, QWidget):
     def _model_changed(self) -> None:
         if not self.busy:
             self._rebuild_form()
+            self.form.set_context_limit(self.doc.context_limit())
         self._data_placeholder()
         self.healed = None
         if not self.busy:
@@ -490,7 +491,8 @@ class RetrainPanel(RetrainForm, RetrainRun, QWidget):
             if found:
                 lines.append(mv.summary(found, limit=2, skip=top[0] if top is not None else None))
             self.metric_notes[side].setText("<br>".join(x for x in lines if x))
-        title = top[0].title if top is not None else (evaluator or "Evaluation")
+        first = next((m for m in declared if m.headline), declared[0] if declared else None)
+        title = top[0].title if top is not None else (first.title if first is not None else evaluator or "Evaluation")
         if r.get("error"):
             self.results_box.setTitle(f"{title}: not measured ({r['error']})")
             self.results_box.setToolTip(f"{role} model {r.get('healed_path', '')}")

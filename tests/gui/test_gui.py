@@ -308,6 +308,7 @@ def test_session_save_and_reopen_restores_the_screen(qtbot, make_window, tiny_mo
     assert "block.1" in second.model_panel.view.expanded
     for side in ("original", "slimmed"):
         assert second.compare_panel.slots[side].text == first.compare_panel.slots[side].text
+    assert second.compare_panel.form.widget("max_new_tokens").value() == 4  # the previewer's option, by name
     assert second.windowTitle().startswith("llama [work.slim]")
 
 

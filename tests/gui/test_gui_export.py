@@ -149,6 +149,11 @@ def test_mixed_export_colours_the_view_and_a_flipped_layer_is_exported_fp32(qtbo
         assert panel.items[uid].fill == colors.colour_at(norm[uid])
         assert "INT8 sensitivity" in panel.items[uid].toolTip()
     assert len({panel.items[f"block.{b}"].fill.rgba() for b in range(4)}) > 1
+    # the table colours each layer on the view's own scale: a block's most sensitive layer shows the block's colour
+    for b in range(4):
+        top = max((x for x in layers if x["view_unit"].startswith(f"block.{b}.")), key=lambda x: x["sensitivity"])
+        row = next(r for r in range(p.table.rowCount()) if p.table.item(r, 1).text() == top["layer"])
+        assert p.table.item(row, 3).background().color() == panel.items[f"block.{b}"].fill
     assert panel.items["embed"].fill == colors.FIXED  # no quantised layer: not coloured
     # flip the least sensitive INT8 layer to FP32
     pick = min((x for x in layers if x["precision"] == "int8"), key=lambda x: x["sensitivity"])["layer"]

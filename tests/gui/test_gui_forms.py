@@ -190,3 +190,64 @@ def test_set_limit_clamps(form):
     form.set_values({"layers": [1, 9]})
     with pytest.raises(SlimError, match="layers"):
         form.values(Alpha)
+
+
+@dataclass
+class Lengths:
+    window: int = option(128, label="window", lo=2, hi=100_000, context=True)
+    sweep: list[int] = option([64, 512], label="lengths", lo=2, hi=100_000, context=True)
+    steps: int = option(10, label="steps", lo=1, hi=100_000)
+    corpus: str = option("", label="corpus", path="file")
+
+
+def test_context_limit_lowers_only_the_declared_lengths(qtbot):
+    form = OptionsForm([("Lengths", Lengths)])
+    qtbot.addWidget(form)
+    form.set_context_limit(256)
+    assert form.widget("window").maximum() == 256 and form.widget("steps").maximum() == 100_000
+    with pytest.raises(SlimError, match="lengths"):
+        form.values(Lengths)  # 512 is past the model's context of 256
+    form.set_values({"sweep": [64, 128]})
+    assert form.values(Lengths).sweep == [64, 128]
+    form.set_context_limit(None)
+    assert form.widget("window").maximum() == 100_000
+    # labels are reached by name; a path field takes dropped files (the window fills fields marked pathDrop)
+    assert form.label("window").text() == "window" and form.label("steps", Lengths).text() == "steps"
+    assert form.widget("corpus").property("pathDrop") is True and not form.widget("steps").property("pathDrop")
+    assert form.schema(0) is Lengths and form.part_count == 1
+
+
+def test_conditions_hold_for_allowed_values():
+    values = {"mode": "mixed", "flag": True}
+    assert forms.condition_holds(None, values.get) and forms.condition_holds((), values.get)
+    assert forms.condition_holds((("mode", ("int", "mixed")),), values.get)
+    assert not forms.condition_holds((("mode", ("full",)),), values.get)
+    assert forms.condition_holds({"mode": "mixed", "flag": True}, values.get)
+    assert not forms.condition_holds({"mode": "mixed", "flag": False}, values.get)
+
+
+def test_a_field_declared_for_some_values_of_another_is_enabled_only_then(qtbot):
+    """A row whose option says ``when=((field, allowed values), ...)`` is enabled only while the other field
+    holds one of them (e.g. a share that applies to one mode)."""
+    import dataclasses as dc
+
+    from slimgui.core.options import META_KEY, Opt
+
+    @dc.dataclass(frozen=True)
+    class WhenOpt(Opt):  # an Opt that declares the condition (the attribute the form reads)
+        when: tuple = ()
+
+    @dataclass
+    class Modes:
+        mode: str = option("full", label="mode", choices=("full", "half", "mixed"))
+        share: float = dc.field(default=0.1, metadata={META_KEY: WhenOpt(label="share", lo=0.0, hi=1.0,
+                                                                          when=(("mode", ("mixed",)),))})
+
+    form = OptionsForm([(None, Modes)])
+    qtbot.addWidget(form)
+    share, mode = form.widget("share"), form.widget("mode")
+    assert not share.isEnabled() and not form.label("share").isEnabled()
+    mode.setCurrentIndex(mode.findData("mixed"))
+    assert share.isEnabled() and form.label("share").isEnabled()
+    form.set_values({"mode": "half"})
+    assert not share.isEnabled() and form.values(0).share == 0.1  # its value is kept

@@ -48,7 +48,7 @@ def applied_window(qtbot, make_window, model_dir, text_file):
     p.warmup.setValue(1)
     w.compare_panel.eval_form.widget("seq_len").setValue(32)
     w.compare_panel.eval_form.widget("max_tokens").setValue(256)
-    w.compare_panel._store_settings()
+    w.compare_panel.store_settings()
     return w, p
 
 
@@ -236,6 +236,7 @@ def test_session_keeps_the_run_folder_and_a_reopened_window_offers_resume(qtbot,
     qtbot.waitUntil(lambda: second.doc.slimmed is not None, timeout=WAIT_MS)
     q = second.retrain_panel
     assert q.out.text() == out and q.method.currentData() == "cpt" and q.steps.value() == 60
+    assert q.form.widget("seq_len").value() == 32  # the family's data option, kept by its owner
     assert q.resume_button.isEnabled()
     assert f"stopped at step {stopped}" in q.status.text()
     assert train_xs(q) == list(range(1, stopped + 1))  # the curve comes back from the checkpoint
