@@ -31,8 +31,8 @@ lint: $(STAMP)
 
 # Retrain the shipped demo models from scratch (language model ~30 min, diffusion ~15 min on 2 CPU cores).
 demo-models: $(STAMP)
-	$(PY) -m slimgui_llm.demo --out resources/demo/llm
-	$(PY) -m slimgui_diffusion.demo --out resources/demo/diffusion
+	$(PY) -m slimgui_families.llm.demo --out resources/demo/llm
+	$(PY) -m slimgui_families.diffusion.demo --out resources/demo/diffusion
 
 clean:
 	rm -rf $(VENV) .pytest_cache bench-report.json

@@ -43,7 +43,7 @@ def unet_latency(models: dict, batches=(1, 8), repeats: int = 15) -> dict:
 
 
 def quality(model, demo_dir: str, per_digit: int, steps: int | None, seed: int = 0) -> dict:
-    from slimgui_diffusion.evaluate import digit_quality
+    from slimgui_families.diffusion.evaluate import digit_quality
 
     r = digit_quality(model, demo_dir, per_digit=per_digit, steps=steps, seed=seed)
     return {"accuracy": round(r["accuracy"], 4), "fid": round(r["fid"], 3), "steps": r["steps"],

@@ -31,7 +31,7 @@ def timed(fn, repeat: int = 3) -> tuple[float, object]:
 
 
 def bench_ppl_criterion(model, data) -> dict:
-    from slimgui_llm.criteria import PerplexityDrop
+    from slimgui_families.llm.criteria import PerplexityDrop
 
     # interleave the two ways so drifts in machine load hit both
     fast_t, naive_t, fast, naive = [], [], None, None
@@ -48,8 +48,8 @@ def bench_ppl_criterion(model, data) -> dict:
 
 
 def bench_bi(model, data) -> dict:
-    from slimgui_llm.adapter import TransformersAdapter
-    from slimgui_llm.criteria import BlockInfluence
+    from slimgui_families.llm.adapter import TransformersAdapter
+    from slimgui_families.llm.criteria import BlockInfluence
 
     batches = TransformersAdapter().calibration_batches(model, data)
 
@@ -97,7 +97,7 @@ def bench_depth_width(depth, width, new_tokens: int = 64, rounds: int = 7) -> di
     The curves over batch sizes come from ``benchmark()``; this figure gets its own, longer measurement
     (64 tokens, 7 interleaved rounds) because the two models differ by only a few percent on a CPU.
     """
-    from slimgui_llm.options import BenchOptions
+    from slimgui_families.llm.options import BenchOptions
 
     opts = BenchOptions(seq=[128], new_tokens=new_tokens)
     runs = {name: m.impl.bench_runner(m, 1, opts, "decode").fn for name, m in (("depth", depth), ("width", width))}
@@ -122,7 +122,7 @@ def bench_int8(fp32: Path, int8: Path, vocab: int, seq: int = 128, rounds: int =
     not get faster with it), while FP32's longer kernels do, so that ratio says more about thread
     scheduling on a shared 2-vCPU machine than about quantisation.
     """
-    from slimgui_llm.exporter import onnx_forward_runner
+    from slimgui_families.llm.exporter import onnx_forward_runner
 
     out: dict = {}
     machine = torch.get_num_threads()
@@ -155,7 +155,7 @@ def bench_int8_by_width(demo_model, work: Path, widths=(512, 1024), layers: int 
 
     The 256-wide demo is dominated by per-node overhead, which INT8 does not shrink; this shows how the
     gain grows with the width of the matrix multiplications, through the app's own export path."""
-    from slimgui_llm.export import export_onnx, export_quantized
+    from slimgui_families.llm.export import export_onnx, export_quantized
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from slimgui.core.model import open_model
@@ -182,7 +182,7 @@ def bench_int8_by_width(demo_model, work: Path, widths=(512, 1024), layers: int 
 
 def bench_export(model, pruned, work: Path, sample_text: str) -> dict:
     """ONNX parity, INT8 speed and size, mixed vs full INT8 quality, depth- vs width-pruned latency."""
-    from slimgui_llm.export import export_onnx, export_quantized
+    from slimgui_families.llm.export import export_onnx, export_quantized
 
     from slimgui.core.bench import benchmark
 

@@ -53,6 +53,6 @@ def registry():
 
 @pytest.fixture(scope="session")
 def demo_paths():
-    from slimgui_llm.demo import ensure_demo
+    from slimgui_families.llm.demo import ensure_demo
 
     return ensure_demo()

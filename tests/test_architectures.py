@@ -102,7 +102,7 @@ def test_inspect_shows_every_block_and_all_parameters(name, arch_models, capsys)
 @pytest.mark.parametrize("name", ARCHS)
 def test_fast_ppl_equals_the_naive_rebuild(name, arch_models, registry, calib):
     """The prefix-replay ppl must give each later block its own layer_types entry (mask and RoPE)."""
-    from slimgui_llm.criteria import PerplexityDrop
+    from slimgui_families.llm.criteria import PerplexityDrop
 
     path, traits = arch_models[name]
     model = open_model(str(path), registry=registry)

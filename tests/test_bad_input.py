@@ -224,7 +224,7 @@ def test_nan_weights_and_scores_are_named(tmp_path, tiny_models, text_file, caps
 
 
 def test_analysis_and_export_warnings_reach_stderr_and_json(tmp_path, tiny_models, monkeypatch, capsys):
-    from slimgui_llm import exporter
+    from slimgui_families.llm import exporter
 
     import slimgui.core.ops as ops
 

@@ -169,7 +169,7 @@ CASES: list[Case] = [
     C("llm-config-empty", lambda c: ["inspect", c.raw_config(c.llm(), b"")], "empty"),
     C("llm-config-not-json", lambda c: ["inspect", c.raw_config(c.llm(), "{ this is not json")], "not valid JSON"),
     C("llm-config-too-large", lambda c: ["inspect", c.llm_with(notes="x" * 5000)], "larger than",
-      patch={"slimgui_llm.probe.MAX_CONFIG_BYTES": 4096}),
+      patch={"slimgui_families.llm.probe.MAX_CONFIG_BYTES": 4096}),
     C("llm-config-is-a-folder", lambda c: ["inspect", _swap_config(c, "folder")], "is a folder"),
     C("llm-config-symlink-loop", lambda c: ["inspect", _swap_config(c, "loop")], "symbolic links"),
     C("llm-config-fifo", lambda c: ["inspect", _swap_config(c, "fifo")], "FIFO"),

@@ -45,7 +45,7 @@ def test_demo_is_a_12_block_llama_with_its_tokenizer(demo_model, registry):
     assert graph.attrs["model_type"] == "llama" and len(graph.prunable()) >= 12
     assert demo_model.tokenizer is not None
     meta = json.loads((Path(demo_model.source) / "slimgui_demo.json").read_text())
-    assert meta["script"].startswith("python -m slimgui_llm.demo")
+    assert meta["script"].startswith("python -m slimgui_families.llm.demo")
 
 
 def test_held_out_perplexity_far_below_unigram(demo_model, demo_paths, registry):

@@ -46,8 +46,8 @@ def _inputs(unet, n=3, seed=0):
 
 # -- opening ---------------------------------------------------------------------------------------
 def test_probe_tells_pipelines_unets_and_llms_apart(sd_dir, unet2d_dir, tiny_models, registry):
-    from slimgui_diffusion.probe import match as diff_match
-    from slimgui_llm.probe import match as llm_match
+    from slimgui_families.diffusion.probe import match as diff_match
+    from slimgui_families.llm.probe import match as llm_match
 
     assert diff_match(str(sd_dir))[0] == pytest.approx(0.95)
     assert diff_match(str(sd_dir / "unet"))[0] == pytest.approx(0.95)
@@ -152,7 +152,7 @@ def test_bk_tiny_maps_the_up_stages_past_the_removed_one(sd, registry):
 
 @pytest.mark.parametrize("unit", ["down_blocks.1.layers.1", "down_blocks.3", "mid_block", "down_blocks.0.layers.1"])
 def test_bypass_equals_the_physically_smaller_unet(sd, unit):
-    from slimgui_diffusion.unet import bypassed, remove_units
+    from slimgui_families.diffusion.unet import bypassed, remove_units
 
     unet = sd.module
     batch = _inputs(unet)
@@ -202,9 +202,9 @@ def test_unet2dmodel_presets_and_uniform_layers(unet2d_dir, registry, tmp_path):
 
 # -- scoring ----------------------------------------------------------------------------------------
 def test_ldpruner_is_deterministic_and_matches_removal(sd, registry):
-    from slimgui_diffusion.calibration import calibration_batches
-    from slimgui_diffusion.criteria import latent_distance
-    from slimgui_diffusion.unet import remove_units
+    from slimgui_families.diffusion.calibration import calibration_batches
+    from slimgui_families.diffusion.criteria import latent_distance
+    from slimgui_families.diffusion.unet import remove_units
 
     a = analyze(sd, "ldpruner", registry=registry)
     b = analyze(sd, "ldpruner", registry=registry)
@@ -274,7 +274,7 @@ def test_compare_grid_same_seeds_side_by_side(sd, registry, tmp_path):
 
 
 def test_previewer_draws_a_demo_class_and_labels_its_row(sd, registry):
-    from slimgui_diffusion.generate import generate_images
+    from slimgui_families.diffusion.generate import generate_images
 
     from slimgui.core.ops import preview
 
@@ -363,7 +363,7 @@ def test_pipeline_with_broken_index_or_pickle_weights(sd_dir, tmp_path, registry
 
 def test_prompt_for_a_model_without_text_encoder(unet2d_dir, tmp_path, registry):
     from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
-    from slimgui_diffusion.generate import run_pipeline
+    from slimgui_families.diffusion.generate import run_pipeline
 
     DDPMPipeline(unet=UNet2DModel.from_pretrained(str(unet2d_dir)),
                  scheduler=DDPMScheduler(num_train_timesteps=100)).save_pretrained(str(tmp_path / "ddpm"))

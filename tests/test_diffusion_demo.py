@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from slimgui_diffusion import demo, quality
+from slimgui_families.diffusion import demo, quality
 
 from slimgui.core.errors import SlimError
 
@@ -56,7 +56,7 @@ def test_shipped_pipeline_is_a_small_stable_diffusion(pipe, diffusion_demo):
     assert pipe.vae_scale_factor == 2 and pipe.vae.config.latent_channels == 4
     # latents scaled by the stored factor have roughly unit spread
     meta = json.loads((Path(diffusion_demo["model"]) / "slimgui_demo.json").read_text())
-    assert meta["script"].startswith("python -m slimgui_diffusion.demo")
+    assert meta["script"].startswith("python -m slimgui_families.diffusion.demo")
     assert meta["vae"]["latent_std"] * pipe.vae.config.scaling_factor == pytest.approx(1.0, rel=1e-3)
     assert meta["vae"]["heldout_reconstruction"]["l1"] < 0.05
 
@@ -199,7 +199,7 @@ def test_damaged_classifier_gives_a_clear_error(diffusion_demo, tmp_path):
     (folder / "model.safetensors").write_bytes(b"\x00garbage, not a safetensors file")
     with pytest.raises(SlimError, match="not a readable safetensors file") as info:
         quality.load_classifier(folder)
-    assert "python -m slimgui_diffusion.demo" in (info.value.hint or "")
+    assert "python -m slimgui_families.diffusion.demo" in (info.value.hint or "")
     with pytest.raises(SlimError, match="holds no digit classifier"):
         quality.load_classifier(tmp_path / "nowhere")
     shutil.copy(Path(diffusion_demo["classifier"]) / "model.safetensors", folder / "model.safetensors")

@@ -222,7 +222,7 @@ def test_cancel_then_resume_reproduces_the_uninterrupted_run(method, pipes, imag
 # -- latent consistency distillation ---------------------------------------------------------------
 def test_lcm_saves_a_few_step_pipeline(pipes, images, tmp_path, registry):
     from diffusers import LCMScheduler, StableDiffusionPipeline
-    from slimgui_diffusion.generate import fewstep_settings, generate_images
+    from slimgui_families.diffusion.generate import fewstep_settings, generate_images
 
     from slimgui.core.model import open_model
 
@@ -328,9 +328,9 @@ def test_pixel_space_ddpm_pipeline_trains_without_text(images, tmp_path):
     pipe.set_progress_bar_config(disable=True)
     assert pipe(batch_size=1, num_inference_steps=2, output_type="np").images.shape == (1, 16, 16, 1)
     # the manifest's builders take their method's options schema; settings are checked before the images are read
-    from slimgui_diffusion.adapter import DiffusersAdapter
-    from slimgui_diffusion.options import DistillOptions, LoraOptions
-    from slimgui_diffusion.training import build_kd, build_lora
+    from slimgui_families.diffusion.adapter import DiffusersAdapter
+    from slimgui_families.diffusion.options import DistillOptions, LoraOptions
+    from slimgui_families.diffusion.training import build_kd, build_lora
 
     with pytest.raises(SlimError, match="DDPMPipeline cannot save a separate LoRA adapter"):
         build_lora(DiffusersAdapter(), cfg, LoraOptions(lora_merge=False, lora_targets=["linear_1"]))
@@ -349,8 +349,8 @@ def test_data_split_caption_dropout_and_validation_are_deterministic(pipes, imag
     for key in a.train_blocks:
         assert torch.equal(a.train_blocks[key], b.train_blocks[key])
     emb = a.train_blocks["encoder_hidden_states"]
-    from slimgui_diffusion.adapter import DiffusersAdapter
-    from slimgui_diffusion.calibration import encode_prompts
+    from slimgui_families.diffusion.adapter import DiffusersAdapter
+    from slimgui_families.diffusion.calibration import encode_prompts
 
     pipe = DiffusersAdapter().load(str(pipes["bk-small"])).extra["pipeline"]
     empty = encode_prompts(pipe, [""])[0]

@@ -54,7 +54,7 @@ def test_fp32_onnx_matches_torch_and_runs(exported, tiny_models, registry):
 def test_parity_catches_an_export_that_ignores_the_mask(tiny_models, registry, tmp_path):
     """The parity inputs carry a left-padded row, so a graph that drops attention_mask is refused."""
     import torch
-    from slimgui_llm import export
+    from slimgui_families.llm import export
 
     from slimgui.core.model import open_model
 
@@ -81,7 +81,7 @@ def test_parity_catches_an_export_that_ignores_the_mask(tiny_models, registry, t
 
 def test_export_traces_eager_attention_and_puts_the_model_back(tiny_models, registry, tmp_path):
     import onnx
-    from slimgui_llm import export
+    from slimgui_families.llm import export
 
     from slimgui.core.model import open_model
 
@@ -120,7 +120,7 @@ def test_int8_and_mixed_precision(exported):
 
 def test_emulated_sensitivity_matches_onnxruntime(tiny_models, registry, tmp_path, exported):
     """The fast scan (one torch forward per layer) measures what quantising the ONNX file measures."""
-    from slimgui_llm import export
+    from slimgui_families.llm import export
 
     from slimgui.core.model import open_model
 
@@ -142,7 +142,7 @@ def test_flipping_a_layer_to_fp32(tiny_models, tmp_path, capsys, monkeypatch):
                    "--keep-fp32", "model.layers.2.mlp.down_proj", "--out", str(tmp_path / "m.onnx"))
     assert doc["fp32_layers"] == ["model.layers.2.mlp.down_proj"]
     # re-exporting with an earlier scan reuses it (no new scan) and keeps the user's choice
-    from slimgui_llm import export
+    from slimgui_families.llm import export
 
     from slimgui.core.model import open_model
     from slimgui.core.plugins import discover
@@ -185,7 +185,7 @@ def test_bad_exports_leave_nothing_behind(tiny_models, tmp_path, capsys):
 
 def test_large_weights_go_to_one_sidecar_file(tiny_models, tmp_path, capsys, monkeypatch):
     """Models past 2 GiB cannot be one protobuf; their weights go to NAME.onnx.data (forced here by a low limit)."""
-    from slimgui_llm import export
+    from slimgui_families.llm import export
 
     monkeypatch.setattr(export, "EXTERNAL_DATA_BYTES", 0)
     m = str(tiny_models["llama"])

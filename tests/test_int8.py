@@ -131,7 +131,7 @@ def test_instruction_set_names(flags, machine, name):
 
 def test_unknown_arithmetic_is_measured_in_onnxruntime(tiny_models, registry, tmp_path, monkeypatch):
     """A CPU whose INT8 results match neither model: every layer is probed in onnxruntime."""
-    from slimgui_llm import export
+    from slimgui_families.llm import export
 
     from slimgui.core.model import open_model
 

@@ -75,7 +75,7 @@ def test_prune_saves_smaller_model_that_generates_with_kv_cache(arch, tiny_model
 
 @pytest.mark.parametrize("arch", DECODERS + ["bert"])
 def test_ppl_criterion_reuses_prefix_and_matches_naive(arch, tiny_models, registry, calib):
-    from slimgui_llm.criteria import PerplexityDrop
+    from slimgui_families.llm.criteria import PerplexityDrop
 
     model = open_model(str(tiny_models[arch]), registry=registry)
     fast = PerplexityDrop().score(model, calib)
@@ -86,7 +86,7 @@ def test_ppl_criterion_reuses_prefix_and_matches_naive(arch, tiny_models, regist
 
     # and the naive way really is "rebuild without block i, evaluate"
     if arch == "llama":
-        from slimgui_llm.adapter import TransformersAdapter
+        from slimgui_families.llm.adapter import TransformersAdapter
 
         batches = TransformersAdapter().calibration_batches(model, calib)
         pruned = prune(model, PruningPlan(remove=["block.2"]), registry=registry)
@@ -118,7 +118,7 @@ def test_encoder_criteria_score_output_change(tiny_models, registry, calib):
 def test_bi_is_one_pass_and_matches_manual(tiny_models, registry, calib):
     model = open_model(str(tiny_models["llama"]), registry=registry)
     scores = analyze(model, "bi", registry=registry, data=calib).values
-    from slimgui_llm.adapter import TransformersAdapter
+    from slimgui_families.llm.adapter import TransformersAdapter
 
     batch = TransformersAdapter().calibration_batches(model, calib)
     with torch.no_grad():
@@ -162,7 +162,7 @@ def test_taylor_equals_the_shortened_llama_script(arch, tiny_models, registry, t
     # ragged batches on purpose (4 + 4 + 2): the criterion weights each batch by its share of the samples
     calib = CalibrationData(str(text_file), options={"seq_len": 32}, samples=10, batch_size=4)
     taylor = analyze(model, "taylor", registry=registry, data=calib).values
-    from slimgui_llm.adapter import TransformersAdapter
+    from slimgui_families.llm.adapter import TransformersAdapter
 
     ids = torch.cat([b["input_ids"] for b in TransformersAdapter().calibration_batches(model, calib)])
     assert ids.shape == (10, 32)
@@ -211,7 +211,7 @@ def test_taylor_matrices_and_magnitude_follow_their_definitions(tiny_models, reg
     taylor = analyze(model, "taylor", registry=registry, data=calib).values
     matrices = analyze(model, "taylor-matrices", registry=registry, data=calib).values
     # recompute: the gradient of the mean loss over all samples (2 equal batches: the mean of the batch losses)
-    from slimgui_llm.adapter import TransformersAdapter, causal_lm_loss
+    from slimgui_families.llm.adapter import TransformersAdapter, causal_lm_loss
 
     module = model.module
     module.zero_grad()

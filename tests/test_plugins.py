@@ -134,7 +134,7 @@ def test_discovery_imports_no_heavy_code():
             "names = [s.name for _, s in r.criterion_specs()]; "
             "assert {'ppl', 'bi', 'taylor', 'magnitude'} <= set(names), names; "
             "assert r.match.__name__; "
-            "heavy = [m for m in ('torch', 'transformers', 'slimgui_llm.adapter', 'PySide6') if m in sys.modules]; "
+            "heavy = [m for m in ('torch', 'transformers', 'slimgui_families.llm.adapter', 'PySide6') if m in sys.modules]; "
             "print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -148,22 +148,27 @@ def test_probing_a_path_does_not_load_torch(tiny_models):
 
 
 def test_import_contracts_hold():
-    """core never imports Qt, the GUI or a plugin; plugins never import Qt (import-linter)."""
+    """core never imports Qt or the GUI; core, CLI and GUI import no plugin; plugins never import Qt (import-linter)."""
     exe = Path(sys.executable).with_name("lint-imports")
     res = subprocess.run([str(exe), "--config", str(ROOT / "pyproject.toml")], capture_output=True, text=True,
                          cwd=ROOT)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "Contracts: 2 kept, 0 broken" in res.stdout
+    assert "Contracts: 3 kept, 0 broken" in res.stdout
 
 
-def test_import_contract_catches_a_violation(tmp_path):
-    """The contract is live: a core module importing Qt breaks it."""
-    bad = ROOT / "slimgui" / "core" / "_contract_probe.py"
-    bad.write_text("import PySide6  # noqa\n")
+@pytest.mark.parametrize("where, code, contract", [
+    ("core", "import PySide6  # noqa\n", "core never imports Qt"),
+    ("gui", "import slimgui_families.llm  # noqa\n", "core, cli and gui import no plugin"),
+])
+def test_import_contract_catches_a_violation(tmp_path, where, code, contract):
+    """The contracts are live: a core module importing Qt, or an app module importing a family, breaks them."""
+    bad = ROOT / "slimgui" / where / "_contract_probe.py"
+    bad.write_text(code)
     try:
         exe = Path(sys.executable).with_name("lint-imports")
         res = subprocess.run([str(exe), "--no-cache"], capture_output=True, text=True, cwd=ROOT)
-        assert res.returncode != 0 and "slimgui.core._contract_probe" in res.stdout
+        assert res.returncode != 0 and f"slimgui.{where}._contract_probe" in res.stdout
+        assert f"{contract}" in res.stdout and "BROKEN" in res.stdout
     finally:
         bad.unlink()
 

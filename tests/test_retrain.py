@@ -93,7 +93,7 @@ def test_refuses_configs_that_cannot_work(pruned_llama, text_file, tmp_path):
 
 
 def test_jsonl_and_saved_dataset_data(pruned_llama, tmp_path):
-    from slimgui_llm.training import load_texts
+    from slimgui_families.llm.training import load_texts
 
     lines = [{"text": "def f(x):\n    return x * 2\n" * 20},
              {"instruction": "Add one", "response": "x + 1"}]

@@ -206,8 +206,8 @@ def test_job_records_outcome_progress_and_eta():
 
 
 def test_open_task_asks_on_ties_and_honours_remembered_choice(tiny_models, tmp_path):
-    twin = Plugin(name="twin", adapters=[AdapterSpec("transformers-twin", "llm", "slimgui_llm.adapter:TransformersAdapter",
-                                                     "slimgui_llm.probe:match", "the same adapter again")])
+    twin = Plugin(name="twin", adapters=[AdapterSpec("transformers-twin", "llm", "slimgui_families.llm.adapter:TransformersAdapter",
+                                                     "slimgui_families.llm.probe:match", "the same adapter again")])
     reg = discover(extra=[twin])
     path = str(tiny_models["llama"])
     need = open_task(path, registry=reg)

@@ -123,8 +123,8 @@ def test_bad_file_shows_a_message_and_keeps_the_open_model(qtbot, window, tiny_m
 
 
 def test_adapter_tie_asks_and_remembers_the_choice(qtbot, make_window, tiny_models):
-    twin = Plugin(name="twin", adapters=[AdapterSpec("transformers-twin", "llm", "slimgui_llm.adapter:TransformersAdapter",
-                                                     "slimgui_llm.probe:match", "the same adapter, twice")])
+    twin = Plugin(name="twin", adapters=[AdapterSpec("transformers-twin", "llm", "slimgui_families.llm.adapter:TransformersAdapter",
+                                                     "slimgui_families.llm.probe:match", "the same adapter, twice")])
     window = make_window(discover(extra=[twin]))
     window.open_path(str(tiny_models["llama"]))
     qtbot.waitUntil(lambda: window.chooser is not None and window.chooser.isVisible(), timeout=WAIT_MS)

@@ -11,9 +11,9 @@ prompts so that classifier-free guidance works.  It is saved as a real diffusers
 
 Reproducible from scratch with::
 
-    python -m slimgui_diffusion.demo --out resources/demo/diffusion      # ~13-16 min on 2 CPU cores
+    python -m slimgui_families.diffusion.demo --out resources/demo/diffusion      # ~13-16 min on 2 CPU cores
 
-The same script trains the digit classifier that :mod:`slimgui_diffusion.quality` uses to check that a
+The same script trains the digit classifier that :mod:`slimgui_families.diffusion.quality` uses to check that a
 (pruned, distilled, few-step) model still draws the digits it is asked for; it is stored in the
 pipeline folder under ``classifier/``.  A fixed subset of the digits is held out (a hash of the index
 below 15%: 236 of the 1797): no model sees it in training, and the quality measure compares generated images against it.
@@ -324,7 +324,7 @@ def vae_reconstruction(vae: Any, x: Tensor) -> dict[str, float]:
 
 
 def train_classifier(train_x: Tensor, train_y: Tensor, cfg: dict, bar: _Progress) -> tuple[DigitClassifier, dict]:
-    """Train :class:`~slimgui_diffusion.quality.DigitClassifier` with ±1-pixel shifts as augmentation."""
+    """Train :class:`~slimgui_families.diffusion.quality.DigitClassifier` with ±1-pixel shifts as augmentation."""
     import torch
     import torch.nn.functional as F
 
@@ -517,11 +517,11 @@ def train_demo(out_dir: str | Path, progress: ProgressFn | None = None, cancel: 
                                  ("classifier", classifier))}
         meta = {
             "demo_version": DEMO_VERSION,
-            "script": "python -m slimgui_diffusion.demo",
+            "script": "python -m slimgui_families.diffusion.demo",
             "python": sys.version.split()[0],
             "torch": torch.__version__,
             "data": {"source": "sklearn.datasets.load_digits (8x8, upsampled bilinearly to 16x16, [-1, 1])",
-                     "held_out": f"{HELD_OUT_PERCENT}% by sha256 of the index (slimgui_diffusion.demo.is_held_out)",
+                     "held_out": f"{HELD_OUT_PERCENT}% by sha256 of the index (slimgui_families.diffusion.demo.is_held_out)",
                      "train_images": len(train_x), "heldout_images": len(eval_x)},
             "prompt_template": PROMPT_TEMPLATE, "caption_templates": list(CAPTION_TEMPLATES),
             "configs": {"vae": VAE_CONFIG, "text_encoder": TEXT_ENCODER_CONFIG, "unet": UNET_CONFIG,

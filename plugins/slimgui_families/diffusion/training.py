@@ -1,7 +1,7 @@
 """The diffusion family's healing methods: image data, denoising / BK-SDM / LoRA / LCM losses, and the save.
 
 The manifest names one builder per method, each ``(adapter, cfg, options, *, registry=None) -> TrainTask`` with
-``options`` an instance of the method's schema (:mod:`slimgui_diffusion.options`): :func:`build_kd`
+``options`` an instance of the method's schema (:mod:`slimgui_families.diffusion.options`): :func:`build_kd`
 (:class:`DistillOptions`), :func:`build_cpt` (none), :func:`build_lcm` (:class:`ConsistencyOptions`) and
 :func:`build_lora` (:class:`LoraOptions`).
 

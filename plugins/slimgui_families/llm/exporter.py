@@ -1,7 +1,7 @@
 """The language-model family's ONNX exporter as the contract sees it: :func:`export_task` (the manifest's
 ``ExporterSpec("onnx")``: FP32, INT8 or mixed precision, checked against torch) and :func:`bench_runner` (timing an
 exported ``.onnx`` file in ``slimgui bench``), with the language-model feed :func:`onnx_forward_runner` builds.
-The export itself is :mod:`slimgui_llm.export`."""
+The export itself is :mod:`slimgui_families.llm.export`."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def export_task(model, out: str, *, registry: Any = None, force: bool = False, p
                 fp32_fraction: float = 0.1, keep_fp32: list[str] | None = None, sample_text: str | None = None,
                 sensitivity: dict[str, float] | None = None, **_: Any) -> dict[str, Any]:
     """The ONNX exporter: ``model`` to the file ``out``, checked against torch (the options are
-    :class:`~slimgui_llm.options.OnnxOptions`; ``sample_text``: a text file the comparison inputs are drawn
+    :class:`~slimgui_families.llm.options.OnnxOptions`; ``sample_text``: a text file the comparison inputs are drawn
     from; ``sensitivity``: ``{layer: value}`` of an earlier scan of the same model, reused by a mixed export).
 
     Returns the check report (what ``slimgui export --json`` prints) with ``format``, ``mode``, ``out``,
@@ -75,7 +75,7 @@ def export_task(model, out: str, *, registry: Any = None, force: bool = False, p
 def bench_runner(path: str, batch: int, options: Any, mode: str, *, threads: int | None = None,
                  state: dict[str, Any] | None = None) -> BenchRun | None:
     """One forward pass of an exported ``.onnx`` file in onnxruntime over batch × ``options.seq`` tokens
-    (:class:`~slimgui_llm.options.BenchOptions`); no decode (None).  The file is checked and its session opened
+    (:class:`~slimgui_families.llm.options.BenchOptions`); no decode (None).  The file is checked and its session opened
     once per path, kept in ``state`` across rows."""
     from .options import BenchOptions
 

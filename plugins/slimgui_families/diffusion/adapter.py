@@ -94,7 +94,7 @@ def vet_component(folder: Path, name: str, cls: str) -> bool:
 
 class DiffusersAdapter(ModelAdapter):
     """The diffusion family's adapter; what it declares (capabilities, items, layout, data) is in the manifest
-    (:mod:`slimgui_diffusion`), its healing methods in :mod:`.training`, its previewer in :mod:`.generate`."""
+    (:mod:`slimgui_families.diffusion`), its healing methods in :mod:`.training`, its previewer in :mod:`.generate`."""
 
     family = "diffusion"
     name = "diffusers"

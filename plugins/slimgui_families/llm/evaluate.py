@@ -21,7 +21,7 @@ def perplexity(model, data_path: str | None, *, seq_len: int = 128, stride: int 
                max_tokens: int | None = 4096, batch_size: int = 16, progress: ProgressFn | None = None,
                cancel: CancelToken | None = None, **_: Any) -> dict[str, Any]:
     """Perplexity over the file (its first ``max_tokens`` tokens; None: all) in windows of ``seq_len`` tokens
-    moved by ``stride`` (None: the window length).  The keywords are :class:`~slimgui_llm.options.PerplexityOptions`.
+    moved by ``stride`` (None: the window length).  The keywords are :class:`~slimgui_families.llm.options.PerplexityOptions`.
 
     Every token after the first is predicted exactly once; in windows after the first, only the
     last ``stride`` tokens are scored and the ones before serve as context (the usual HF recipe).
@@ -105,7 +105,7 @@ def perplexity(model, data_path: str | None, *, seq_len: int = 128, stride: int 
 
 def generate_text(model, prompt: str = "def ", *, max_new_tokens: int = 40, **_: Any) -> TextMedia:
     """Greedy continuation of ``prompt`` (the same decoding settings for every model compared).  The keywords
-    are :class:`~slimgui_llm.options.GenerateOptions`."""
+    are :class:`~slimgui_families.llm.options.GenerateOptions`."""
     if not is_decoder(model):
         raise SlimError("text generation needs a decoder language model; this one is an encoder")
     tok = need_tokenizer(model)

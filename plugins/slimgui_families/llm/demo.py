@@ -2,7 +2,7 @@
 
 Reproducible from scratch with::
 
-    python -m slimgui_llm.demo --out resources/demo/llm          # ~25 min on 2 CPU cores
+    python -m slimgui_families.llm.demo --out resources/demo/llm          # ~25 min on 2 CPU cores
 
 The repository ships the result (fp16 safetensors, ~21 MB) so that ``slimgui demo llm`` is ready
 in seconds; when the shipped copy is missing it is rebuilt with this same script into the user
@@ -137,7 +137,7 @@ def train_demo(out_dir: Path, progress: ProgressFn | None = None, cancel: Cancel
 
     meta = {
         "demo_version": DEMO_VERSION,
-        "script": "python -m slimgui_llm.demo",
+        "script": "python -m slimgui_families.llm.demo",
         "python": sys.version.split()[0],
         "train_chars": len(train_text), "eval_chars": len(eval_text),
         "train_tokens": int(len(train_ids)), "eval_tokens": int(len(eval_ids)),

@@ -35,7 +35,7 @@ def digit_quality(model: LoadedModel, data_path: str | None = None, *, per_digit
                   cancel: CancelToken | None = None, **_: Any) -> dict[str, Any]:
     """Classifier accuracy against the requested digit and Fréchet distance to real held-out digits.
 
-    The keywords are :class:`~slimgui_diffusion.options.DigitsOptions`' fields.  Returns the declared metrics
+    The keywords are :class:`~slimgui_families.diffusion.options.DigitsOptions`' fields.  Returns the declared metrics
     ``accuracy``, ``fid`` and ``n`` (images scored), and the ``steps``, ``guidance``, ``seed``, ``per_digit``,
     ``seconds``, ``seconds_per_image`` and ``scheduler`` they were measured with."""
     from .generate import model_settings

@@ -1,6 +1,6 @@
 """Does a (pruned, distilled, few-step) diffusion model still draw the digits it is asked for?
 
-The demo pipeline (:mod:`slimgui_diffusion.demo`) draws 16×16 handwritten digits on request
+The demo pipeline (:mod:`slimgui_families.diffusion.demo`) draws 16×16 handwritten digits on request
 ("a handwritten digit 7").  This module measures that the same way for the original and for any
 slimmed copy of it:
 
@@ -51,7 +51,7 @@ CLASSIFIER_CONFIG: dict[str, Any] = {
     "image_size": IMAGE_SIZE,
 }
 
-_RETRAIN_HINT = "rebuild the demo with `python -m slimgui_diffusion.demo --out resources/demo/diffusion`"
+_RETRAIN_HINT = "rebuild the demo with `python -m slimgui_families.diffusion.demo --out resources/demo/diffusion`"
 
 
 class DigitClassifier(nn.Module):

@@ -65,7 +65,7 @@ class TransformersAdapter(ModelAdapter):
     # -- opening ------------------------------------------------------------------------------
     def load(self, path: str, *, progress: ProgressFn | None = None, cancel: CancelToken | None = None,
              trust_remote_code: bool = False, weights: bool = True, match: Any = None, **_: Any) -> LoadedModel:
-        """Open a transformers folder (or hub id).  ``match``: what :func:`slimgui_llm.probe.match` found for
+        """Open a transformers folder (or hub id).  ``match``: what :func:`slimgui_families.llm.probe.match` found for
         ``path`` (its folder and config.json), so the config is not read again; None: read it here."""
         _quiet_transformers()
         report(progress, 0, 3, "reading config")
@@ -330,7 +330,7 @@ class TransformersAdapter(ModelAdapter):
     def bench_runner(self, model: LoadedModel, batch: int, options: Any, mode: str) -> BenchRun | None:
         """One prefill (mode "forward": a forward pass over batch × ``options.seq`` tokens) or one greedy decode of
         ``options.new_tokens`` tokens with the KV cache (mode "decode"; None when ``options.decode`` is off).
-        ``options``: a :class:`~slimgui_llm.options.BenchOptions` whose ``seq`` is this row's length."""
+        ``options``: a :class:`~slimgui_families.llm.options.BenchOptions` whose ``seq`` is this row's length."""
         from .options import BenchOptions
 
         options = options if options is not None else BenchOptions()

@@ -3,8 +3,8 @@ builds the :class:`~slimgui.core.train.TrainTask` the core loop runs — token b
 LoRA / full / distillation loss, the validation perplexity and the final save.
 
 The builders receive the adapter, the job's :class:`~slimgui.core.train.TrainConfig` and the method's options
-(:class:`~slimgui_llm.options.LoraOptions`, none, :class:`~slimgui_llm.options.DistillOptions`); how the text is
-read and cut (:class:`~slimgui_llm.options.TextDataOptions`) is read from ``cfg.options``.
+(:class:`~slimgui_families.llm.options.LoraOptions`, none, :class:`~slimgui_families.llm.options.DistillOptions`); how the text is
+read and cut (:class:`~slimgui_families.llm.options.TextDataOptions`) is read from ``cfg.options``.
 """
 
 from __future__ import annotations
