@@ -36,6 +36,16 @@ from typing import Any
 from .errors import SlimError
 
 META_KEY = "slimgui"
+
+
+class _Unset:
+    """The value of ``Opt.gui_default`` when none is declared."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()
 KINDS = ("int", "float", "bool", "str", "list[str]", "list[int]", "list[float]")
 
 
@@ -66,6 +76,8 @@ class Opt:
     advanced: bool = False  # GUI: shown under "More"
     sweep: bool = False  # a list of values a benchmark is run for, one row each (the runner gets a one-item list)
     context: bool = False  # a length in the model's items that must fit its context (ModelAdapter.context_limit)
+    gui_default: Any = UNSET  # what the app's form starts with when it should differ from the default the CLI
+    # and scripts get (e.g. a quicker evaluation in the app than a script's whole-file one); UNSET: the default
     when: tuple[tuple[str, Any], ...] = ()  # GUI: shown only while these fields hold these values, e.g.
     # (("mode", ("mixed",)),); the CLI takes the flag always and the plugin decides what it means elsewhere
 
@@ -100,6 +112,11 @@ class OptionField:
     @property
     def flag(self) -> str:
         return self.opt.flag or "--" + self.name.replace("_", "-")
+
+    @property
+    def form_default(self) -> Any:
+        """What a form starts with: ``Opt.gui_default`` when declared, else the default."""
+        return self.default if self.opt.gui_default is UNSET else self.opt.gui_default
 
     @property
     def flags(self) -> tuple[str, ...]:

@@ -29,7 +29,8 @@ def values_for(store: dict[str, Any] | None, owner: str | None, schema: type | N
     """An instance of ``schema`` from ``store[owner]`` (and the legacy values); None without a schema.
 
     A stored value that no longer passes the schema's checks (a range tightened by a newer plugin) is
-    replaced by the default rather than failing the whole session."""
+    replaced by the default rather than failing the whole session.  A value never stored takes the field's
+    form default (``Opt.gui_default`` where declared): these are the values the app shows and runs with."""
     if schema is None:
         return None
     store = store if isinstance(store, dict) else {}
@@ -44,6 +45,7 @@ def values_for(store: dict[str, Any] | None, owner: str | None, schema: type | N
     raw.update({k: v for k, v in own.items()})
     values: dict[str, Any] = {}
     for f in opts.fields_of(schema):
+        values[f.name] = f.form_default
         if f.name in raw:
             try:
                 values[f.name] = opts.coerce(f, raw[f.name], what=f"{where}{f.name}")

@@ -154,7 +154,7 @@ class _Editor:
             self.browse.setToolTip(f"choose a {'folder' if o.path == 'folder' else 'file'}")
             self.browse.clicked.connect(self._browse)
             lay.addWidget(self.browse)
-        self.set(f.default)
+        self.set(f.form_default)
 
     def _spin(self, form: OptionsForm) -> QWidget:
         f, o = self.f, self.f.opt

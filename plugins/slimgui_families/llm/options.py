@@ -70,7 +70,7 @@ class PerplexityOptions:
                           help="window length in tokens, at most the model's context")
     stride: int | None = option(None, label="stride", lo=1, hi=SEQ_MAX, none_label="the window length",
                                 advanced=True, help="window stride (at most the window length)")
-    max_tokens: int | None = option(None, label="max tokens", lo=2, hi=INT_MAX, none_label="all",
+    max_tokens: int | None = option(None, label="max tokens", lo=2, hi=INT_MAX, none_label="all", gui_default=4096,
                                     legacy=("eval_max_tokens",), help="evaluate only the first N tokens")
 
 
