@@ -36,11 +36,12 @@ def default_data(model: LoadedModel, registry: Registry | None = None) -> str | 
         if not registry.spec_of(model).can("default-data"):
             return None
         impl = impl if impl is not None else registry.adapter(model.adapter)
-    fn = getattr(impl, "default_data", None)
-    if fn is None:
+    from .plugins import ModelAdapter
+
+    if impl is None or (registry is None and not isinstance(impl, ModelAdapter)):
         return None
     try:
-        return fn(model)
+        return impl.default_data(model)  # ModelAdapter's: None unless the family declares "default-data"
     except SlimError:
         return None
 

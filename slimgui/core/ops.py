@@ -56,7 +56,7 @@ def analyze(model: LoadedModel, criterion: str, *, registry: Registry, data: Any
     if missing:
         raise SlimError(f"criterion '{criterion}' returned no score for {', '.join(missing[:5])}")
     meta = {"seconds": round(time.perf_counter() - t0, 3)}
-    meta.update(getattr(impl, "last_info", None) or {})  # e.g. the full model's perplexity
+    meta.update(getattr(impl, "last_info", None) or {})  # Criterion.last_info: e.g. the full model's perplexity
     used = model.extra.get("calibration_used")
     if isinstance(used, dict):  # fewer segments than asked for: recorded as used, with its warning
         meta["data"] = {**(meta.get("data") or {}), **used.get("data", {})}
@@ -118,9 +118,9 @@ def presets(model: LoadedModel, registry: Registry) -> dict[str, bool]:
 
 def preset_plan(model: LoadedModel, preset: str, *, registry: Registry) -> PruningPlan:
     """The plan a named preset makes for this model (e.g. ``bk-small``)."""
-    impl = adapter_of(model, registry)
-    if not hasattr(impl, "preset_plan"):
+    if not registry.spec_of(model).can("presets"):
         raise SlimError(f"the {model.family} family has no pruning presets", hint="choose units with --remove")
+    impl = adapter_of(model, registry)
     plan = impl.preset_plan(model, preset)
     plan.validate(graph_of(model, registry))
     return plan

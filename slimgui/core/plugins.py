@@ -293,6 +293,10 @@ def _undeclared(adapter: Any, capability: str) -> SlimError:
 
 @runtime_checkable
 class Criterion(Protocol):
+    """Importance of a model's prunable units: ``score`` returns ``{unit_id: score}``, higher = more important.
+    A criterion may also keep ``last_info`` (a dict: what the last ``score`` found, e.g. the full model's
+    perplexity), which the analysis records in the scores' ``meta``."""
+
     name: str
 
     def score(self, model: LoadedModel, data: Any, *, progress: ProgressFn | None = None,
