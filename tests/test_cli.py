@@ -145,3 +145,27 @@ def test_help_lists_the_contract(capsys):
     out = capsys.readouterr().out
     for cmd in ("plugins", "demo", "inspect", "analyze", "prune", "eval"):
         assert cmd in out
+
+
+def test_flags_another_method_format_or_family_declares_are_ignored_with_a_warning(capsys, tiny_models, text_file,
+                                                                                     tmp_path):
+    """Earlier versions ignored a flag that did not apply (another method's, an ONNX flag with --format hf, a
+    language model's --seq-len on a U-Net): it still works, and now says it was ignored, on one stderr line."""
+    from diffusion_models import tiny_unet2d
+
+    llm = str(tiny_models["llama"])
+    code = main(["export", llm, "--format", "hf", "--int8", "--out", str(tmp_path / "hf"), "-q"])
+    err = capsys.readouterr().err
+    assert code == 0 and (tmp_path / "hf" / "config.json").is_file()
+    assert err.strip() == "slimgui: warning: --int8 does not apply to --format hf: ignored (it takes no options of its own)"
+    code = main(["eval", llm, "--data", str(text_file), "--guidance", "2", "--max-tokens", "300", "--no-generate", "-q"])
+    err = capsys.readouterr().err
+    assert code == 0 and "--guidance does not apply to evaluating llm models with perplexity: ignored" in err
+    unet = str(tiny_unet2d(tmp_path / "unet"))
+    code = main(["analyze", unet, "--criterion", "magnitude", "--seq-len", "8", "-q"])
+    err = capsys.readouterr().err
+    assert code == 0 and "--seq-len does not apply to diffusion models' calibration: ignored" in err
+    code = main(["retrain", llm, "--method", "cpt", "--data", str(text_file), "--keep-adapter", "--lcm-guidance", "2",
+                 "--estimate", "--out", str(tmp_path / "run"), "-q"])
+    err = capsys.readouterr().err
+    assert code == 0 and "--lcm-guidance, --keep-adapter do not apply to --method cpt on llm models: ignored" in err

@@ -116,7 +116,7 @@ def _core_owned() -> set[str]:
     contract's defaults, and the contributions and result keys of its own plugin."""
     from slimgui.core import bench, data, metrics, plugins, train
 
-    owned: set[str] = set(plugins.CAPABILITIES)
+    owned: set[str] = set(plugins.CAPABILITIES) | {"text", "image", "audio", "video", "table"}  # media kinds
     for cls in (train.TrainConfig, settings.AnalysisSettings, settings.PreviewSettings, settings.RetrainSettings,
                 settings.ExportSettings, settings.BenchSettings, data.CalibrationData, metrics.Metric, bench.BenchRun,
                 plugins.AdapterSpec, plugins.MethodSpec, plugins.EvaluatorSpec, plugins.PreviewerSpec,
@@ -145,8 +145,9 @@ def family_vocabulary(registry) -> set[str]:
             for f in opts.fields_of(registry.options(spec)):
                 words |= {f.name, *f.flags, *(f.opt.negate and [f.opt.negate] or []),
                           *(c[0] for c in f.opt.consts)}
+        words |= {d.name for d in p.demos}
         for a in p.adapters:
-            words |= {a.layout, a.items}
+            words |= {a.family, a.name, a.items, a.native}
             for attr in ("calibration_options", "train_options", "bench_options"):
                 for f in opts.fields_of(registry.options(a, attr)):
                     words |= {f.name, *f.flags}
@@ -168,7 +169,7 @@ def _code_strings(path: Path) -> list[tuple[int, str]]:
 
 def test_core_cli_and_gui_name_no_family_vocabulary(registry):
     words = family_vocabulary(registry)
-    assert {"lora", "kd", "perplexity", "ppl", "digits", "unet", "tokens", "images", "--int8", "--past", "seq_len"} <= words
+    assert {"lora", "kd", "perplexity", "ppl", "digits", "llm", "diffusion", "tokens", "images", "--int8", "--past", "seq_len"} <= words
     names = {w for w in words if not w.startswith("--")}
     flags = [w for w in words if w.startswith("--")]
     found = []

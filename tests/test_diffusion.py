@@ -87,7 +87,7 @@ def test_config_only_pipeline_opens_on_meta(sd_dir, tmp_path, registry):
 # -- the graph ---------------------------------------------------------------------------------------
 def test_graph_is_a_u_with_skips_params_and_macs(sd, registry):
     g = graph_of(sd, registry)
-    assert g.attrs["layout"] == "unet"
+    assert g.attrs["layout"] == "u"  # the app's U layout (AdapterSpec.layout)
     assert g.attrs["stages"] == {"down": [f"down_blocks.{i}" for i in range(4)], "mid": "mid_block",
                                  "up": [f"up_blocks.{i}" for i in range(4)]}
     assert g.attrs["skips"] == [["down_blocks.0", "up_blocks.3"], ["down_blocks.1", "up_blocks.2"],

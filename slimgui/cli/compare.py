@@ -49,7 +49,7 @@ def cmd_eval(args) -> int:
         pspec = next((s for s in reg.previewer_specs(family) if s.media == SAMPLE_MEDIA), None)
         ev_schema = flags.schema(reg, spec)
         pv_schema = flags.schema(reg, pspec)
-        flags.refuse_others(args, [ev_schema, pv_schema], f"evaluating {family} models with {spec.name}")
+        flags.warn_others(args, [ev_schema, pv_schema], f"evaluating {family} models with {spec.name}")
         ev_given = flags.given(args, ev_schema)
         pv_given = flags.given(args, pv_schema)
         run_sample = pspec is not None and not args.no_generate
@@ -163,7 +163,7 @@ def cmd_generate(args) -> int:
         spec = (reg.previewer_spec(args.previewer, family) if args.previewer
                 else _first(reg.previewer_specs(family), "previewer", family))
         sch = flags.schema(reg, spec)
-        flags.refuse_others(args, [sch], f"the {spec.name} previewer of {family} models")
+        flags.warn_others(args, [sch], f"the {spec.name} previewer of {family} models")
         given = flags.given(args, sch)
         suffix = SUFFIXES.get(spec.media)
         if suffix is None:

@@ -24,14 +24,14 @@ def cmd_export(args) -> int:
         target = resolve(args.model, reg, adapter=args.adapter, progress=bar)
         spec = reg.exporter_spec(args.format, target.family)  # a format of another family is refused here
         sch = flags.schema(reg, spec)
-        flags.refuse_others(args, [sch], f"--format {spec.name}")
+        flags.warn_others(args, [sch], f"--format {spec.name}")
         options = flags.given(args, sch)
         model = open_target(target, args, reg, bar)
         result, model = export_task(model, args.out, registry=reg, fmt=spec.name, options=options, force=args.force,
                                     progress=bar)
     finally:
         bar.close()
-    payload = {"format": spec.name, "out": str(args.out), "model": model.source,
+    payload = {"format": spec.name, "out": str(result.get("file") or args.out), "model": model.source,
                **{k: v for k, v in result.items() if k != "warnings"}}
     warn(payload, result.get("warnings"))
     shown = format_metrics(result, spec.metrics)
@@ -131,7 +131,7 @@ def cmd_bench(args) -> int:
                             hint="benchmark models of one family side by side")
         family = kinds[0] if kinds else None
         sch = flags.schema(reg, reg.family_spec(family), "bench_options") if family else None
-        flags.refuse_others(args, [sch], f"benchmarking {family} models")
+        flags.warn_others(args, [sch], f"benchmarking {family} models")
         options = flags.given(args, sch)
         width = None
         if args.width_variant:

@@ -3,12 +3,13 @@
 A command adds the flags of every schema that may apply (every method's, every adapter's training options,
 ...), because which one applies is known only once the model is probed.  The values given are then read
 with the schemas that do apply (:func:`given`, checked by the schema: one SlimError naming the flag), and a
-flag given that none of them declares is refused (:func:`refuse_others`) rather than silently ignored.
+flag given that none of them declares is ignored with a warning (:func:`warn_others`), as earlier versions ignored it.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -126,13 +127,17 @@ def typed(args: argparse.Namespace, name: str) -> str:
     return strings[0]
 
 
-def refuse_others(args: argparse.Namespace, used: Sequence[type | None], what: str) -> None:
-    """Refuse flags given that none of the ``used`` schemas declares (e.g. another method's option)."""
+def warn_others(args: argparse.Namespace, used: Sequence[type | None], what: str) -> list[str]:
+    """Flags given that none of the ``used`` schemas declares (e.g. another method's option): they are ignored,
+    as the command line of earlier versions ignored them, with one warning line on stderr naming them and what
+    does apply.  Returns the warning (empty list when there is none)."""
     allowed = {dest(f) for sch in used for f in opts.fields_of(sch) if f.opt.cli}
     extra = sorted(k for k in vars(args) if k.startswith(opts.DEST_PREFIX) and k not in allowed)
     if not extra:
-        return
+        return []
     shown = [typed(args, k) for k in extra]
     takes = sorted({typed(args, dest(f)) for sch in used for f in opts.fields_of(sch) if f.opt.cli})
-    raise SlimError(f"{', '.join(shown)} {'does' if len(shown) == 1 else 'do'} not apply to {what}",
-                    hint=f"it takes {', '.join(takes)}" if takes else "it takes no options of its own")
+    line = (f"{', '.join(shown)} {'does' if len(shown) == 1 else 'do'} not apply to {what}: ignored"
+            + (f" (it takes {', '.join(takes)})" if takes else " (it takes no options of its own)"))
+    sys.stderr.write(f"slimgui: warning: {line}\n")
+    return [line]

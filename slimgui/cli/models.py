@@ -155,7 +155,7 @@ def cmd_inspect(args) -> int:
 def calibration_options(args, target) -> dict[str, Any]:
     """The calibration options given for the target's family (checked); flags of another family refused."""
     sch = flags.schema(args.registry, target.spec, "calibration_options")
-    flags.refuse_others(args, [sch], f"{target.family} models' calibration")
+    flags.warn_others(args, [sch], f"{target.family} models' calibration")
     return flags.given(args, sch)
 
 

@@ -36,7 +36,7 @@ def train_config(args, reg):
     method = _method(args, reg, family, target.spec)
     m_schema = flags.schema(reg, method)
     d_schema = flags.schema(reg, target.spec, "train_options")
-    flags.refuse_others(args, [m_schema, d_schema], f"--method {method.name} on {family} models")
+    flags.warn_others(args, [m_schema, d_schema], f"--method {method.name} on {family} models")
     options: dict[str, Any] = {**flags.given(args, d_schema), **flags.given(args, m_schema)}
     model = target.path
     teacher = args.teacher

@@ -12,6 +12,7 @@ between two models, in words that know the direction.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,13 +44,22 @@ class Metric:
         if isinstance(value, float) and not math.isfinite(value):
             return "∞" if value > 0 else ("−∞" if value < 0 else "NaN")
         try:
-            text = self.fmt.format(value)
-        except (ValueError, TypeError):
+            text = self.fmt.format(value) if safe_format(self.fmt) else f"{value:.4g}"
+        except Exception:  # a format that does not fit the value (a count given "{:.1%}", text, ...)
             text = str(value)
         return f"{text} {self.unit}" if self.unit and not self.fmt.endswith("%}") else text
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "label": self.title, "unit": self.unit, "better": self.better, "fmt": self.fmt}
+
+
+_SAFE_FORMAT = re.compile(r"^[^{}]*\{:[^{}]{0,20}\}[^{}]*$")
+
+
+def safe_format(fmt: str) -> bool:
+    """Whether ``fmt`` is one plain ``{:spec}`` field (what a metric's format may be): a format read from a file
+    may not name attributes or positions (``{0.__class__}``, ``{x}``)."""
+    return isinstance(fmt, str) and bool(_SAFE_FORMAT.match(fmt))
 
 
 def _number(value: Any) -> bool:
@@ -119,7 +129,7 @@ def metrics_from_json(result: Mapping[str, Any] | None) -> list[tuple[Metric, An
         out = []
         for m in stored:
             if isinstance(m, Mapping) and isinstance(m.get("name"), str):
-                fmt = m.get("fmt") if isinstance(m.get("fmt"), str) and "{" in str(m.get("fmt")) else "{:.4g}"
+                fmt = m.get("fmt") if isinstance(m.get("fmt"), str) and safe_format(m["fmt"]) else "{:.4g}"
                 out.append((Metric(m["name"], str(m.get("label") or ""), str(m.get("unit") or ""),
                                    str(m.get("better") or ""), fmt), m.get("value")))
         return out

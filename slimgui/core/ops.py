@@ -200,8 +200,10 @@ def option_values(schema: Any, given: dict[str, Any] | None, *, where: str) -> d
     from . import options as opts
 
     if schema is None:
+        if given:
+            raise SlimError(f"{where.removesuffix(' option')} takes no options, got {', '.join(sorted(given))}")
         return {}
-    return opts.to_dict(opts.from_dict(schema, given or {}, where=where))
+    return opts.to_dict(opts.from_dict(schema, given or {}, where=where, strict=True))
 
 
 def evaluate(model: LoadedModel, data_path: str | None, *, registry: Registry, evaluator: str | None = None,

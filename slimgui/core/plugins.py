@@ -97,7 +97,8 @@ class AdapterSpec:
     capabilities: tuple[str, ...] = ()  # the optional ModelAdapter methods it implements (CAPABILITIES)
     items: str = "samples"  # what a throughput counts: "tokens", "images", "clips", ...
     unit_word: str = "unit"  # what its prunable units are called ("block", "stage", ...)
-    layout: str = "stack"  # how the model view draws its graph: "stack" or "unet"
+    layout: str = "stack"  # which of the app's graph layouts draws it: "stack" (blocks in a column) or "u" (down
+    # stages, mid block and up stages with skip connections; the graph names them in attrs["stages"])
     native: str = "folder"  # what save() writes, in words ("transformers folder", "diffusers folder")
     data: DataSpec = DataSpec()
     default_method: str | None = None  # the healing method a job that names none uses (None: the first declared)
@@ -387,9 +388,13 @@ class Registry:
         return family is None or "*" in fams or family in fams
 
     def _family_specs(self, kind: str, family: str | None) -> list[Any]:
-        """Specs of ``kind`` for ``family``: the family's own first, then those for every family."""
-        specs = [s for _, s in self._specs(kind) if self._applies(s, family)]
-        return [s for s in specs if "*" not in s.families] + [s for s in specs if "*" in s.families]
+        """Specs of ``kind`` for ``family``: those of the plugin that declares the family's adapter first, then
+        other plugins' for that family, then those for every family (so another plugin's contribution never
+        becomes a family's default by the order of entry-point names)."""
+        home = {p.name for p in self.plugins if any(a.family == family for a in p.adapters)}
+        ranked = [(0 if p.name in home and "*" not in s.families else 1 if "*" not in s.families else 2, i, s)
+                  for i, (p, s) in enumerate(self._specs(kind)) if self._applies(s, family)]
+        return [s for _, _, s in sorted(ranked, key=lambda t: (t[0], t[1]))]
 
     def adapter_spec(self, name: str) -> AdapterSpec:
         for _, spec in self.adapter_specs():

@@ -60,3 +60,16 @@ def v1_to_v2(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 MIGRATIONS = {1: v1_to_v2}
+
+# keys of a retraining run's results (``--json``, ``slimgui_train.json``) and estimates that scripts written for
+# schema 1 read: (old key, the key it mirrors now); the training loop writes both
+V1_RUN_KEYS = (("tokens_seen", "items_seen"),)
+V1_ESTIMATE_KEYS = (("tokens", "item_count"),)
+
+
+def with_v1_keys(result: dict[str, Any], pairs: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    """``result`` with each schema-1 key beside the key it mirrors (an existing key is left as it is)."""
+    for old, new in pairs:
+        if new in result:
+            result.setdefault(old, result[new])
+    return result

@@ -54,6 +54,12 @@ def values_for(store: dict[str, Any] | None, owner: str | None, schema: type | N
     return schema(**values)
 
 
+def owner_key(family: str | None, name: str) -> str:
+    """Where a family's contribution keeps its values in a settings store: ``"FAMILY:NAME"`` (two families may
+    both have a previewer called "generate", with different options), or ``NAME`` without a family."""
+    return f"{family}:{name}" if family else name
+
+
 def put(store: dict[str, Any], owner: str, values: Any) -> None:
     """Store a schema instance (or a dict by name) as ``store[owner]``."""
     store[owner] = dict(values) if isinstance(values, dict) else opts.to_dict(values)

@@ -123,7 +123,9 @@ def _job_v1_to_v2(doc: dict) -> dict:
     """Schema 1 kept every option as a field of the config; schema 2 keeps them in ``options``, by name."""
     cfg = dict(doc.get("config") or {})
     opts = {k: cfg.pop(k) for k in list(cfg) if k not in _V1_GENERIC}
-    return {**doc, "schema_version": 2, "config": {**cfg, "options": opts}}
+    extra = dict(cfg.get("extra") or {}) if isinstance(cfg.get("extra"), dict) else {}
+    extra["options_from_schema_1"] = True  # every knob of every method: the method takes the ones it knows
+    return {**doc, "schema_version": 2, "config": {**cfg, "options": opts, "extra": extra}}
 
 
 @dataclass
@@ -318,9 +320,18 @@ def method_options(cfg: TrainConfig, registry) -> tuple[Any, Any, Any]:
         cfg.method = spec.default_method or declared[0].name
     method = registry.method_spec(cfg.method, spec.family)
     where = f"retraining option ({cfg.method})"
-    values = opts.from_dict(registry.options(method), cfg.options, where=where) if method.options else None
-    family = opts.from_dict(registry.options(spec, "train_options"), cfg.options, where=where) \
-        if spec.train_options else None
+    m_schema = registry.options(method) if method.options else None
+    d_schema = registry.options(spec, "train_options") if spec.train_options else None
+    if not (cfg.extra or {}).get("options_from_schema_1"):  # a schema-1 job kept every method's knobs
+        known = {n for sch in (m_schema, d_schema) for f in opts.fields_of(sch) for n in (f.name, *f.opt.legacy)}
+        unknown = sorted(set(cfg.options) - known)
+        if unknown:
+            raise SlimError(f"the job's options {', '.join(unknown)} are not options of {cfg.method} on "
+                            f"{spec.family} models",
+                            hint="known: " + (", ".join(sorted(f.name for sch in (m_schema, d_schema)
+                                                               for f in opts.fields_of(sch))) or "none"))
+    values = opts.from_dict(m_schema, cfg.options, where=where) if m_schema else None
+    family = opts.from_dict(d_schema, cfg.options, where=where) if d_schema else None
     return method, values, family
 
 
@@ -367,9 +378,12 @@ def estimate(cfg: TrainConfig, task: TrainTask, *, world: int = 1) -> dict[str, 
     memory = params * 4 + trainable * 12 + activations + int(task.info.get("teacher_params", 0)) * 4
     total_mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 0
     count = cfg.steps * per_batch * cfg.grad_accum * world
-    return {"seconds": round(step_s * cfg.steps / world, 1), "step_seconds": round(step_s, 3),
-            "memory_bytes": int(memory), "machine_memory_bytes": int(total_mem),
-            "items": items, "item_count": count, items: count, "params": params, "trainable_params": trainable}
+    from .session_migrate import V1_ESTIMATE_KEYS, with_v1_keys
+
+    est = {"seconds": round(step_s * cfg.steps / world, 1), "step_seconds": round(step_s, 3),
+           "memory_bytes": int(memory), "machine_memory_bytes": int(total_mem),
+           "items": items, "item_count": count, items: count, "params": params, "trainable_params": trainable}
+    return with_v1_keys(est, V1_ESTIMATE_KEYS)
 
 
 def estimate_job(cfg: TrainConfig, *, registry=None, world: int = 1) -> dict[str, Any]:
@@ -529,9 +543,11 @@ def run_training(cfg: TrainConfig, *, registry=None, events: EventFn | None = No
     val = validate()
     result = {"step": cfg.steps, "train_loss": state["history"][-1][1] if state["history"] else None,
               **val, "items_seen": state["items_seen"], f"{items}_seen": state["items_seen"], "items": items,
-              "tokens_seen": state["items_seen"],  # schema-1 key of the result, kept for scripts that read it
               "seconds": round(time.perf_counter() - t_start, 2), "out": str(out), "method": cfg.method,
               "resumed_from": state.get("resumed_from"), "processes": world}
+    from .session_migrate import V1_RUN_KEYS, with_v1_keys
+
+    with_v1_keys(result, V1_RUN_KEYS)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         task.save(accelerator.unwrap_model(model), str(out / "model"))

@@ -45,7 +45,7 @@ from slimgui.core.metrics import change
 from slimgui.core.model import LoadedModel
 from slimgui.core.options import to_dict
 from slimgui.core.session import default_data, human_count
-from slimgui.core.settings import put, values_for
+from slimgui.core.settings import owner_key, put, values_for
 
 from . import metric_view as mv
 from .document import Document
@@ -188,6 +188,9 @@ class ComparePanel(QWidget):
         old.deleteLater()
         return form
 
+    def _model_family(self) -> str | None:
+        return self.doc.model.family if self.doc.model is not None else None
+
     def _schema(self, spec: Any) -> type | None:
         try:
             return self.doc.registry.options(spec)
@@ -316,7 +319,8 @@ class ComparePanel(QWidget):
             for spec in specs:
                 schema = self._schema(spec)
                 if schema is not None:
-                    form.set_values(values_for(store, spec.name, schema, where=f"{spec.name} "), emit=False)
+                    form.set_values(values_for(store, owner_key(self._model_family(), spec.name), schema,
+                                               where=f"{spec.name} "), emit=False)
         self.eval_file.setText(p.eval_file or "")
         self._evaluator_changed()
         self._mode_changed()
@@ -335,7 +339,7 @@ class ComparePanel(QWidget):
                 except SlimError:
                     continue
                 if values is not None:
-                    put(store, spec.name, values)
+                    put(store, owner_key(self._model_family(), spec.name), values)
 
     def _titles(self) -> None:
         g, slim = self.doc.graph, self.doc.slimmed

@@ -43,7 +43,7 @@ from slimgui.core.ops import graph_of
 from slimgui.core.options import fields_of, to_dict
 from slimgui.core.plugins import load_ref
 from slimgui.core.session import ExportSettings, human_bytes, unit_correspondence
-from slimgui.core.settings import put, values_for
+from slimgui.core.settings import owner_key, put, values_for
 from slimgui.gui.widgets import StatBox, browse_row, thin_progress
 
 from . import metric_view as mv
@@ -227,7 +227,7 @@ class ExportPanel(ExportLayers, QWidget):
             except SlimError:
                 continue
             if values is not None:
-                put(s.options, spec.name, values)
+                put(s.options, owner_key(self._family(), spec.name), values)
         s.out = self.out.text().strip() or None
         return s
 
@@ -244,7 +244,8 @@ class ExportPanel(ExportLayers, QWidget):
                 except SlimError:
                     continue
                 if schema is not None:
-                    self.form.set_values(values_for(s.options, spec.name, schema, where=f"{spec.name} "), emit=False)
+                    self.form.set_values(values_for(s.options, owner_key(self._family(), spec.name), schema,
+                                                    where=f"{spec.name} "), emit=False)
             self.out.setText(s.out or "")
         finally:
             self._filling = False

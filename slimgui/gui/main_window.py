@@ -201,12 +201,15 @@ class MainWindow(QMainWindow):
         bar = self.menuBar()
         f = bar.addMenu("&File")
         self._action(f, "Open Model Folder…", self._open_folder_dialog, QKeySequence.StandardKey.Open,
-                     "Open a transformers model folder")
+                     "Open a model folder of any installed family")
         self._action(f, "Open File…", self._open_file_dialog, "Ctrl+Shift+O", "Open a model file or a .slim session")
         self.recent_menu = f.addMenu("Open &Recent")
         self.recent_menu.aboutToShow.connect(self._fill_recent)
-        self._action(f, "Open Demo Model", lambda: self.open_path("demo:llm"), None,
-                     "The built-in 12-block demo language model")
+        self.demo_menu = f.addMenu("Open &Demo Model")  # one entry per demo the installed plugins declare
+        for plugin in self.doc.registry.plugins:
+            for demo in plugin.demos:
+                self._action(self.demo_menu, demo.name, lambda _=False, n=demo.name: self.open_path(f"demo:{n}"), None,
+                             demo.description)
         f.addSeparator()
         self._action(f, "Save Session", self.save_session_dialog, QKeySequence.StandardKey.Save)
         self._action(f, "Save Session As…", lambda: self.save_session_dialog(ask=True), QKeySequence.StandardKey.SaveAs)

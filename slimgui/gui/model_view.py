@@ -68,14 +68,14 @@ class GraphView(QGraphicsView):
         self._press: QPointF | None = None
 
     # -- building ------------------------------------------------------------------------------
-    def set_graph(self, graph: UnitGraph | None) -> None:
+    def set_graph(self, graph: UnitGraph | None, layout_name: str | None = None) -> None:
         scene = self.scene()
         scene.clear()
         self.unit_items, self._edges, self.expanded = {}, [], set()
         self.graph = graph
         if graph is None:
             return
-        layout = layout_for(graph)
+        layout = layout_for(graph, layout_name)  # the family's declared layout (AdapterSpec.layout), if it fits
         with_children = {u.parent for u in graph.units if u.parent is not None}
         top = [u for u in graph.units if u.parent is None]
         biggest = max((u.params for u in top), default=1) or 1
@@ -307,7 +307,8 @@ class ModelPanel(QWidget):
 
     def _model_changed(self) -> None:
         g, m = self.doc.graph, self.doc.model
-        self.view.set_graph(g)
+        spec = self.doc.spec if m is not None else None
+        self.view.set_graph(g, spec.layout if spec is not None else None)
         if g is not None and m is not None:
             name = m.source.rstrip("/").split("/")[-1] or m.source
             kind = g.attrs.get("architecture") or g.attrs.get("model_class") or g.family

@@ -39,7 +39,7 @@ from slimgui.core.errors import SlimError
 from slimgui.core.io import cache_dir
 from slimgui.core.plugins import AdapterSpec, MethodSpec
 from slimgui.core.session import RetrainSettings, default_data, new_run_dir
-from slimgui.core.settings import put, values_for
+from slimgui.core.settings import owner_key, put, values_for
 from slimgui.core.train import TrainConfig, checkpoints
 from slimgui.gui.widgets import browse_row
 
@@ -231,7 +231,7 @@ class RetrainForm:
         s.steps, s.batch_size, s.lr = self.steps.value(), self.batch_size.value(), self.lr.value()
         s.warmup, s.save_every, s.eval_every = self.warmup.value(), self.save_every.value(), self.eval_every.value()
         family, _ = self._family()
-        owners = [m.name for m in self.methods] + ([data_owner(family)] if family else [])
+        owners = [owner_key(family, m.name) for m in self.methods] + ([data_owner(family)] if family else [])
         for i, owner in enumerate(owners):
             try:
                 values = self.form.values(i)
@@ -264,7 +264,8 @@ class RetrainForm:
         for m in self.methods:
             schema = self._schema(m, "options")
             if schema is not None:
-                self.form.set_values(values_for(s.options, m.name, schema, where=f"{m.name} "), emit=False)
+                self.form.set_values(values_for(s.options, owner_key(family, m.name), schema, where=f"{m.name} "),
+                                     emit=False)
         schema = self._schema(fam, "train_options") if fam is not None else None
         if schema is not None and family:
             self.form.set_values(values_for(s.options, data_owner(family), schema), emit=False)

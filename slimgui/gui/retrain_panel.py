@@ -40,7 +40,7 @@ from slimgui.core.jobs import Job, evaluate_healed_task, run_state
 from slimgui.core.model import LoadedModel
 from slimgui.core.options import to_dict
 from slimgui.core.session import default_data, human_count
-from slimgui.core.settings import values_for
+from slimgui.core.settings import owner_key, values_for
 from slimgui.core.train import TrainConfig, checkpoints, export_job
 from slimgui.gui.widgets import thin_progress
 
@@ -441,7 +441,9 @@ class RetrainPanel(RetrainForm, RetrainRun, QWidget):
         mspec = self.method_spec(method)
         role = (mspec.role if mspec is not None else "") or "healed"
         schema = self._schema(spec, "options")
-        options = to_dict(values_for(self.doc.session.preview.eval_options, spec.name, schema)) if schema else {}
+        family = self.doc.spec.family if self.doc.spec is not None else None
+        options = to_dict(values_for(self.doc.session.preview.eval_options, owner_key(family, spec.name), schema)) \
+            if schema else {}
         meta = {"file": path, "healed_path": healed_path, "out": out, "evaluator": spec.name, "method": method,
                 "role": role}
 

@@ -28,7 +28,7 @@ plugin = Plugin(
                     "slimgui_families.diffusion.probe:match",
                     "diffusers pipeline folders (model_index.json) and U-Net folders",
                     capabilities=("calibration", "default-data", "presets", "bench"),
-                    items="images", unit_word="unit", layout="unet", native="diffusers folder",
+                    items="images", unit_word="unit", layout="u", native="diffusers folder",
                     default_method="lora",
                     data=DataSpec(kind="folder", label="calibration images", help=IMAGES.help),
                     default_criterion="ldpruner", default_criterion_no_data="ldpruner",

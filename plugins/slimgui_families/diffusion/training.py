@@ -341,6 +341,10 @@ def _options(method: str, options: Any) -> Any:
 def build_kd(adapter: Any, cfg: TrainConfig, options: DistillOptions | None, *, registry: Any = None) -> TrainTask:
     """BK-SDM distillation from the original U-Net (``cfg.teacher``, else the one in the model's
     ``slimgui_unet_map.json``): λ_task·denoising + λ_out·output + λ_feat·stage-feature losses."""
+    weights = options if options is not None else DistillOptions()
+    if isinstance(weights, DistillOptions) and weights.kd_ce == weights.kd_kl == weights.kd_hidden == 0:
+        raise SlimError("--lambda-task, --lambda-out and --lambda-feat are all 0: distillation would learn nothing",
+                        hint="give at least one a weight above 0")
     return build_method(adapter, cfg, "kd", options, registry=registry)
 
 

@@ -12,7 +12,7 @@ What a diffusers U-Net can lose while staying a diffusers U-Net (so that ``from_
 
 Unit ids are module paths (``down_blocks.1.layers.1`` names the pair ``down_blocks.1.resnets.1`` +
 ``down_blocks.1.attentions.1``), so a score or a plan reads like the model's own state dict.  The graph
-carries ``attrs["layout"] = "unet"`` and the stage lists, so views draw it as a U with skip connections.
+carries ``attrs["layout"] = "u"`` (the app's U layout) and the stage lists, so views draw it as a U with skip connections.
 """
 
 from __future__ import annotations
@@ -343,7 +343,7 @@ def unet_graph(unet: torch.nn.Module, *, context_len: int = 77, family: str = "d
     edges += [tuple(s) for s in skips]
     total = _params(unet)
     graph = UnitGraph(family, units, edges, attrs={
-        "layout": "unet", "model_class": shape.cls, "architecture": shape.cls, "total_params": total + extra_params, "unet_params": total,
+        "layout": "u", "model_class": shape.cls, "architecture": shape.cls, "total_params": total + extra_params, "unet_params": total,
         "total_macs": macs.get(""), "sample_size": list(shape.sample_size), "context_len": context_len,
         "stages": {"down": down_ids, "mid": mid_id, "up": up_ids}, "skips": skips,
         "presets": {name: preset_fits(shape, name) is None for name in PRESETS},

@@ -29,6 +29,7 @@ plugin = Plugin(
                     "transformers folders (config.json + safetensors) or hub ids whose model is a stack of blocks",
                     capabilities=("calibration", "default-data", "width", "bench", "decode"),
                     items="tokens", unit_word="block", layout="stack", native="transformers folder",
+                    default_method="lora",
                     data=DataSpec(kind="file", label="calibration text", filter=TEXT.filter,
                                   help="text the criteria measure the blocks on"),
                     default_criterion="ppl", default_criterion_no_data="magnitude",
