@@ -268,7 +268,8 @@ class ComparePanel(QWidget):
         data = spec.data if spec is not None else None
         self.layout_form.setRowVisible(self.data_row, data is not None)
         if data is not None:
-            fallback = default_data(self.doc.model, self.doc.registry) if self.doc.model is not None else None
+            fallback = default_data(self.doc.model, self.doc.registry) \
+                if self.doc.model is not None and data.required else None
             self.eval_file.setPlaceholderText(f"default: {Path(fallback).name}" if fallback and self._fits(fallback)
                                               else (data.help or data.label))
             self.eval_file.setToolTip(f"{data.label}: {data.help}" if data.help else data.label)
@@ -520,7 +521,7 @@ class ComparePanel(QWidget):
         data: str | None = None
         if spec.data is not None:
             data = self.eval_file.text().strip() or None
-            if data is None:
+            if data is None and spec.data.required:  # an evaluator that brings its own data gets None
                 fallback = default_data(self.doc.model, self.doc.registry)
                 data = fallback if fallback and self._fits(fallback) else None
             elif not Path(data).exists():

@@ -409,6 +409,8 @@ class RetrainPanel(RetrainForm, RetrainRun, QWidget):
             return None
         s, p = self.settings, self.doc.session.preview
         candidates = [self.eval_file.text().strip(), p.eval_file]
+        if not spec.data.required:  # the evaluator brings its own held-out data unless some is given
+            return next((c for c in candidates if _fits(c, spec.data.kind)), None)
         if self.doc.model is not None:
             candidates.append(default_data(self.doc.model, self.doc.registry))
         candidates += list(s.data)
