@@ -14,7 +14,18 @@ from .errors import SlimError
 
 @dataclass
 class Unit:
-    """One node of the graph: a block, a layer, an embedding, a head..."""
+    """One node of the graph: a block, a layer, an embedding, a head...
+
+    ``attrs`` holds optional hints for views and tools.  Ones the GUI reads:
+
+    - ``attrs["cells"] = "children"``: draw this unit's children as a row of small cells inside its box
+      (each cell coloured by its child's score on the same colour scale as the boxes, with the child's
+      tooltip; a click on a cell selects that child for removal, as a click on its box would).  Meant for
+      a unit with many small parallel parts (e.g. the heads of an attention layer), so the user sees at a
+      glance where its capacity sits without expanding it.  Any other value, or no key, draws no cells.
+    - ``attrs["removes_with"]`` / ``attrs["removed_with"]``: units removed together with this one.
+    - ``attrs["note"]``: a line added to the unit's tooltip.
+    """
 
     id: str
     kind: str

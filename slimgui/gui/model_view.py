@@ -5,7 +5,9 @@ How the graph is placed comes from its ``attrs["layout"]`` hint through :data:`L
 (:mod:`.graph_layouts`, a registry of the shapes it draws; the boxes are :mod:`.unit_item`); every other part of the view
 (colours, locks, tooltips, clicks) is the same for all of them.  Click a block to select it for removal, click
 its arrow (or double-click) to show its children; Ctrl+wheel zooms, drag pans.  Units that go with a selected
-one (the graph's partners of a unit) are drawn removed too.
+one (the graph's partners of a unit) are drawn removed too.  A unit with ``attrs["cells"] == "children"``
+shows its children as a row of small cells in its box (:class:`.unit_item.CellItem`), coloured on the same
+scale as the boxes; a click on a cell is a click on that child.
 """
 
 from __future__ import annotations
@@ -38,9 +40,10 @@ from .document import Document
 from .graph_layouts import LAYOUTS, Placement, Route, StackLayout, UNetLayout, layout_for
 from .legend import ColorLegend
 from .notify import Notifier
-from .unit_item import UnitItem, _arrowhead, partners_of
+from .unit_item import CellItem, UnitItem, _arrowhead, cell_children, partners_of
 
-__all__ = ["LAYOUTS", "GraphView", "ModelPanel", "Placement", "StackLayout", "UNetLayout", "UnitItem", "layout_for"]
+__all__ = ["LAYOUTS", "CellItem", "GraphView", "ModelPanel", "Placement", "StackLayout", "UNetLayout", "UnitItem",
+           "layout_for"]
 
 FLOW_PEN = QColor("#94a3b8")
 SKIP_PEN = QColor("#6366f1")
@@ -89,6 +92,10 @@ class GraphView(QGraphicsView):
             item.setZValue(2 if unit.parent is None else 3)
             scene.addItem(item)
             self.unit_items[unit.id] = item
+        for unit in graph.units:
+            kids = cell_children(graph, unit)
+            if kids:
+                self.unit_items[unit.id].add_cells([self.unit_items[k.id] for k in kids])
         self.expanded = set(layout.default_expanded(graph))
         self.relayout()
 
@@ -148,6 +155,16 @@ class GraphView(QGraphicsView):
             text.setData(0, f"{route.kind}-label")
             self.scene().addItem(text)
             self._edges.append(text)
+
+    def sync_cells(self) -> None:
+        """Cells take their children's colours, marks and tooltips (after the view set the units' states)."""
+        for item in self.unit_items.values():
+            for cell in item.cells:
+                cell.sync()
+
+    def cells_of(self, unit_id: str) -> list[CellItem]:
+        """The cells drawn in a unit's box (its children, when the graph asks for it), e.g. for tests."""
+        return list(self.unit_items[unit_id].cells)
 
     def routes_of(self, kind: str) -> list[QGraphicsItem]:
         """The drawn edges of a kind ("flow", "skip", "arrowhead", "skip-label"), e.g. for tests."""
@@ -238,6 +255,10 @@ class GraphView(QGraphicsView):
         return [i for i in QGraphicsView.items(self, pos) if isinstance(i, UnitItem)]
 
     def click_at(self, pos) -> None:
+        cells = [i for i in QGraphicsView.items(self, pos) if isinstance(i, CellItem) and i.isVisible()]
+        if cells:  # a cell in a box: the click is on that child
+            self.unitClicked.emit(cells[0].unit_id)
+            return
         hits = self.items_at(pos)
         if not hits:
             return
@@ -247,6 +268,12 @@ class GraphView(QGraphicsView):
             self.toggle_expanded(item.unit.id)
         else:
             self.unitClicked.emit(item.unit.id)
+
+    def click_cell(self, unit_id: str) -> None:
+        """Click the cell that shows ``unit_id`` in its parent's box (what a user's click does)."""
+        cell = next(c for item in self.unit_items.values() for c in item.cells if c.unit_id == unit_id)
+        self.ensureVisible(cell)
+        self.click_at(self.mapFromScene(cell.mapToScene(cell.rect.center())))
 
     def click_unit(self, unit_id: str) -> None:
         """Click the middle of a unit's box (what a user's click does; used by tests and shortcuts)."""
@@ -417,6 +444,7 @@ class ModelPanel(QWidget):
             inside = uid in going or any(a in going for a in g.ancestors(uid))
             item.set_state(fill, score_text, inside, uid in locked,
                            self._tooltip(unit, total, ranks, removing, locked, going), implied=uid not in removing)
+        self.view.sync_cells()
 
     def _tooltip(self, unit: Unit, total: int, ranks, removing, locked, going=frozenset()) -> str:
         g = self.doc.graph
