@@ -335,6 +335,7 @@ class ViTAdapter(ModelAdapter):
                 units.append(Unit(f"{bid}.attn", "attention", f"Attention · {len(qk_row)} heads", parent=bid,
                                   params=attn_params, macs=attn_macs,
                                   attrs={"heads": len(qk_row), "qk_width": sum(qk_row), "v_width": sum(v_row),
+                                         "cells": "children",  # the app draws its heads as coloured cells
                                          "note": "its heads; the output projection's bias and the norm go with the "
                                                  "last head"}))
                 units += head_units
