@@ -211,3 +211,18 @@ def test_opening_probes_once_and_hands_what_match_found_to_load(tmp_path, monkey
     model = open_task(str(folder), registry=reg)
     assert model.family == "digitconv" and model.config == {"channels": [8, 8]}
     assert calls == [str(folder)] and seen == [{"family": "digitconv", "channels": [8, 8]}]
+
+
+def test_v1_results_of_any_evaluator_move_under_evaluation():
+    """Schema 1 kept an evaluator's results in a section named after it; the step to 2 needs no plugin to move
+    any such section (not only the language models') under "evaluation", each result naming its evaluator."""
+    from slimgui.core.session_migrate import v1_to_v2
+
+    doc = v1_to_v2({"schema_version": 1, "results": {
+        "some-eval": {"original": {"accuracy": 0.9}, "slimmed": {"accuracy": 0.8}, "file": "x"},
+        "evaluation": {"original": {"evaluator": "other", "fid": 3.0}},
+        "generation": {"original": {"type": "text", "text": "x"}}}})
+    ev = doc["results"]["evaluation"]
+    assert ev["original"] == {"evaluator": "other", "fid": 3.0}  # what schema 1 already kept there stays
+    assert ev["slimmed"] == {"evaluator": "some-eval", "accuracy": 0.8}
+    assert "some-eval" not in doc["results"] and doc["results"]["generation"]["original"]["text"] == "x"

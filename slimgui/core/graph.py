@@ -1,7 +1,7 @@
 """The uniform graph every family turns its model into.
 
 Views only know this graph; heatmaps are scores keyed by unit id.  ``attrs["layout"]`` tells a
-view how to draw it ("stack" for a block stack, "unet" for a U-Net); families may add more hints.
+view how to draw it (one of the app's layouts: "stack" for a block stack, "u" for stages with skips).
 """
 
 from __future__ import annotations

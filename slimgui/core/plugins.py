@@ -95,7 +95,7 @@ class AdapterSpec:
     match: str  # "module:function" (path) -> confidence in [0, 1]; must be cheap
     description: str = ""
     capabilities: tuple[str, ...] = ()  # the optional ModelAdapter methods it implements (CAPABILITIES)
-    items: str = "samples"  # what a throughput counts: "tokens", "images", "clips", ...
+    items: str = "samples"  # what a throughput counts, in the family's word (plural)
     unit_word: str = "unit"  # what its prunable units are called ("block", "stage", ...)
     layout: str = "stack"  # which of the app's graph layouts draws it: "stack" (blocks in a column) or "u" (down
     # stages, mid block and up stages with skip connections; the graph names them in attrs["stages"])

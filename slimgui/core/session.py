@@ -103,7 +103,7 @@ class Session:
     export: ExportSettings = field(default_factory=ExportSettings)
     bench: BenchSettings = field(default_factory=BenchSettings)
     # what the compare panel showed: {"generation": {"original": media, "slimmed": media},
-    #                                 "perplexity": {"original": {...}, "slimmed": {...}},
+    #  "evaluation": {"original": {"evaluator": NAME, ..., "metrics": [...]}, "slimmed": {...}},
     #  "retrain": {...}, "export": {"runs": [record, ...], "layers": [...], "flips": {...}}, "bench": {...}}
     results: dict[str, Any] = field(default_factory=dict)
     view: dict[str, Any] = field(default_factory=dict)  # expanded units, open tab, ...

@@ -4,9 +4,10 @@ Schema 1 (SlimGUI before the family contract) kept every knob of every family as
 panel's settings (``lora_r``, ``image_prompt``, ``with_past``, ...).  Schema 2 keeps only what is common
 to every family as fields and a plugin's options by name under ``options[owner]``.  The step from 1 to 2
 moves each section's other fields, unchanged, under ``options["*"]`` (:data:`slimgui.core.settings.LEGACY`),
-where the plugins' schemas find them by field name or declared ``legacy`` name.  It needs no plugin:
-it only knows schema 1's own layout — which is why this is the one core module that may name the result
-key a schema-1 session used for one family's evaluations.
+where the plugins' schemas find them by field name or declared ``legacy`` name.  Schema 1 kept a family's
+evaluations under a results section named after its evaluator; schema 2 keeps every family's under
+``results["evaluation"]``, each result naming its evaluator.  The step needs no plugin: it only knows the
+sections schema 1's core wrote itself.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ GENERIC = {
 }
 # schema-1 preview fields that were the evaluation's options, not the previewer's
 _V1_EVAL_FIELDS = ("eval_seq_len", "eval_max_tokens")
-# where schema 1 put the text family's evaluations (schema 2 keeps every family's under "evaluation")
-_V1_TEXT_EVALUATIONS = "perplexity"
+# the results sections schema 1's core wrote; any other section held one evaluator's results, by model
+_V1_CORE_RESULTS = ("generation", "retrain", "export", "bench", "evaluation")
 
 
 def _section(raw: Any, name: str) -> dict[str, Any]:
@@ -47,12 +48,12 @@ def v1_to_v2(doc: dict[str, Any]) -> dict[str, Any]:
         if name in doc:
             out[name] = _section(doc.get(name), name)
     results = dict(doc.get("results") or {}) if isinstance(doc.get("results"), dict) else {}
-    old = results.pop(_V1_TEXT_EVALUATIONS, None)
-    if isinstance(old, dict):
+    for evaluator in [k for k, v in results.items() if k not in _V1_CORE_RESULTS and isinstance(v, dict)]:
+        old = results.pop(evaluator)
         merged = dict(results.get("evaluation") or {}) if isinstance(results.get("evaluation"), dict) else {}
         for side, value in old.items():
             if isinstance(value, dict):
-                merged.setdefault(side, {"evaluator": _V1_TEXT_EVALUATIONS, **value})
+                merged.setdefault(side, {"evaluator": evaluator, **value})
         results["evaluation"] = merged
     out["results"] = results
     out["schema_version"] = 2
@@ -60,16 +61,3 @@ def v1_to_v2(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 MIGRATIONS = {1: v1_to_v2}
-
-# keys of a retraining run's results (``--json``, ``slimgui_train.json``) and estimates that scripts written for
-# schema 1 read: (old key, the key it mirrors now); the training loop writes both
-V1_RUN_KEYS = (("tokens_seen", "items_seen"),)
-V1_ESTIMATE_KEYS = (("tokens", "item_count"),)
-
-
-def with_v1_keys(result: dict[str, Any], pairs: tuple[tuple[str, str], ...]) -> dict[str, Any]:
-    """``result`` with each schema-1 key beside the key it mirrors (an existing key is left as it is)."""
-    for old, new in pairs:
-        if new in result:
-            result.setdefault(old, result[new])
-    return result

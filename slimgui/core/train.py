@@ -378,12 +378,9 @@ def estimate(cfg: TrainConfig, task: TrainTask, *, world: int = 1) -> dict[str, 
     memory = params * 4 + trainable * 12 + activations + int(task.info.get("teacher_params", 0)) * 4
     total_mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 0
     count = cfg.steps * per_batch * cfg.grad_accum * world
-    from .session_migrate import V1_ESTIMATE_KEYS, with_v1_keys
-
-    est = {"seconds": round(step_s * cfg.steps / world, 1), "step_seconds": round(step_s, 3),
-           "memory_bytes": int(memory), "machine_memory_bytes": int(total_mem),
-           "items": items, "item_count": count, items: count, "params": params, "trainable_params": trainable}
-    return with_v1_keys(est, V1_ESTIMATE_KEYS)
+    return {"seconds": round(step_s * cfg.steps / world, 1), "step_seconds": round(step_s, 3),
+            "memory_bytes": int(memory), "machine_memory_bytes": int(total_mem),
+            "items": items, "item_count": count, items: count, "params": params, "trainable_params": trainable}
 
 
 def estimate_job(cfg: TrainConfig, *, registry=None, world: int = 1) -> dict[str, Any]:
@@ -545,9 +542,6 @@ def run_training(cfg: TrainConfig, *, registry=None, events: EventFn | None = No
               **val, "items_seen": state["items_seen"], f"{items}_seen": state["items_seen"], "items": items,
               "seconds": round(time.perf_counter() - t_start, 2), "out": str(out), "method": cfg.method,
               "resumed_from": state.get("resumed_from"), "processes": world}
-    from .session_migrate import V1_RUN_KEYS, with_v1_keys
-
-    with_v1_keys(result, V1_RUN_KEYS)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         task.save(accelerator.unwrap_model(model), str(out / "model"))

@@ -133,30 +133,24 @@ def save_video(media: VideoMedia, path: str | os.PathLike) -> Path:
     Frames in memory are encoded with their ``audio``; a video file is copied (an .mp4) or converted."""
     import numpy as np
 
-    from .io import _umask, regular_file_stat
+    from .io import atomic_file, regular_file_stat
 
     out = Path(path).expanduser()
     if out.suffix.lower() != ".mp4":
         raise SlimError(f"{out.name} does not end in .mp4", hint="give the video a name ending in .mp4")
     if media.frames is None and not media.path:
         raise SlimError("this video has neither frames nor a file", hint="generate the preview again")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".mp4", dir=out.parent)
-        os.close(fd)
-    except OSError as exc:
-        raise SlimError(f"cannot write {out}: {exc.strerror or exc}", hint="choose a writable location") from None
-    try:
+    if media.frames is None:
+        src = Path(media.path).expanduser()
+        regular_file_stat(src, "video")
+        if src.resolve() == out.resolve():
+            return out
+    with atomic_file(out, suffix=".mp4") as tmp:
         if media.frames is None:
-            src = Path(media.path).expanduser()
-            regular_file_stat(src, "video")
-            if src.resolve() == out.resolve():
-                os.unlink(tmp)
-                return out
             if src.suffix.lower() == ".mp4":
                 shutil.copyfile(src, tmp)
             else:
-                _ffmpeg(["-i", str(src.resolve()), "-map", "0:v:0", "-map", "0:a:0?", *_codec_args(True), tmp],
+                _ffmpeg(["-i", str(src.resolve()), "-map", "0:v:0", "-map", "0:a:0?", *_codec_args(True), str(tmp)],
                         f"convert {src.name} to MP4", hint="give a video file ffmpeg can read")
         else:
             frames = video_frames(media)
@@ -171,18 +165,8 @@ def save_video(media: VideoMedia, path: str | os.PathLike) -> Path:
                     rate = _sample_rate(media.audio.sample_rate)
                     args += ["-i", str(wav), "-map", "0:v:0", "-map", "1:a:0"]
                 feed = (np.ascontiguousarray(frames[i]).tobytes() for i in range(t))
-                _ffmpeg([*args, *_codec_args(media.audio is not None, rate), tmp], f"encode {out.name}", feed=feed,
+                _ffmpeg([*args, *_codec_args(media.audio is not None, rate), str(tmp)], f"encode {out.name}", feed=feed,
                         hint="check the frames and the frame rate")
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, out)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(exc, OSError):
-            raise SlimError(f"cannot write {out}: {exc.strerror or exc}", hint="choose a writable location") from None
-        raise
     return out
 
 

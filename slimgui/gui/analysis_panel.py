@@ -35,7 +35,7 @@ from slimgui.core.settings import put, values_for
 from slimgui.gui.widgets import browse_row
 
 from .document import Document
-from .forms import OptionsForm
+from .forms import OptionsForm, replace_form
 from .notify import Notifier
 from .workers import JobRunner
 
@@ -122,12 +122,7 @@ class AnalysisPanel(QWidget):
         except SlimError as exc:
             self.notifier.error(exc.one_line())
             self._schema = None
-        form = OptionsForm([(None, self._schema)])
-        self.settings_form.replaceWidget(self.form, form)
-        self.form.setParent(None)
-        self.form.deleteLater()
-        self.form = form
-        self.settings_form.setRowVisible(self.form, self._schema is not None)
+        self.form = replace_form(self.settings_form, self.form, self._schema)
 
     def _describe(self) -> None:
         self.description.setText(self.criterion.currentData() or "")

@@ -52,7 +52,7 @@ from slimgui.gui.widgets import thin_progress
 
 from .bench_table import PALETTE, WIDTH_LABEL, _fmt, _title, columns_for, parse_batches, runs_of
 from .document import Document
-from .forms import OptionsForm
+from .forms import OptionsForm, replace_form
 from .notify import Notifier
 from .workers import JobRunner
 
@@ -196,12 +196,7 @@ class BenchPanel(QWidget):
         except SlimError as exc:
             self.notifier.error(exc.one_line())
             self._schema = None
-        form = OptionsForm([(None, self._schema)])
-        self.settings_form.replaceWidget(self.form, form)
-        self.form.setParent(None)
-        self.form.deleteLater()
-        self.form = form
-        self.settings_form.setRowVisible(self.form, self._schema is not None)
+        self.form = replace_form(self.settings_form, self.form, self._schema)
 
     # -- settings --------------------------------------------------------------------------------
     @property

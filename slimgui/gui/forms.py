@@ -499,6 +499,17 @@ class OptionsForm(QWidget):
             self.changed.emit()
 
 
+def replace_form(layout: QFormLayout, old: OptionsForm, schema: type | None) -> OptionsForm:
+    """A form of ``schema`` in place of ``old`` in its row of ``layout``; the row is hidden when there is no schema
+    (a family that declares no such options)."""
+    form = OptionsForm([(None, schema)])
+    layout.replaceWidget(old, form)
+    old.setParent(None)
+    old.deleteLater()
+    layout.setRowVisible(form, schema is not None)
+    return form
+
+
 def form_for(schema: type | None, values: Any = None, parent: QWidget | None = None) -> OptionsForm:
     """A form for one schema, showing ``values`` (an instance or a mapping) when given."""
     form = OptionsForm([(None, schema)], parent)
