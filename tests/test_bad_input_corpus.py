@@ -39,14 +39,66 @@ def tiny_unet(tmp_path_factory) -> Path:
     return tiny_unet2d(tmp_path_factory.mktemp("unet") / "unet")
 
 
+@pytest.fixture(scope="session")
+def tiny_vit(tmp_path_factory) -> Path:
+    """A tiny transformers ViT folder (random weights): 3 blocks of 4 heads, 16×16 images in 4×4 patches."""
+    import torch
+    from transformers import ViTConfig, ViTForImageClassification
+
+    torch.manual_seed(0)
+    labels = {i: f"class{i}" for i in range(3)}
+    cfg = ViTConfig(hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=64, image_size=16,
+                    patch_size=4, id2label=labels, label2id={v: k for k, v in labels.items()})
+    out = tmp_path_factory.mktemp("vit") / "vit"
+    ViTForImageClassification(cfg).eval().save_pretrained(out)
+    return out
+
+
 class Ctx:
     """Builds one case's bad input inside its own folder."""
 
-    def __init__(self, root: Path, models: dict[str, Path], unet: Path):
+    def __init__(self, root: Path, models: dict[str, Path], unet: Path, vit: Path | None = None):
         self.root = root
         self._models = models
         self._unet = unet
+        self._vit = vit
         self.out = str(root / "out")
+
+    def vit(self, name: str = "vit") -> Path:
+        dst = self.root / name
+        if not dst.exists():
+            assert self._vit is not None
+            shutil.copytree(self._vit, dst)
+        return dst
+
+    def vit_with(self, **changes: Any) -> str:
+        return self.config(self.vit(), **changes)
+
+    def images(self, name: str, files: dict[str, bytes]) -> str:
+        """An image folder: ``files`` maps "class/file.png" to its bytes."""
+        root = self.root / name
+        for rel, data in files.items():
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_bytes(data)
+        root.mkdir(parents=True, exist_ok=True)
+        return str(root)
+
+    def timm_variant(self, **extra_shapes: list[int]) -> str:
+        """The tiny ViT written as a timm checkpoint (one .safetensors file) with extra tensors of these shapes."""
+        import torch
+        from safetensors.torch import load_file, save_file
+
+        sd = load_file(self.vit() / "model.safetensors")
+        b = "vit.encoder.layer."
+        out = {"cls_token": sd["vit.embeddings.cls_token"], "pos_embed": sd["vit.embeddings.position_embeddings"],
+               "patch_embed.proj.weight": sd["vit.embeddings.patch_embeddings.projection.weight"],
+               "blocks.0.attn.qkv.weight": torch.cat([sd[f"{b}0.attention.attention.{p}.weight"]
+                                                      for p in ("query", "key", "value")]),
+               "blocks.0.mlp.fc1.weight": sd[f"{b}0.intermediate.dense.weight"]}
+        out.update({k: torch.zeros(v) for k, v in extra_shapes.items()})
+        path = self.root / "timm.safetensors"
+        save_file({k: v.contiguous() for k, v in out.items()}, str(path))
+        return str(path)
 
     # models -------------------------------------------------------------------------------------
     def llm(self, arch: str = "llama", name: str = "src") -> Path:
@@ -346,6 +398,30 @@ CASES: list[Case] = [
       "not a regular file"),
     C("report-out-proc", lambda c: ["report", c.session(), "--out", "/proc/x.html"], "not writable"),
     C("report-out-folder", lambda c: ["report", c.session(), "--out", c.folder("html")], "is a folder"),
+    # -- vision transformers ----------------------------------------------------------------------
+    C("vit-config-sizes-disagree", lambda c: ["inspect", c.vit_with(hidden_size=48)], "do not match its config.json"),
+    C("vit-patch-does-not-divide", lambda c: ["inspect", c.vit_with(patch_size=5)], "does not divide the image size"),
+    C("vit-heads-do-not-divide", lambda c: ["inspect", c.vit_with(num_attention_heads=3)], "not divisible"),
+    C("vit-eval-empty-folder", lambda c: ["eval", str(c.vit()), "--data", c.folder("imgs")], "is empty"),
+    C("vit-eval-no-images", lambda c: ["eval", str(c.vit()), "--data", c.images("imgs", {"class0/a.txt": b"hi"})],
+      "holds no images"),
+    C("vit-eval-unreadable-image", lambda c: ["eval", str(c.vit()), "--data",
+                                              c.images("imgs", {"class0/x.png": b"\x89PNG not really"})],
+      "not a readable image"),
+    C("vit-eval-unknown-class", lambda c: ["eval", str(c.vit()), "--data",
+                                           c.images("imgs", {"zebra/x.png": b"\x89PNG not really"})],
+      "matches none of the model's"),
+    C("vit-prune-every-block", lambda c: ["prune", str(c.vit()), "--remove", "block.0,block.1,block.2",
+                                          "--out", c.out], "leaves none"),
+    C("vit-prune-every-head-and-neuron", lambda c: ["prune", str(c.vit()), "--remove", ",".join(
+        [f"block.{b}.head.{h}" for b in range(3) for h in range(4)] + [f"block.{b}.mlp.{g}" for b in range(3)
+                                                                         for g in range(8)]), "--out", c.out],
+      "leaves none"),
+    C("vit-preview-missing-image", lambda c: ["generate", str(c.vit()), "--image", str(c.root / "nope.png"),
+                                              "--out", c.out + ".png"], "does not exist"),
+    C("vit-timm-layerscale", lambda c: ["inspect", c.timm_variant(**{"blocks.0.ls1.gamma": [32]})], "LayerScale"),
+    C("vit-timm-average-pooling", lambda c: ["inspect", c.timm_variant(**{"fc_norm.weight": [32]})],
+      "global average pooling"),
     # -- output paths ----------------------------------------------------------------------------
     C("prune-out-proc", lambda c: c.prune(c.llm(), "--out", "/proc/x"), "not writable"),
     C("prune-out-sys", lambda c: c.prune(c.llm(), "--out", "/sys/x"), "not writable"),
@@ -451,11 +527,11 @@ def _alarm(signum, frame):
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input_is_one_clear_line(case: Case, tmp_path, tiny_models, tiny_unet, capsys, monkeypatch):
+def test_bad_input_is_one_clear_line(case: Case, tmp_path, tiny_models, tiny_unet, tiny_vit, capsys, monkeypatch):
     root = tmp_path / "case"
     cwd = root / "cwd"
     cwd.mkdir(parents=True)
-    ctx = Ctx(root, tiny_models, tiny_unet)
+    ctx = Ctx(root, tiny_models, tiny_unet, tiny_vit)
     argv = case.argv(ctx)
     assert argv, "the case builds no command"
     for target, value in case.patch.items():

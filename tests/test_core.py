@@ -164,3 +164,51 @@ def test_core_plugin_names_its_criteria():
     assert "rank >= 2" in specs["magnitude"] and "norm weights and biases not counted" in specs["magnitude"]
     assert "norm weights included, biases not" in specs["taylor"]
     assert "weight matrices only" in specs["taylor-matrices"]
+
+
+def _mac_graph() -> UnitGraph:
+    """A head with two q/k groups and one value group, another head, an MLP group; MACs on every unit."""
+    units = [
+        Unit("b", "block", "Block", params=100, macs=1000, prunable=True,
+             attrs={"removed_with_all": [["b.h0", "b.h1", "b.m"]]}),
+        Unit("b.h0", "head", "h0", parent="b", params=30, macs=300, prunable=True,
+             attrs={"removed_with_all": [["b.h0.qk0", "b.h0.qk1"], ["b.h0.v0"]]}),
+        Unit("b.h0.qk0", "qk", "qk0", parent="b.h0", params=10, macs=100, prunable=True),
+        Unit("b.h0.qk1", "qk", "qk1", parent="b.h0", params=10, macs=100, prunable=True),
+        Unit("b.h0.v0", "value", "v0", parent="b.h0", params=10, macs=100, prunable=True),
+        Unit("b.h1", "head", "h1", parent="b", params=30, macs=300, prunable=True),
+        Unit("b.m", "neurons", "m", parent="b", params=40, macs=400, prunable=True),
+        Unit("emb", "embedding", "Embedding", params=50, macs=0),
+    ]
+    return UnitGraph("toy", units)
+
+
+def test_macs_budget_counts_what_a_removal_turns_into():
+    from slimgui.core.selection import estimate, removal_closure, select_by_budget
+
+    g = _mac_graph()
+    assert g.total_macs == 1000 and g.total_params == 150
+    # both q/k groups gone: the head goes, its value group with it
+    assert removal_closure(g, ["b.h0.qk0", "b.h0.qk1"]) == ["b.h0", "b.h0.qk0", "b.h0.qk1"]
+    est = estimate(g, ["b.h0.qk0", "b.h0.qk1"])
+    assert (est.macs_after, est.params_after) == (700, 120)
+    assert est.speedup_basis == "MAC" and est.speedup == pytest.approx(1000 / 700)
+    # everything inside the block gone: the block goes
+    assert "b" in removal_closure(g, ["b.h0", "b.h1", "b.m"])
+    s = Scores("c", {"b": 9.0, "b.h0": 5.0, "b.h0.qk0": 1.0, "b.h0.qk1": 2.0, "b.h0.v0": 3.0, "b.h1": 4.0, "b.m": 0.5})
+    # 15 % of the MACs: b.m (400) does not fit and is passed over; qk0 fits (100); qk1 would take the head (300)
+    assert select_by_budget(g, s, macs_fraction=0.15) == ["b.h0.qk0"]
+    # 45 %: b.m (400) fits, then nothing else does
+    assert select_by_budget(g, s, macs_fraction=0.45) == ["b.m"]
+    # 75 %: b.m, qk0, qk1 (with the head: 300 more) = 700
+    assert select_by_budget(g, s, macs_fraction=0.75) == ["b.h0.qk0", "b.h0.qk1", "b.m"]
+    with pytest.raises(SlimError, match="less than one block"):
+        select_by_budget(g, s, macs_fraction=0.05)
+    with pytest.raises(SlimError, match="one budget"):
+        select_by_budget(g, s, params_fraction=0.1, macs_fraction=0.1)
+    nan = Scores("c", {**s.values, "b.m": float("nan")})
+    assert "b.m" not in select_by_budget(g, nan, macs_fraction=0.75)
+    plain = UnitGraph("toy", [Unit("a", "block", "A", params=10, prunable=True), Unit("b", "block", "B", params=10, prunable=True)])
+    assert plain.total_macs is None and estimate(plain, ["a"]).speedup_basis == "parameter"
+    with pytest.raises(SlimError, match="counts no MACs"):
+        select_by_budget(plain, Scores("c", {"a": 1.0, "b": 2.0}), macs_fraction=0.5)

@@ -402,7 +402,8 @@ def test_evaluate_and_preview_on_a_folder(folders, registry, images):
     assert res["images"] == 20 and 0 <= res["accuracy"] <= res["top5"] <= 1
     img = next(images.rglob("*.png"))
     media = ops.preview(model, registry=registry, options={"image": str(img), "attention": "rollout", "view_size": 64})
-    assert media.image.shape[0] == 64 and media.image.shape[2] == 3 and len(media.meta["top5"]) == 5
+    assert media.tiles[0]["box"][3] == 64 and media.image.shape[2] == 3 and len(media.meta["top5"]) == 5
+    assert 64 < media.image.shape[0] < 100  # the image, with the colour bar's strip under it
 
 
 # -- the demo ---------------------------------------------------------------------------------------------------
@@ -433,7 +434,7 @@ def test_demo_preview_and_default_data(demo, registry):
     paths, model = demo
     media = ops.preview(model, registry=registry)
     assert media.meta["top5"][0]["label"] == media.meta["true_label"] and len(media.meta["top5"]) == 5
-    assert media.image.ndim == 3 and media.image.shape[0] == 224
+    assert media.image.ndim == 3 and media.tiles[0]["box"][3] == 224 and media.image.shape[0] > 224
     data = model.impl.default_data(model)
     assert data == paths["train"] and len(list(Path(data).rglob("*.png"))) > 1000
     batches = model.impl.calibration_batches(model, CalibrationData(data, samples=20, batch_size=8))

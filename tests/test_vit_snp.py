@@ -412,3 +412,63 @@ def test_snp_through_the_cli(demo, tmp_path, capsys):
     assert doc["mode"] == "int8" and onnx.is_file()
     doc, _ = run("bench", str(tmp_path / "run" / "model"), "--vs", str(onnx), "--batch", "1", "--repeats", "1")
     assert [r["runtime"] for r in doc["rows"]] == ["torch", "onnxruntime"]
+
+
+def test_side_by_side_attention_shares_one_colour_scale(demo, hurt, registry):
+    """Compared side by side (the previewer's joint step), both maps are drawn from the smallest to the largest
+    attention probability over both models, so one colour means one probability; alone, each spans its own range."""
+    from slimgui.core.tasks_preview import preview_task
+    _, model = demo
+    alone = [ops.preview(m, registry=registry, options={"digit": 3, "view_size": 64})
+             for m in (model, open_model(str(hurt), registry=registry))]
+    both = preview_task([model, str(hurt)], "attention", registry=registry, options={"digit": 3, "view_size": 64},
+                        labels=["original", "slimmed"])
+    maps = [np.asarray(m.meta["attention_map"]) for m in both]
+    lo, hi = min(m.min() for m in maps), max(m.max() for m in maps)
+    assert [m.meta["attention_scale"] for m in both] == [[lo, hi], [lo, hi]]
+    assert all(m.meta["attention_scale_shared"] for m in both)
+    for a, m in zip(alone, maps):
+        assert a.meta["attention_scale"] == pytest.approx([m.min(), m.max()], abs=1e-5)
+    assert alone[0].meta["attention_scale"] != alone[1].meta["attention_scale"]  # the maps do differ
+    assert [t["label"] for t in both[1].tiles][1].startswith("slimmed: attention")
+    # the model whose own range differs from the shared one is drawn differently than alone
+    changed = [a.meta["attention_scale"] != pytest.approx([lo, hi], abs=1e-5) for a in alone]
+    assert any(changed)
+    for a, b, c in zip(alone, both, changed):
+        x, y, w, h = a.tiles[1]["box"]
+        assert c == (not np.array_equal(a.image[y:y + h, x:x + w], b.image[y:y + h, x:x + w]))
+    # the first tile (the plain image) is unchanged by the redraw
+    assert np.array_equal(both[0].image[:64, :64], alone[0].image[:64, :64])
+
+
+@pytest.mark.parametrize("fraction", [0.3, 0.5])
+def test_macs_budget_is_what_the_pruned_model_saves(demo, scores, registry, fraction):
+    """A MACs budget spent on snp-qk's ranking: the estimate (which counts the heads a plan empties) equals the
+    pruned model's own graph, and lands within one unit of the budget."""
+    from slimgui.core.selection import estimate
+
+    _, model = demo
+    graph = ops.graph_of(model, registry)
+    chosen = select_by_budget(graph, scores["snp-qk"], macs_fraction=fraction)
+    est = estimate(graph, chosen)
+    pruned = ops.prune(model, PruningPlan(remove=chosen, model=model.source), registry=registry)
+    after = ops.graph_of(pruned, registry)
+    assert (est.macs_after, est.params_after) == (after.total_macs, after.total_params)
+    assert fraction - 0.01 < est.macs_removed_fraction <= fraction
+    assert est.speedup_basis == "MAC" and est.speedup == pytest.approx(graph.total_macs / after.total_macs)
+
+
+def test_prune_by_macs_in_the_cli(demo, tmp_path, capsys):
+    from slimgui.cli import main
+
+    out = tmp_path / "by-macs"
+    code = main(["prune", "demo:vit", "--criterion", "magnitude", "--macs-fraction", "0.4", "--out", str(out), "--json"])
+    o, err = capsys.readouterr()
+    assert code == 0, err
+    doc = json.loads(o.strip().splitlines()[-1])
+    assert 0.59 <= doc["mac_ratio"] < 0.61 and doc["macs_after"] < doc["macs_before"]
+    plan = json.loads((out / "slimgui_plan.json").read_text())
+    assert plan["meta"]["budget"] == {"macs_fraction": 0.4} and plan["meta"]["macs_after"] == doc["macs_after"]
+    assert main(["prune", "demo:vit", "--criterion", "magnitude", "--macs-fraction", "0.4", "--count", "3",
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "not 2" in capsys.readouterr().err

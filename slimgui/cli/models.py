@@ -240,9 +240,12 @@ def cmd_prune(args) -> int:
     from slimgui.core.ops import graph_of, preset_plan, prune, save
     from slimgui.core.plan import PruningPlan, parse_keep, plan_from_scores
     from slimgui.core.scores import Scores
+    from slimgui.core.selection import select_by_budget
 
-    if args.ratio is not None and args.count is not None:
-        raise SlimError("give --ratio or --count, not both")
+    budgets = [f for f, v in (("--ratio", args.ratio), ("--count", args.count), ("--params-fraction", args.params_fraction),
+                              ("--macs-fraction", args.macs_fraction)) if v is not None]
+    if len(budgets) > 1:
+        raise SlimError(f"give one of {', '.join(budgets)}, not {len(budgets)}")
     check_out(args.out, "folder", force=args.force, sources=sources(args.model))
     reg = args.registry
     bar = ProgressBar(not args.quiet)
@@ -253,31 +256,44 @@ def cmd_prune(args) -> int:
         model = open_target(target, args, reg, bar)
         graph = graph_of(model, reg)
         if args.preset:
-            if args.remove or args.ratio is not None or args.count is not None:
-                raise SlimError("--preset chooses the units itself: leave out --remove, --ratio and --count")
+            if args.remove or budgets:
+                raise SlimError("--preset chooses the units itself: leave out --remove, --ratio, --count, "
+                                "--params-fraction and --macs-fraction")
             plan = preset_plan(model, args.preset, registry=reg)
             plan.locked, plan.keep = parse_keep(args.keep, graph), args.keep
         elif args.remove:
             ids = [graph.resolve(r).id for r in args.remove.split(",") if r.strip()]
             plan = PruningPlan(remove=ids, locked=parse_keep(args.keep, graph), keep=args.keep, model=model.source)
         else:
-            if args.ratio is None and args.count is None:
-                raise SlimError("give --remove, --preset, or --criterion/--scores with --ratio or --count")
+            if not budgets:
+                raise SlimError("give --remove, --preset, or --criterion/--scores with --ratio, --count, "
+                                "--params-fraction or --macs-fraction")
             if args.scores:
                 scores = Scores.load(args.scores)
             elif args.criterion:
                 scores = analyze_model(args, model, options, bar)
                 warnings = list(scores.meta.get("warnings") or [])
             else:
-                raise SlimError("--ratio needs --criterion NAME or --scores FILE to rank the blocks")
-            plan = plan_from_scores(graph, scores, ratio=args.ratio, count=args.count, keep=args.keep)
+                raise SlimError(f"{budgets[0]} needs --criterion NAME or --scores FILE to rank the blocks")
+            if args.params_fraction is not None or args.macs_fraction is not None:
+                chosen = select_by_budget(graph, scores, params_fraction=args.params_fraction,
+                                          macs_fraction=args.macs_fraction, keep=args.keep)
+                plan = PruningPlan(remove=chosen, locked=parse_keep(args.keep, graph) if args.keep is not None
+                                   else list(scores.locked), keep=args.keep if args.keep is not None else scores.keep,
+                                   criterion=scores.criterion)
+                plan.meta["budget"] = ({"params_fraction": args.params_fraction} if args.params_fraction is not None
+                                       else {"macs_fraction": args.macs_fraction})
+            else:
+                plan = plan_from_scores(graph, scores, ratio=args.ratio, count=args.count, keep=args.keep)
             plan.model = model.source
         plan.validate(graph)
-        before = graph.total_params
+        before, macs_before = graph.total_params, graph.total_macs
         pruned = prune(model, plan, registry=reg, copy=False)
-        after = graph_of(pruned, reg).total_params
+        pruned_graph = graph_of(pruned, reg)
+        after, macs_after = pruned_graph.total_params, pruned_graph.total_macs
         pos = {u.id: i for i, u in enumerate(graph.prunable())}
-        plan.meta.update({"params_before": before, "params_after": after,
+        plan.meta.update({"params_before": before, "params_after": after, "macs_before": macs_before,
+                          "macs_after": macs_after,
                           "removed_indices": [pos[u] for u in plan.remove],
                           "kept_indices": [pos[u] for u in plan.kept(graph)]})
         out = save(pruned, args.out, registry=reg, force=args.force)
@@ -286,11 +302,15 @@ def cmd_prune(args) -> int:
     payload = {"out": str(out), "removed": plan.remove, "removed_indices": plan.meta["removed_indices"],
                "kept_indices": plan.meta["kept_indices"], "criterion": plan.criterion, "keep": plan.keep,
                "preset": plan.meta.get("preset"),
-               "params_before": before, "params_after": after, "param_ratio": after / before if before else None}
+               "params_before": before, "params_after": after, "param_ratio": after / before if before else None,
+               "macs_before": macs_before, "macs_after": macs_after,
+               "mac_ratio": macs_after / macs_before if macs_before and macs_after is not None else None}
     warn(payload, warnings)
     human = (f"removed {', '.join(plan.remove)}\n"
              f"params {fmt_params(before)} → {fmt_params(after)}"
              + (f" ({100 * after / before:.1f}%)" if before else "") + "\n"
+             + (f"MACs {fmt_params(macs_before)} → {fmt_params(macs_after)} ({100 * macs_after / macs_before:.1f}%)\n"
+                if macs_before and macs_after is not None else "") +
              f"saved to {out}")
     emit(args, payload, human)
     return 0
@@ -357,6 +377,12 @@ def add_parsers(sub, registry, common) -> None:
                     help="fraction of the blocks to remove, above 0 and below 1, e.g. 0.25")
     sp.add_argument("--count", type=int_range(1, 100_000),
                     help="number of blocks to remove (1-100000, fewer than the model has; instead of --ratio)")
+    sp.add_argument("--params-fraction", type=float_range(0, 1, lo_open=True, hi_open=True), metavar="F",
+                    help="remove the least important units while the removed parameters stay within this fraction "
+                         "of the model's, above 0 and below 1 (instead of --ratio)")
+    sp.add_argument("--macs-fraction", type=float_range(0, 1, lo_open=True, hi_open=True), metavar="F",
+                    help="remove the least important units while the removed MACs stay within this fraction of the "
+                         "model's (families that count MACs), above 0 and below 1 (instead of --ratio)")
     sp.add_argument("--out", required=True, help="output folder")
     sp.add_argument("--force", action="store_true", help="replace an existing output folder")
     calib(sp)

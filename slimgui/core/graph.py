@@ -24,6 +24,9 @@ class Unit:
       a unit with many small parallel parts (e.g. the heads of an attention layer), so the user sees at a
       glance where its capacity sits without expanding it.  Any other value, or no key, draws no cells.
     - ``attrs["removes_with"]`` / ``attrs["removed_with"]``: units removed together with this one.
+    - ``attrs["removed_with_all"]``: groups (lists of unit ids); this unit goes when every unit of one group goes
+      (what the family's pruning turns such a plan into, e.g. a head left with no query/key pair), so estimates
+      and budgets count it.
     - ``attrs["note"]``: a line added to the unit's tooltip.
     """
 
@@ -39,6 +42,10 @@ class Unit:
 
 @dataclass
 class UnitGraph:
+    """A family's model as units and edges.  ``attrs`` a view or tool reads: ``layout`` (the app's layout to draw
+    it with), ``total_params``, ``total_macs`` and ``macs_per`` (what a unit's MACs are counted per: "token",
+    "image", "second of audio"…; the layout's word when absent)."""
+
     family: str
     units: list[Unit]
     edges: list[tuple[str, str]] = field(default_factory=list)
@@ -96,9 +103,26 @@ class UnitGraph:
             chosen.update(p for p in self.get(uid).attrs.get("removes_with", []) if p in self._by_id)
         return sum(self.get(uid).params for uid in chosen if not chosen.intersection(self.ancestors(uid)))
 
+    def removed_macs(self, unit_ids: list[str]) -> int:
+        """MACs removed with these units, counted like :meth:`removed_params` (partners included, nested units
+        once); a unit that declares no MACs counts 0."""
+        chosen = set(unit_ids)
+        for uid in list(chosen):
+            chosen.update(p for p in self.get(uid).attrs.get("removes_with", []) if p in self._by_id)
+        return sum(self.get(uid).macs or 0 for uid in chosen if not chosen.intersection(self.ancestors(uid)))
+
     @property
     def total_params(self) -> int:
         return int(self.attrs.get("total_params") or sum(u.params for u in self.units if u.parent is None))
+
+    @property
+    def total_macs(self) -> int | None:
+        """The model's MACs (per token, image, second of audio… as the family counts them): ``attrs["total_macs"]``
+        or the sum over the top-level units; None when no unit declares MACs."""
+        if self.attrs.get("total_macs"):
+            return int(self.attrs["total_macs"])
+        top = [u.macs for u in self.units if u.parent is None and u.macs is not None]
+        return int(sum(top)) if top else None
 
     # -- files ------------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:

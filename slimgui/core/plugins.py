@@ -20,7 +20,8 @@ methods      :class:`MethodSpec` — healing methods: a function building the :c
 evaluators   :class:`EvaluatorSpec` — ``(model, data_path, **options) -> dict`` with the :class:`Metric`\ s
              the dict holds (name, unit, which direction is better) and an options schema.
 previewers   :class:`PreviewerSpec` — ``(model, **options) -> media`` (text, image, audio, video, table;
-             see :mod:`slimgui.core.media`) with an options schema.
+             see :mod:`slimgui.core.media`) with an options schema and, optionally, a ``joint`` step that
+             redraws the media of models compared side by side together (e.g. on one colour scale).
 exporters    :class:`ExporterSpec` — ``(model, out, *, options, progress, cancel, **context) -> dict``
              writing a file or folder (ONNX, a native folder, ...), with an options schema and, optionally,
              a benchmark runner for what it writes, advice measured before exporting and a per-layer choice.
@@ -159,6 +160,11 @@ class PreviewerSpec:
     families: tuple[str, ...] = ("*",)
     options: str | None = None
     label: str = ""  # what the compare panel calls it
+    # "module:function" ``(medias: list[media]) -> list[media]``: given the media this previewer made for models
+    # compared side by side (original first, same options), the same number of media redrawn together — e.g.
+    # heatmaps put on one shared colour scale.  Each media's ``meta`` carries what the redraw needs.  None: each
+    # model's media is shown as made.
+    joint: str | None = None
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,8 @@ class Estimate:
     units_before: int
     units_removed: int
     bytes_per_param: int
+    macs_before: int | None = None  # None: the family declares no MACs
+    macs_after: int | None = None
 
     @property
     def size_before(self) -> int:
@@ -43,8 +45,22 @@ class Estimate:
         return 1.0 - self.params_after / self.params_before if self.params_before else 0.0
 
     @property
+    def macs_removed_fraction(self) -> float | None:
+        if not self.macs_before or self.macs_after is None:
+            return None
+        return 1.0 - self.macs_after / self.macs_before
+
+    @property
+    def speedup_basis(self) -> str:
+        """What :attr:`speedup` is the ratio of: "MAC" when the family counts MACs, else "parameter"."""
+        return "MAC" if self.macs_before and self.macs_after is not None else "parameter"
+
+    @property
     def speedup(self) -> float:
-        """Expected speedup: the parameter ratio (a first-order estimate; the benchmark measures it)."""
+        """Expected speedup: the MAC ratio when the graph counts MACs, else the parameter ratio (first-order
+        estimates; the benchmark measures the real one)."""
+        if self.speedup_basis == "MAC":
+            return self.macs_before / self.macs_after if self.macs_after else math.inf
         return self.params_before / self.params_after if self.params_after else math.inf
 
 
@@ -61,7 +77,8 @@ def bytes_per_param(model: LoadedModel) -> int:
 def removal_closure(graph: UnitGraph, unit_ids: Sequence[str]) -> list[str]:
     """Every unit that goes when ``unit_ids`` are removed, in graph order: the units themselves, the partners
     they name in ``attrs["removes_with"]`` (a U-Net's down-stage layer takes its mirrored up-stage layer along),
-    and units whose ``attrs["removed_with"]`` names a unit that goes.  A unit inside one that goes goes too
+    units whose ``attrs["removed_with"]`` names a unit that goes, and units with an ``attrs["removed_with_all"]``
+    group (a list of unit ids) that goes entirely (a head left with no query/key pair goes).  A unit inside one that goes goes too
     (it is not listed unless named), and its partners go with it."""
     gone = {u for u in unit_ids if u in graph}
 
@@ -80,7 +97,9 @@ def removal_closure(graph: UnitGraph, unit_ids: Sequence[str]) -> list[str]:
             else:
                 named = unit.attrs.get("removed_with")
                 named = [named] if isinstance(named, str) else list(named or ())
-                if any(n in graph and inside(n) for n in named):
+                groups = unit.attrs.get("removed_with_all") or ()
+                if any(n in graph and inside(n) for n in named) or any(
+                        group and all(n in graph and inside(n) for n in group) for group in groups):
                     gone.add(unit.id)
                     changed = True
     return [u.id for u in graph.units if u.id in gone]
@@ -101,53 +120,86 @@ def unit_title(graph: UnitGraph, unit_id: str) -> str:
     return f"{graph.get(unit.parent).label.split(' · ')[0]} · {unit.label}"
 
 
+def removed_macs(graph: UnitGraph, unit_ids: Sequence[str]) -> int:
+    """MACs that go with ``unit_ids`` (partners included, each counted once)."""
+    return graph.removed_macs(removal_closure(graph, unit_ids))
+
+
 def estimate(graph: UnitGraph, remove: Sequence[str], bytes_per_param: int = 4) -> Estimate:
-    gone = removed_params(graph, list(dict.fromkeys(remove)))
+    ids = list(dict.fromkeys(remove))
+    gone = removed_params(graph, ids)
     total = graph.total_params
+    macs = graph.total_macs
     return Estimate(params_before=total, params_after=total - gone, units_before=len(graph.prunable()),
-                    units_removed=len(set(remove)), bytes_per_param=bytes_per_param)
+                    units_removed=len(set(remove)), bytes_per_param=bytes_per_param, macs_before=macs,
+                    macs_after=None if macs is None else max(0, macs - removed_macs(graph, ids)))
 
 
 
 def select_by_budget(graph: UnitGraph, scores: Scores, *, blocks: int | None = None,
-                     params_fraction: float | None = None, keep: str | None = None) -> list[str]:
+                     params_fraction: float | None = None, macs_fraction: float | None = None,
+                     keep: str | None = None) -> list[str]:
     """Least important units (by ``scores``) not locked by ``keep``, in graph order.
 
-    ``blocks``: remove exactly that many units.  ``params_fraction``: walk the ranking from the least
-    important unit and take each unit while the removed parameters stay within that fraction of the
-    model's parameters (at least one unit; the most important unit always stays).
+    ``blocks``: remove exactly that many units.  ``params_fraction`` / ``macs_fraction``: walk the ranking from
+    the least important unit and take each unit while what is removed stays within that fraction of the model's
+    parameters / MACs; a unit that would overshoot is passed over and the walk goes on (a smaller one further up
+    the ranking may still fit), so a budget is spent as fully as the ranking allows.  At least one unit; the
+    most important unit always stays.  A MACs budget needs a graph whose units declare MACs and never takes a
+    unit that declares none.
     """
-    if (blocks is None) == (params_fraction is None):
-        raise SlimError("give either a number of blocks or a fraction of the parameters")
+    given = [v is not None for v in (blocks, params_fraction, macs_fraction)]
+    if sum(given) != 1:
+        raise SlimError("give one budget: a number of blocks, a fraction of the parameters or a fraction of the MACs")
     if blocks is not None:
         if blocks < 1:
             raise SlimError("choose at least one block to remove")
         return plan_from_scores(graph, scores, count=blocks, keep=keep).remove
-    assert params_fraction is not None
-    if not 0 < params_fraction < 1:
-        raise SlimError(f"the parameter budget must be between 0 and 100%, got {params_fraction * 100:g}%")
+    what, fraction = ("parameters", params_fraction) if params_fraction is not None else ("MACs", macs_fraction)
+    assert fraction is not None
+    if not 0 < fraction < 1:
+        raise SlimError(f"the {what} budget must be between 0 and 100%, got {fraction * 100:g}%")
+    if what == "MACs":
+        total = graph.total_macs
+        if not total:
+            raise SlimError("this model's graph counts no MACs", hint="budget by parameters or by blocks")
+        cost = removed_macs
+    else:
+        total = graph.total_params
+        cost = removed_params
     locked = set(parse_keep(keep, graph)) if keep is not None else set(scores.locked)
     prunable = [u.id for u in graph.prunable()]
     missing = set(prunable) - set(scores.values)
     if missing:
         raise SlimError(f"the scores do not cover unit(s) {', '.join(sorted(missing))}",
                         hint="re-run the analysis on this model")
-    candidates = [uid for uid in scores.ranking() if uid in set(prunable) and uid not in locked]
-    budget = params_fraction * graph.total_params
+    pool = set(prunable)
+    # a unit whose score is not a number is never chosen by a budget (it stays)
+    candidates = [uid for uid in scores.ranking() if uid in pool and uid not in locked
+                  and not math.isnan(scores.values[uid]) and (what != "MACs" or graph.get(uid).macs is not None)]
+    budget = fraction * total
     chosen: list[str] = []
     spent = 0
+    gone: set[str] = set()
     for uid in candidates:
         if len(chosen) >= len(prunable) - 1:
             break
-        size = removed_params(graph, [*chosen, uid]) - removed_params(graph, chosen)
+        if what == "MACs" and (uid in gone or gone.intersection(graph.ancestors(uid))):
+            continue  # already going with what was chosen (e.g. a head whose every q/k pair was chosen)
+        size = cost(graph, [*chosen, uid]) - spent
         if spent + size > budget:
-            break
+            if what == "parameters":
+                break  # parameters: the historical rule, the walk stops at the first unit that does not fit
+            continue
         chosen.append(uid)
         spent += size
+        if what == "MACs":
+            gone = set(removal_closure(graph, chosen))
     if not chosen:
         if not candidates:
-            raise SlimError("every prunable unit is locked by the keep-set", hint="loosen the keep-set")
-        smallest = graph.get(candidates[0]).params / max(1, graph.total_params)
-        raise SlimError(f"{params_fraction * 100:g}% of the parameters is less than one block "
+            raise SlimError("every prunable unit is locked by the keep-set" if what == "parameters" or not locked
+                            else "no unlocked unit declares MACs", hint="loosen the keep-set")
+        smallest = cost(graph, [candidates[0]]) / max(1, total)
+        raise SlimError(f"{fraction * 100:g}% of the {what} is less than one block "
                         f"({smallest * 100:.1f}%)", hint="raise the budget or select by blocks")
     return sorted(chosen, key=prunable.index)

@@ -29,7 +29,9 @@ def preview_task(models: Sequence[LoadedModel | str], previewer: str, *, registr
     ``options`` go to the previewer as they are (a text previewer's prompt and token count, an image
     previewer's prompt, seed, number of images, steps and guidance).  Each model's ``labels`` entry and the
     job's ``progress`` (scaled to this model's share) and ``cancel`` are passed too when the previewer takes
-    them (by name or through ``**kwargs``), so a long preview reports progress and stops when cancelled."""
+    them (by name or through ``**kwargs``), so a long preview reports progress and stops when cancelled.
+    With more than one model, a previewer that declares a ``joint`` step has its media redrawn together (e.g.
+    on one colour scale) before they are returned."""
     labels = list(labels) if labels is not None else [None] * len(models)
     if len(labels) != len(models):
         raise SlimError("give one label per model to preview")
@@ -53,6 +55,13 @@ def preview_task(models: Sequence[LoadedModel | str], previewer: str, *, registr
         extra = {"label": label, "progress": sub, "cancel": cancel}
         out.append(fn(model, **values, **_accepted(fn, {k: v for k, v in extra.items() if v is not None})))
     check(cancel)
+    if len(out) > 1 and spec.joint:
+        joint = registry.target(spec, spec.joint, "joint")
+        redrawn = list(joint(out))
+        if len(redrawn) != len(out):
+            raise SlimError(f"the {spec.name} previewer's joint step returned {len(redrawn)} media for {len(out)} "
+                            "models", hint="report this to the plugin's authors")
+        out = redrawn
     report(progress, n * 1000, n * 1000, "done")
     return out
 

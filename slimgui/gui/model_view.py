@@ -82,7 +82,7 @@ class GraphView(QGraphicsView):
         with_children = {u.parent for u in graph.units if u.parent is not None}
         top = [u for u in graph.units if u.parent is None]
         biggest = max((u.params for u in top), default=1) or 1
-        macs_of = layout.macs_per
+        macs_of = graph.attrs.get("macs_per") or layout.macs_per  # the family's word, else the layout's
         for unit in graph.units:
             parent_params = graph.get(unit.parent).params if unit.parent else biggest
             item = UnitItem(unit, unit.id in with_children, unit.params / max(1, parent_params), layout.capacity_bars)
@@ -451,7 +451,7 @@ class ModelPanel(QWidget):
         lines = [f"<b>{unit.label}</b> <span style='color:#6b7280'>({unit.id})</span>",
                  f"parameters: {unit.params:,} ({100 * unit.params / total:.2f}% of the model)"]
         if unit.macs:
-            per = layout_for(g).macs_per
+            per = g.attrs.get("macs_per") or layout_for(g).macs_per
             lines.append(f"MACs per {per}: {unit.macs:,}")
         for key in ("type", "module", "block"):
             if unit.attrs.get(key):

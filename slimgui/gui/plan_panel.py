@@ -29,6 +29,7 @@ from slimgui.core.io import cache_dir
 from slimgui.core.jobs import Job, apply_task
 from slimgui.core.ops import preset_plan, save
 from slimgui.core.session import human_bytes, human_count, preset_choices, select_by_budget, unit_title
+from slimgui.gui.graph_layouts import layout_for
 
 from .document import Document
 from .notify import Notifier
@@ -36,6 +37,7 @@ from .workers import JobRunner
 
 BUDGET_PARAMS = "% of parameters"
 BUDGET_BLOCKS = "blocks"
+BUDGET_MACS = "% of MACs"  # offered when the model's graph counts MACs
 
 
 def workspace_dir() -> Path:
@@ -97,7 +99,7 @@ class PlanPanel(QWidget):
         grid = QGridLayout(est)
         self.est_labels: dict[str, QLabel] = {}
         self.est_titles: dict[str, QLabel] = {}
-        for row, (key, title) in enumerate((("blocks", "Blocks"), ("params", "Parameters"),
+        for row, (key, title) in enumerate((("blocks", "Blocks"), ("params", "Parameters"), ("macs", "MACs"),
                                             ("size", "Size on disk"), ("speedup", "Expected speedup"))):
             self.est_titles[key] = QLabel(title)
             grid.addWidget(self.est_titles[key], row, 0)
@@ -109,7 +111,7 @@ class PlanPanel(QWidget):
         self.selected = QLabel()
         self.selected.setWordWrap(True)
         self.selected.setObjectName("Hint")
-        grid.addWidget(self.selected, 4, 0, 1, 2)
+        grid.addWidget(self.selected, 5, 0, 1, 2)
         # apply
         self.apply_button = QPushButton("Apply — build the slimmed model")
         self.apply_button.setObjectName("Primary")
@@ -254,6 +256,9 @@ class PlanPanel(QWidget):
         try:
             if self.unit.currentText() == BUDGET_BLOCKS:
                 chosen = select_by_budget(g, scores, blocks=int(self.amount.value()), keep=self.doc.keep or "")
+            elif self.unit.currentText() == BUDGET_MACS:
+                chosen = select_by_budget(g, scores, macs_fraction=self.amount.value() / 100,
+                                          keep=self.doc.keep or "")
             else:
                 chosen = select_by_budget(g, scores, params_fraction=self.amount.value() / 100,
                                           keep=self.doc.keep or "")
@@ -274,10 +279,24 @@ class PlanPanel(QWidget):
         self.keep.setToolTip(f"{words.capitalize()} that are never removed (drawn with a padlock)")
         self.keep.setText(self.doc.keep or "")
         self.keep.setStyleSheet("")
+        self._fill_budget_units()
         self._unit_changed(self.unit.currentText())
         self._scores_changed()
         self.update_estimate()
         self._slimmed_changed()
+
+    def _fill_budget_units(self) -> None:
+        """Blocks and % of parameters always; % of MACs when the model's graph counts MACs."""
+        g = self.doc.graph
+        wanted = [BUDGET_PARAMS, BUDGET_BLOCKS] + ([BUDGET_MACS] if g is not None and g.total_macs else [])
+        current = self.unit.currentText()
+        if [self.unit.itemText(i) for i in range(self.unit.count())] == wanted:
+            return
+        self.unit.blockSignals(True)
+        self.unit.clear()
+        self.unit.addItems(wanted)
+        self.unit.setCurrentText(current if current in wanted else BUDGET_PARAMS)
+        self.unit.blockSignals(False)
 
     def _scores_changed(self) -> None:
         names = list(self.doc.scores)
@@ -312,7 +331,15 @@ class PlanPanel(QWidget):
         self.est_labels["size"].setText(
             f"{human_bytes(est.size_before)} → <b>{human_bytes(est.size_after)}</b>  "
             f"({est.bytes_per_param} bytes/param)")
-        self.est_labels["speedup"].setText(f"<b>×{est.speedup:.2f}</b>  (parameter ratio)")
+        has_macs = est.macs_before is not None and est.macs_after is not None
+        self.est_titles["macs"].setVisible(has_macs)
+        self.est_labels["macs"].setVisible(has_macs)
+        if has_macs:
+            per = f" per {g.attrs.get('macs_per') or layout_for(g).macs_per}"
+            self.est_labels["macs"].setText(
+                f"{human_count(est.macs_before)} → <b>{human_count(est.macs_after)}</b>{per}  "
+                f"(−{100 * (est.macs_removed_fraction or 0):.1f}%)")
+        self.est_labels["speedup"].setText(f"<b>×{est.speedup:.2f}</b>  ({est.speedup_basis} ratio)")
         for label in self.est_labels.values():
             label.setToolTip(f"{est.params_before:,} → {est.params_after:,} parameters")
         removing = self.doc.remove

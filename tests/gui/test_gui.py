@@ -207,7 +207,13 @@ def test_clicking_blocks_updates_the_estimate(qtbot, window, tiny_models):
     after = g.total_params - g.get("block.1").params
     labels = window.plan_panel.est_labels
     assert f"<b>{human_count(after)}</b>" in labels["params"].text()
-    assert f"×{g.total_params / after:.2f}" in labels["speedup"].text()
+    # the expected speedup is the MAC ratio where the family counts MACs (embeddings cost parameters, not MACs)
+    if g.total_macs:
+        macs_after = g.total_macs - g.removed_macs(["block.1"])
+        assert f"×{g.total_macs / macs_after:.2f}" in labels["speedup"].text() and "MAC ratio" in labels["speedup"].text()
+        assert labels["macs"].isVisibleTo(window.plan_panel)
+    else:
+        assert f"×{g.total_params / after:.2f}" in labels["speedup"].text()
     assert labels["blocks"].text().startswith("4 → <b>3</b>")
     assert f"{after * 4 / 1000:.1f} KB" in labels["size"].text()  # float32: 4 bytes a parameter
     assert view.unit_items["block.1"].removed

@@ -78,7 +78,7 @@ plugin = Plugin(
         PreviewerSpec("attention", f"{ME}.preview:attention_preview", "image",
                       "an image with the top-5 predictions and the class token's attention overlaid",
                       families=("vit",), options=f"{ME}.options:AttentionPreviewOptions",
-                      label="Predictions and attention"),
+                      label="Predictions and attention", joint=f"{ME}.preview:same_scale"),
     ],
     exporters=[
         ExporterSpec("onnx", f"{ME}.export:export_onnx", label="ONNX (ViT)",

@@ -163,6 +163,14 @@ class ViTAdapter(ModelAdapter):
         hf_logging.set_verbosity_error()
         report(progress, 0, 3, "reading config")
         p = Path(path).expanduser()
+        if isinstance(match, dict) and match.get("timm"):
+            return self._load_timm(Path(match["timm"]), match.get("timm_config"), weights, progress, cancel)
+        if p.exists() and (p.suffix == ".safetensors" or p.is_dir()):
+            from .timm_format import locate
+
+            found = locate(p)
+            if found is not None:
+                return self._load_timm(found[0], found[1], weights, progress, cancel)
         folder = probe._folder(p) if p.exists() else None
         if folder is None:
             raise SlimError(f"{path} is not a ViT model folder", hint="a folder with config.json (and model.safetensors)")
@@ -196,6 +204,56 @@ class ViTAdapter(ModelAdapter):
         extra: dict[str, Any] = {"weight_files": [str(f) for f in files], "preprocess": self._preprocess(folder)}
         return LoadedModel(family=FAMILY, adapter=ADAPTER, source=str(folder), module=module, config=config,
                            has_weights=bool(files), impl=self, extra=extra)
+
+    def _load_timm(self, file: Path, doc: dict[str, Any] | None, weights: bool, progress: ProgressFn | None,
+                   cancel: CancelToken | None) -> LoadedModel:
+        """A timm VisionTransformer / DeiT checkpoint (see :mod:`.timm_format`): its config from the shapes, its
+        fused qkv split into our q/k/v projections."""
+        from safetensors import safe_open
+
+        from . import timm_format
+
+        check_safetensors(file)
+        shapes = timm_format.header_shapes(file)
+        doc_hf, notes = timm_format.config_of(shapes, doc, str(file))
+        kwargs = probe.slim_kwargs(doc_hf, str(file))
+        config = SlimViTConfig(**kwargs)
+        with torch.device("meta"):
+            module = SlimViTForImageClassification(config)
+        report(progress, 1, 3, "loading weights" if weights else "building structure (no weights)")
+        if weights:
+            expected = {n: tuple(t.shape) for n, t in module.state_dict().items()}
+            state: dict[str, torch.Tensor] = {}
+            with safe_open(str(file), framework="pt") as fh:
+                for key in fh.keys():
+                    if cancel is not None:
+                        cancel.raise_if_cancelled()
+                    targets = timm_format.ours(key)
+                    if targets is None:
+                        continue
+                    if not targets:
+                        raise SlimError(f"{file.name} holds the tensor {key}, which a timm VisionTransformer of this "
+                                        "shape does not have", hint="the family opens timm's plain ViT / DeiT")
+                    tensor = fh.get_tensor(key).to(torch.float32)
+                    for name, part in targets:
+                        t = tensor if part is None else tensor.chunk(3, dim=0)[part]
+                        if name not in expected or tuple(t.shape) != expected[name]:
+                            raise SlimError(f"{file.name}: {key} is {_shape(tensor.shape)}, which does not fit a ViT "
+                                            f"of width {config.hidden_size} with {len(config.qk_dims)} blocks",
+                                            hint="the file may be damaged or not a timm ViT")
+                        state[name] = t.contiguous()
+            missing = [n for n in expected if n not in state]
+            if missing:
+                raise SlimError(f"{file.name} lacks {timm_format.timm_name(missing[0])} (and {len(missing) - 1} more)"
+                                if len(missing) > 1 else f"{file.name} lacks {timm_format.timm_name(missing[0])}",
+                                hint="the file may not hold a whole timm ViT")
+            module.load_state_dict(state, strict=True, assign=True)
+        module.eval()
+        report(progress, 3, 3, "loaded")
+        extra: dict[str, Any] = {"weight_files": [str(file)] if weights else [], "notes": notes,
+                                 "preprocess": timm_format.preprocess_of(doc), "format": "timm"}
+        return LoadedModel(family=FAMILY, adapter=ADAPTER, source=str(file), module=module, config=config,
+                           has_weights=weights, impl=self, extra=extra)
 
     @staticmethod
     def _weight_files(folder: Path) -> list[Path]:
@@ -319,7 +377,9 @@ class ViTAdapter(ModelAdapter):
                 head_units.append(Unit(hid, "head", f"Block {li} head {h} · q/k {wq}, v {wv}", parent=f"{bid}.attn", params=hp, macs=hm,
                                        prunable=True,
                                        attrs={"index": h, "origin": cfg.head_origin[li][h], "qk_width": wq,
-                                              "v_width": wv, "head_size": cfg.head_size}))
+                                              "v_width": wv, "head_size": cfg.head_size,
+                                              # a head left with no q/k pair or no value neuron is removed
+                                              "removed_with_all": [[u.id for u in qk_units], [u.id for u in v_units]]}))
                 head_units += qk_units + v_units
             mlp_units = [Unit(f"{bid}.mlp.{g}", "neurons", f"neurons {s}-{s + n - 1}", parent=f"{bid}.mlp",
                               params=n * (d + 1) + n * d, macs=2 * n * d * t, prunable=True,
@@ -329,20 +389,25 @@ class ViTAdapter(ModelAdapter):
             units.append(Unit(bid, "block", f"Block {li}", params=block_params, macs=attn_macs + mlp_macs,
                               prunable=True,
                               attrs={"index": li, "origin": cfg.block_origin[li], "heads": len(qk_row),
-                                     "qk_widths": list(qk_row), "v_widths": list(v_row), "mlp_width": inter}))
+                                     "qk_widths": list(qk_row), "v_widths": list(v_row), "mlp_width": inter,
+                                     # a block left with neither a head nor an MLP neuron is removed
+                                     "removed_with_all": [[f"{bid}.head.{h}" for h in range(len(qk_row))]
+                                                          + [u.id for u in mlp_units]]}))
             if block.attn is not None:
                 attn_params = int(sum(p.numel() for p in block.attn.parameters()) + 2 * d)
                 units.append(Unit(f"{bid}.attn", "attention", f"Attention · {len(qk_row)} heads", parent=bid,
                                   params=attn_params, macs=attn_macs,
                                   attrs={"heads": len(qk_row), "qk_width": sum(qk_row), "v_width": sum(v_row),
                                          "cells": "children",  # the app draws its heads as coloured cells
+                                         "removed_with_all": [[f"{bid}.head.{h}" for h in range(len(qk_row))]],
                                          "note": "its heads; the output projection's bias and the norm go with the "
                                                  "last head"}))
                 units += head_units
             if block.mlp is not None:
                 units.append(Unit(f"{bid}.mlp", "mlp", f"Block {li} MLP · {inter} neurons", parent=bid,
                                   params=int(sum(p.numel() for p in block.mlp.parameters()) + 2 * d), macs=mlp_macs,
-                                  attrs={"width": inter, "group": groups["mlp"]}))
+                                  attrs={"width": inter, "group": groups["mlp"],
+                                         "removed_with_all": [[u.id for u in mlp_units]]}))
                 units += mlp_units
             ids.append(bid)
         units.append(Unit("norm", "norm", "Final norm", params=2 * d))

@@ -60,13 +60,19 @@ def _folder(p: Path) -> Path | None:
 
 def match(path: str) -> float | tuple[float, dict[str, Any]]:
     """How sure the ViT family is that it opens ``path``: ``(confidence, {"folder", "config"})`` for a folder (or its
-    config/weights file) whose config.json is a ViT's, DeiT's or SlimGUI's pruned ViT's; 0 otherwise.  Reads the
+    config/weights file) whose config.json is a ViT's, DeiT's or SlimGUI's pruned ViT's; ``(0.9, {"timm", "timm_config"})``
+    for a timm VisionTransformer checkpoint (from its safetensors header); 0 otherwise.  Reads the
     JSON only; a config whose numbers are wrong still matches, and ``load`` says what is wrong with it."""
     p = Path(path)
     if not p.exists():
         return 0.0
     folder = _folder(p)
-    if folder is None:
+    if folder is None or (p.is_dir() and not (p / "config.json").is_file()):
+        from .timm_format import locate  # a timm checkpoint: a .safetensors file, or a folder with one
+
+        found = locate(p)
+        if found is not None:
+            return 0.9, {"timm": str(found[0]), "timm_config": found[1]}
         return 0.0
     cfg = folder / "config.json"
     if not cfg.is_file() or (folder / "model_index.json").is_file():
@@ -83,6 +89,12 @@ def match(path: str) -> float | tuple[float, dict[str, Any]]:
         return 1.0, info
     if model_type in MODEL_TYPES:
         return 0.95, info
+    if not model_type and "architecture" in doc:  # timm's own config.json beside a timm checkpoint
+        from .timm_format import locate
+
+        found = locate(p)
+        if found is not None:
+            return 0.9, {"timm": str(found[0]), "timm_config": found[1]}
     return 0.0
 
 
