@@ -471,4 +471,4 @@ def test_prune_by_macs_in_the_cli(demo, tmp_path, capsys):
     assert plan["meta"]["budget"] == {"macs_fraction": 0.4} and plan["meta"]["macs_after"] == doc["macs_after"]
     assert main(["prune", "demo:vit", "--criterion", "magnitude", "--macs-fraction", "0.4", "--count", "3",
                  "--out", str(tmp_path / "x")]) == 2
-    assert "not 2" in capsys.readouterr().err
+    assert "--count or --macs-fraction, not both" in capsys.readouterr().err

@@ -196,7 +196,7 @@ def cmd_analyze(args) -> int:
     from slimgui.core.ops import graph_of
 
     if args.out is not None:
-        check_out(args.out, "file", force=True)
+        check_out(args.out, "file", force=args.force)
     reg = args.registry
     bar = ProgressBar(not args.quiet)
     try:
@@ -244,7 +244,9 @@ def cmd_prune(args) -> int:
 
     budgets = [f for f, v in (("--ratio", args.ratio), ("--count", args.count), ("--params-fraction", args.params_fraction),
                               ("--macs-fraction", args.macs_fraction)) if v is not None]
-    if len(budgets) > 1:
+    if len(budgets) == 2:
+        raise SlimError(f"give {budgets[0]} or {budgets[1]}, not both")
+    if len(budgets) > 2:
         raise SlimError(f"give one of {', '.join(budgets)}, not {len(budgets)}")
     check_out(args.out, "folder", force=args.force, sources=sources(args.model))
     reg = args.registry
@@ -320,7 +322,7 @@ def cmd_prune(args) -> int:
 def cmd_report(args) -> int:
     from slimgui.core.report import session_report
 
-    check_out(args.out, "file", force=True)
+    check_out(args.out, "file", force=args.force)
     out = session_report(args.session, args.out, bench=args.bench, exports=args.export or [])
     emit(args, {"out": str(out)}, f"report written to {out} (open it in a browser)")
     return 0
@@ -364,6 +366,7 @@ def add_parsers(sub, registry, common) -> None:
     common(sp)
     sp.add_argument("--criterion", required=True, help="criterion name (`slimgui plugins` lists them)")
     sp.add_argument("--out", help="write the scores to this JSON file")
+    sp.add_argument("--force", action="store_true", help="replace an existing --out file")
     calib(sp)
     sp.set_defaults(func=cmd_analyze)
 
@@ -394,6 +397,7 @@ def add_session_parsers(sub, registry, common) -> None:
     sp = sub.add_parser("report", help="an HTML report of a session (scores, plan, healing, benchmark, exports)")
     sp.add_argument("session", metavar="SESSION.slim")
     sp.add_argument("--out", required=True, help="the .html file to write")
+    sp.add_argument("--force", action="store_true", help="replace an existing --out file")
     sp.add_argument("--bench", help="a `slimgui bench --json` output to include")
     sp.add_argument("--export", action="append", help="an exported file whose check report to include (repeatable)")
     common(sp, model=False)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import stat
 import tempfile
 from collections.abc import Callable, Iterator
@@ -195,6 +197,72 @@ def _is_within(child: Path, parent: Path) -> bool:
     return child == parent or parent in child.parents
 
 
+# The file SlimGUI writes into every folder it creates as an output; ``--force`` replaces a non-empty folder only
+# when it holds this (or a file only SlimGUI writes: a plan, a training job or its record).
+OUTPUT_MARKER = ".slimgui-output"
+OWN_FILES = (OUTPUT_MARKER, "slimgui_plan.json", "job.json", "slimgui_train.json")
+STAGING = re.compile(r"^\.(?P<name>.+)\.(?P<what>partial|old)-(?P<pid>\d+)$")
+
+
+def write_output_marker(folder: str | os.PathLike, what: str) -> None:
+    """Mark ``folder`` as SlimGUI's output (what it holds, e.g. "model"), so a later ``--force`` may replace it."""
+    atomic_write_text(Path(folder) / OUTPUT_MARKER, json.dumps({"written_by": "slimgui", "holds": what}) + "\n")
+
+
+def is_own_output(folder: Path) -> bool:
+    """Whether ``folder`` is one SlimGUI wrote (it holds the output marker, a plan or a training job)."""
+    return any((folder / name).is_file() for name in OWN_FILES)
+
+
+def pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def staging_name(path: str | os.PathLike) -> re.Match | None:
+    """The parts of a staging folder's name (``.NAME.partial-PID`` / ``.NAME.old-PID``), or None."""
+    return STAGING.match(Path(path).name)
+
+
+def clean_stale_staging(out: Path) -> list[Path]:
+    """Remove the staging folders of earlier saves into ``out`` whose process is gone (a kill before the final
+    rename leaves ``.NAME.partial-PID``; one during a ``--force`` replace leaves ``.NAME.old-PID``).  Returns what
+    was removed."""
+    removed = []
+    try:
+        siblings = list(out.parent.iterdir()) if out.parent.is_dir() else []
+    except OSError:
+        return removed
+    for sib in siblings:
+        m = staging_name(sib)
+        if m is None or m.group("name") != out.name or pid_alive(int(m.group("pid"))):
+            continue
+        try:
+            shutil.rmtree(sib) if sib.is_dir() and not sib.is_symlink() else sib.unlink()
+            removed.append(sib)
+        except OSError:
+            pass
+    return removed
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the disk (or quota) is full: an OSError ENOSPC/EDQUOT, or a library's error that
+    carries the OS message (safetensors: "No space left on device (os error 28)")."""
+    import errno
+
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc)
+    return "No space left on device" in text or "Disk quota exceeded" in text
+
+
 def check_output_path(path: str | os.PathLike | None, kind: str = "folder", *, force: bool = False,
                       sources: Any = (), what: str = "--out") -> Path:
     """Check, before any work starts, that an output can be written; returns its absolute path.
@@ -278,6 +346,14 @@ def check_output_path(path: str | os.PathLike | None, kind: str = "folder", *, f
                 raise SlimError(f"cannot read {real}: {exc.strerror or exc}") from None
             if not empty:
                 raise SlimError(f"{real} already exists and is not empty", hint=f"choose another {what} or pass --force")
+        elif stat.S_ISDIR(st.st_mode):
+            try:
+                empty = not any(real.iterdir())
+            except OSError as exc:
+                raise SlimError(f"cannot read {real}: {exc.strerror or exc}") from None
+            if not empty and not is_own_output(real):
+                raise SlimError(f"{real} holds files SlimGUI did not write; --force replaces only SlimGUI's own "
+                                "outputs", hint=f"choose another {what}, or empty that folder first")
     anc = real.parent
     while not anc.exists():
         if anc.is_symlink():

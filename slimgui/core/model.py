@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SlimError
+from .io import staging_name
 from .plugins import AdapterSpec, Plugin, Registry, discover
 from .progress import CancelToken, ProgressFn
 from .safety import PICKLE_SUFFIXES, check_pickle_checkpoint, check_safetensors, is_pickle_checkpoint
@@ -74,9 +75,20 @@ def describe_path(path: Path) -> str:
     return f"a {suffix} file"
 
 
+def refuse_staging(p: Path) -> None:
+    """A staging folder of an interrupted save (``.NAME.partial-PID``, ``.NAME.old-PID``) is never opened: it may
+    look complete and is not."""
+    staging = staging_name(p)
+    if staging is not None:
+        raise SlimError(f"{p} is an unfinished SlimGUI output (a staging folder of "
+                        f"{staging.group('name')} left by an interrupted save)",
+                        hint=f"open {p.parent / staging.group('name')}, or delete the staging folder")
+
+
 def probe(path: str, registry: Registry) -> list[tuple[float, Plugin, AdapterSpec]]:
     """Adapters that can open ``path``, best first. Pickle checkpoints are vetted first."""
     p = Path(path).expanduser()
+    refuse_staging(p)
     if not p.exists():
         if not HUB_ID.match(path):
             raise SlimError(f"{path} does not exist", hint="give a model folder or file")
@@ -94,6 +106,7 @@ def open_model(path: str, *, registry: Registry | None = None, adapter: str | No
     :class:`~slimgui.core.plugins.Candidate` of an earlier :func:`probe` of ``path`` (no second probe; what
     its match found is handed to the adapter's ``load``)."""
     registry = registry or discover()
+    refuse_staging(Path(path).expanduser())
     if candidate is not None:
         adapter = candidate[2].name
         if getattr(candidate, "info", None) is not None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from .errors import SlimError
 from .graph import UnitGraph
-from .io import atomic_write_text, check_output_path
+from .io import atomic_write_text, check_output_path, clean_stale_staging, disk_full, write_output_marker
 from .model import LoadedModel
 from .plan import PruningPlan, parse_keep
 from .plugins import Registry
@@ -149,6 +149,7 @@ def save(model: LoadedModel, out_dir: str | os.PathLike, *, registry: Registry, 
         raise SlimError(f"cannot create {out.parent}: {exc.strerror or exc}") from exc
     if not os.access(out.parent, os.W_OK):
         raise SlimError(f"cannot write into {out.parent}", hint="choose a writable --out")
+    clean_stale_staging(out)  # what a killed save into the same place left behind
     tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -159,6 +160,7 @@ def save(model: LoadedModel, out_dir: str | os.PathLike, *, registry: Registry, 
             plan.save(tmp / "slimgui_plan.json")
         for name, text in (extra_files or {}).items():
             atomic_write_text(tmp / name, text)
+        write_output_marker(tmp, "model")
         if out.exists():
             old = out.with_name(f".{out.name}.old-{os.getpid()}")
             os.replace(out, old)
@@ -166,8 +168,11 @@ def save(model: LoadedModel, out_dir: str | os.PathLike, *, registry: Registry, 
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, out)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if not isinstance(exc, SlimError) and isinstance(exc, Exception) and disk_full(exc):
+            raise SlimError(f"not enough disk space to save the model into {out}; nothing was written",
+                            hint="free some space or choose another --out") from None
         raise
     return out
 
@@ -268,8 +273,15 @@ def export(model: LoadedModel, fmt: str, out: str, *, registry: Registry, option
     check_output_path(out, spec.output, force=force, sources=[model.source])
     values = option_values(registry.options(spec), options, where=f"{spec.name} option")
     fn = registry.exporter(spec.name, model.family)
-    result = dict(fn(model, str(out), registry=registry, force=force, progress=progress, cancel=cancel,
-                     **values, **context))
+    try:
+        result = dict(fn(model, str(out), registry=registry, force=force, progress=progress, cancel=cancel,
+                         **values, **context))
+    except SlimError:
+        raise
+    except Exception as exc:
+        if disk_full(exc):
+            raise SlimError(f"not enough disk space to write {out}", hint="free some space or choose another --out") from None
+        raise
     result.setdefault("format", spec.name)
     result.setdefault("source", model.source)
     return with_metrics(result, spec.metrics)

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import Cancelled, SlimError
-from .io import atomic_write_text, read_versioned_json, write_versioned_json
+from .io import atomic_write_text, disk_full, read_versioned_json, write_versioned_json
 from .progress import CancelToken
 
 SCHEMA_VERSION = 2
@@ -231,15 +231,25 @@ def save_checkpoint(accelerator, model, optimizer, scheduler, out: Path, step: i
     accelerator.wait_for_everyone()
     rank = accelerator.process_index
     rng_doc, torch_rng = _rng_state()
-    atomic_write_text(partial / f"rng_state_{rank}.json", json.dumps(rng_doc))
-    save_file({"torch": torch_rng}, str(partial / f"rng_state_{rank}.safetensors"))
-    torch.save(optimizer.state_dict(), partial / f"optimizer_{rank}.pt")
-    if accelerator.is_main_process:
-        save_file(_trainable_state(accelerator.unwrap_model(model)), str(partial / "trainable.safetensors"))
-        if extra:
-            save_file({k: v.detach().contiguous().cpu() for k, v in extra.items()}, str(partial / "extra_state.safetensors"))
-        torch.save(scheduler.state_dict(), partial / "scheduler.pt")
-        atomic_write_text(partial / "trainer_state.json", json.dumps({**state, "global_step": step}, indent=1))
+    try:
+        atomic_write_text(partial / f"rng_state_{rank}.json", json.dumps(rng_doc))
+        save_file({"torch": torch_rng}, str(partial / f"rng_state_{rank}.safetensors"))
+        torch.save(optimizer.state_dict(), partial / f"optimizer_{rank}.pt")
+        if accelerator.is_main_process:
+            save_file(_trainable_state(accelerator.unwrap_model(model)), str(partial / "trainable.safetensors"))
+            if extra:
+                save_file({k: v.detach().contiguous().cpu() for k, v in extra.items()},
+                          str(partial / "extra_state.safetensors"))
+            torch.save(scheduler.state_dict(), partial / "scheduler.pt")
+            atomic_write_text(partial / "trainer_state.json", json.dumps({**state, "global_step": step}, indent=1))
+    except Exception as exc:
+        shutil.rmtree(partial, ignore_errors=True)
+        if disk_full(exc):
+            kept = checkpoints(out)
+            raise SlimError(f"not enough disk space to save checkpoint {step} in {out}"
+                            + (f"; {kept[-1].name} is intact, resume continues from there" if kept else ""),
+                            hint="free some space, then resume the run") from None
+        raise
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         if final.exists():
@@ -396,11 +406,78 @@ def estimate_job(cfg: TrainConfig, *, registry=None, world: int = 1) -> dict[str
 def run_training(cfg: TrainConfig, *, registry=None, events: EventFn | None = None, cancel: CancelToken | None = None,
                  resume: bool = False, task: TrainTask | None = None) -> dict[str, Any]:
     """Train per ``cfg``; returns the final state. Raises Cancelled (after checkpointing) when cancelled."""
-    import torch
-    from accelerate import Accelerator
 
     cfg.validate()
     out = Path(cfg.out)
+    with run_lock(out):
+        return _run_training(cfg, out, registry=registry, events=events, cancel=cancel, resume=resume, task=task)
+
+
+LOCK_FILE = ".slimgui-run.lock"
+
+
+class run_lock:
+    """One writer per run folder: ``OUT/.slimgui-run.lock`` holds the PID of the run writing there.  A second run
+    into the same folder is refused while that process lives; a lock whose process is gone (a killed run) is
+    taken over.  Only the main process of a distributed run takes it."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.path = out / LOCK_FILE
+        self.held = False
+        self.created = False
+
+    def __enter__(self) -> run_lock:
+        from .io import pid_alive
+
+        if int(os.environ.get("RANK", "0") or 0) != 0:
+            return self
+        self.created = not self.out.exists()
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SlimError(f"cannot create {self.out}: {exc.strerror or exc}") from None
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                try:
+                    pid = int(self.path.read_text().split()[0])
+                except (OSError, ValueError, IndexError):
+                    pid = -1
+                if pid > 0 and pid_alive(pid):
+                    raise SlimError(f"{self.out} is being written by another SlimGUI run (process {pid})",
+                                    hint="wait for it to finish, or choose another --out") from None
+                try:
+                    self.path.unlink()  # a stale lock: its run was killed
+                except FileNotFoundError:
+                    pass
+                continue
+            with os.fdopen(fd, "w") as fh:
+                fh.write(f"{os.getpid()}\n")
+            self.held = True
+            return self
+        raise SlimError(f"cannot lock {self.out} for this run", hint="another run may be starting there; try again")
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.held:
+            try:
+                self.path.unlink()
+            except OSError:
+                pass
+            self.held = False
+            if self.created:  # a run refused before it wrote anything leaves no empty folder behind
+                try:
+                    self.out.rmdir()
+                except OSError:
+                    pass
+
+
+def _run_training(cfg: TrainConfig, out: Path, *, registry, events, cancel, resume: bool,
+                  task: TrainTask | None) -> dict[str, Any]:
+    import torch
+    from accelerate import Accelerator
+
     existing = checkpoints(out)
     if not resume and (existing or (out / "slimgui_train.json").exists()):
         raise SlimError(f"{out} already holds a training run", hint="pass --resume to continue it, or choose another --out")
@@ -501,8 +578,15 @@ def run_training(cfg: TrainConfig, *, registry=None, events: EventFn | None = No
                 lo = (micro * world + rank) * cfg.batch_size
                 batch = to_device(take(task.train_blocks, idx[lo:lo + cfg.batch_size]), accelerator.device)
                 loss, metrics = task.loss(model, batch)
+                value = loss.item()
+                if not math.isfinite(value):
+                    kept = checkpoints(out)
+                    raise SlimError(f"the training loss became {value} at step {step + 1}: retraining stopped before "
+                                    "the weights were changed"
+                                    + (f"; {kept[-1].name} is intact" if kept else "; no checkpoint was written"),
+                                    hint="lower the learning rate, or check the model and data for NaN/Inf")
                 accelerator.backward(loss / cfg.grad_accum)
-                losses.append(loss.item())
+                losses.append(value)
             if cfg.max_grad_norm:
                 accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             optimizer.step()
@@ -544,7 +628,15 @@ def run_training(cfg: TrainConfig, *, registry=None, events: EventFn | None = No
               "resumed_from": state.get("resumed_from"), "processes": world}
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        task.save(accelerator.unwrap_model(model), str(out / "model"))
+        try:
+            task.save(accelerator.unwrap_model(model), str(out / "model"))
+        except SlimError:
+            raise
+        except Exception as exc:
+            if disk_full(exc):
+                raise SlimError(f"not enough disk space to save the healed model into {out / 'model'}; the last "
+                                "checkpoint is intact", hint="free some space, then resume the run") from None
+            raise
         atomic_write_text(out / "slimgui_train.json", json.dumps({**result, "history": state["history"],
                                                                   "val_history": state["val_history"]}, indent=1))
     emit({"event": "done", **result})
