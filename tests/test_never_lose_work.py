@@ -33,6 +33,8 @@ def test_force_replaces_only_slimguis_own_outputs(tiny_models, tmp_path, capsys)
     out = tmp_path / "mine"
     assert cli(capsys, "prune", str(src), "--remove", "1", "--out", str(out), "-q")[0] == 0
     assert (out / OUTPUT_MARKER).is_file() and (out / "slimgui_plan.json").is_file()
+    modes = {p.name: p.stat().st_mode & 0o777 for p in out.iterdir() if p.is_file()}
+    assert len(set(modes.values())) == 1, modes  # model.safetensors as readable as its siblings
     # SlimGUI's own output: --force replaces it
     assert cli(capsys, "prune", str(src), "--remove", "2", "--out", str(out), "--force", "-q")[0] == 0
     assert json.loads((out / "slimgui_plan.json").read_text())["remove"] == ["block.2"]

@@ -204,6 +204,18 @@ OWN_FILES = (OUTPUT_MARKER, "slimgui_plan.json", "job.json", "slimgui_train.json
 STAGING = re.compile(r"^\.(?P<name>.+)\.(?P<what>partial|old)-(?P<pid>\d+)$")
 
 
+def usual_permissions(folder: str | os.PathLike) -> None:
+    """Give every file under ``folder`` the permissions a new file gets here (0666 less the umask): some writers
+    (safetensors) create theirs 0600, unlike their siblings."""
+    mode = 0o666 & ~_umask()
+    for p in Path(folder).rglob("*"):
+        if p.is_file() and not p.is_symlink():
+            try:
+                os.chmod(p, mode)
+            except OSError:
+                pass
+
+
 def write_output_marker(folder: str | os.PathLike, what: str) -> None:
     """Mark ``folder`` as SlimGUI's output (what it holds, e.g. "model"), so a later ``--force`` may replace it."""
     atomic_write_text(Path(folder) / OUTPUT_MARKER, json.dumps({"written_by": "slimgui", "holds": what}) + "\n")

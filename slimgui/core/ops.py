@@ -14,7 +14,14 @@ from typing import Any
 
 from .errors import SlimError
 from .graph import UnitGraph
-from .io import atomic_write_text, check_output_path, clean_stale_staging, disk_full, write_output_marker
+from .io import (
+    atomic_write_text,
+    check_output_path,
+    clean_stale_staging,
+    disk_full,
+    usual_permissions,
+    write_output_marker,
+)
 from .model import LoadedModel
 from .plan import PruningPlan, parse_keep
 from .plugins import Registry
@@ -161,6 +168,7 @@ def save(model: LoadedModel, out_dir: str | os.PathLike, *, registry: Registry, 
         for name, text in (extra_files or {}).items():
             atomic_write_text(tmp / name, text)
         write_output_marker(tmp, "model")
+        usual_permissions(tmp)
         if out.exists():
             old = out.with_name(f".{out.name}.old-{os.getpid()}")
             os.replace(out, old)
