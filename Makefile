@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 run: $(STAMP)
+	@$(PY) -m slimgui.syslibs   # the window's system libraries: names the exact apt-get command when some are missing
 	$(VENV)/bin/slimgui gui demo:llm
 
 test: $(STAMP)

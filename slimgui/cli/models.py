@@ -329,6 +329,15 @@ def cmd_report(args) -> int:
 
 
 def cmd_gui(args) -> int:
+    import os
+
+    from slimgui.syslibs import check
+
+    if getattr(args, "screenshot", None):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # a screenshot needs no window
+    problem = check()  # before Qt aborts with a message that blames the wrong library
+    if problem:
+        raise SlimError(problem)
     try:
         from slimgui.gui.app import main as gui_main
     except ImportError as exc:
