@@ -87,6 +87,7 @@ class AnalysisPanel(QWidget):
         row.addWidget(self.status, 1)
         lay.addLayout(row)
         self.job: Job | None = None
+        self._settled = True  # no analysis of this panel queued or running
         document.modelChanged.connect(self._model_changed)
         self._model_changed()
 
@@ -130,7 +131,7 @@ class AnalysisPanel(QWidget):
     def _model_changed(self) -> None:
         m = self.doc.model
         self.criterion.clear()
-        self.run_button.setEnabled(m is not None and m.has_weights)
+        self.run_button.setEnabled((m is not None and m.has_weights) and not self.busy)
         if m is None:
             self.status.setText("Open a model to analyse it.")
             return
@@ -177,11 +178,25 @@ class AnalysisPanel(QWidget):
         options = to_dict(self.form.values(0)) if self._schema is not None else {}
         return CalibrationData(path, samples=self.samples.value(), batch_size=self.batch_size.value(), options=options)
 
+    @property
+    def busy(self) -> bool:
+        """Whether an analysis of this panel is queued or running (its button is disabled meanwhile)."""
+        return not self._settled
+
+    def _settle(self) -> None:
+        self._settled = True
+        m = self.doc.model
+        self.run_button.setEnabled(m is not None and m.has_weights)
+        self.run_button.setText("Analyse")
+
     def run(self, criterion: str | None = None) -> Job | None:
         model = self.doc.model
         if model is None:
             self.notifier.warning("Open a model first, then analyse it.")
             return None
+        if self.busy:  # one analysis at a time: a second press would queue a duplicate
+            self.notifier.info("An analysis is already running: wait for it, or cancel it in the Jobs dock.")
+            return self.job
         name = criterion or self.criterion.currentText()
         if not name:
             return None
@@ -201,6 +216,7 @@ class AnalysisPanel(QWidget):
         self.status.setText(f"Analysing with {name}…")
 
         def done(scores: Scores, m=model) -> None:
+            self._settle()
             if self.doc.model is not m:
                 self.notifier.info(f"{name} scores of a model that is no longer open were discarded")
                 return
@@ -215,11 +231,19 @@ class AnalysisPanel(QWidget):
             self.analysisFinished.emit(scores)
 
         def failed(job: Job) -> None:
+            self._settle()
             self.status.setText(f"{name} failed: {job.error}")
 
+        def cancelled(_job: Job) -> None:
+            self._settle()
+            self.status.setText(f"{name}: cancelled")
+
+        self._settled = False
+        self.run_button.setEnabled(False)
+        self.run_button.setText("Analysing…")
         self.job = self.runner.submit(
             f"Analyse {label} with {name}",
             partial(analyze_task, model, name, registry=self.doc.registry, data=data, keep=self.doc.keep),
             kind="analysis", lane="model", on_done=done, on_failed=failed,
-            on_cancelled=lambda _j: self.status.setText(f"{name}: cancelled"))
+            on_cancelled=cancelled)
         return self.job
