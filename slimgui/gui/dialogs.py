@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QListWidget,
     QListWidgetItem,
+    QPushButton,
     QVBoxLayout,
     QWidget,
 )
@@ -65,3 +66,38 @@ class AdapterChooser(QDialog):
         item = self.list.currentItem()
         if item is not None:
             self._on_choice(item.data(256), self.remember.isChecked())
+
+
+class HelpDialog(QDialog):
+    """Help: how the app is used, its keyboard shortcuts (read from the menus) and the README, rendered."""
+
+    def __init__(self, shortcuts: list[tuple[str, str]], parent=None):
+        from PySide6.QtWidgets import QTextBrowser
+
+        from slimgui.core.io import resources_dir
+
+        super().__init__(parent)
+        self.setWindowTitle("SlimGUI Help")
+        self.resize(900, 700)
+        rows = "\n".join(f"| {what} | `{keys}` |" for what, keys in shortcuts)
+        intro = (
+            "# Using SlimGUI\n\n"
+            "1. **Open** a model: drop a folder or file on the window, or File → Open (demos: File → Open Demo Model).\n"
+            "2. **Analyse**: score every unit with a criterion; the model view is coloured by importance.\n"
+            "3. **Plan**: click units to remove them, or set a budget (units, % of parameters, % of MACs) and "
+            "Select; the keep-set locks units. Edit → Undo walks back plan edits.\n"
+            "4. **Apply** builds the smaller model; **Retrain** heals it; **Compare** shows outputs side by side; "
+            "**Export** writes a faster model; **Benchmark** measures it.\n\n"
+            "Every action has a command-line twin: `slimgui --help`.\n\n"
+            "## Keyboard shortcuts\n\n| action | keys |\n|---|---|\n" + rows + "\n\n")
+        readme = resources_dir().parent / "README.md"
+        text = readme.read_text(encoding="utf-8") if readme.is_file() else ""
+        self.browser = QTextBrowser()
+        self.browser.setOpenExternalLinks(True)
+        self.browser.setSearchPaths([str(readme.parent)])
+        self.browser.setMarkdown(intro + ("---\n\n" + text if text else "The README is not installed with this copy."))
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.browser)
+        close = QPushButton("Close")
+        close.clicked.connect(self.close)
+        lay.addWidget(close)

@@ -53,6 +53,7 @@ class Document(QObject):
     slimmedChanged = Signal()
     resultsChanged = Signal()
     overlaysChanged = Signal()
+    historyChanged = Signal()  # what Undo / Redo would do changed
 
     def __init__(self, registry: Registry, parent: QObject | None = None):
         super().__init__(parent)
@@ -66,6 +67,9 @@ class Document(QObject):
         self.bytes_per_param = 4
         self.overlays: dict[str, Overlay] = {}  # other values the model view can be coloured by
         self.active_overlay: str | None = None
+        # plan edits that Undo / Redo walk through: (units selected for removal, keep-set) before each edit
+        self._undo: list[tuple[list[str], str | None]] = []
+        self._redo: list[tuple[list[str], str | None]] = []
 
     # -- the model -----------------------------------------------------------------------------
     @property
@@ -114,12 +118,30 @@ class Document(QObject):
         self.slimmed = None
         self.healed = None
         self.overlays, self.active_overlay = {}, None
+        self._undo, self._redo = [], []
+        self.modelChanged.emit()
+        self.historyChanged.emit()
+        self.overlaysChanged.emit()
+        self.scoresChanged.emit()
+        self.selectionChanged.emit()
+        self.slimmedChanged.emit()
+        self.resultsChanged.emit()
+
+    def close_model(self) -> None:
+        """No model open: the screen goes back to its empty state (the session's settings stay)."""
+        old = self.session
+        self.model = self.graph = self.slimmed = self.healed = None
+        self.session = Session(analysis=old.analysis, preview=old.preview, retrain=old.retrain)
+        self.locked = []
+        self.overlays, self.active_overlay = {}, None
+        self._undo, self._redo = [], []
         self.modelChanged.emit()
         self.overlaysChanged.emit()
         self.scoresChanged.emit()
         self.selectionChanged.emit()
         self.slimmedChanged.emit()
         self.resultsChanged.emit()
+        self.historyChanged.emit()
 
     def restore(self, session: Session) -> None:
         """Put a reopened session's scores, selection and results on screen (the model is open)."""
@@ -146,6 +168,8 @@ class Document(QObject):
         self.scoresChanged.emit()
         self.set_keep(session.keep)
         self.set_remove([u for u in session.remove if u in known])
+        self._undo, self._redo = [], []  # a reopened session starts its own history
+        self.historyChanged.emit()
         self.resultsChanged.emit()
 
     # -- scores --------------------------------------------------------------------------------
@@ -181,10 +205,56 @@ class Document(QObject):
     def keep(self) -> str | None:
         return self.session.keep
 
+    # -- undo / redo of plan edits ---------------------------------------------------------------
+    def _state(self) -> tuple[list[str], str | None]:
+        return list(self.session.remove), self.session.keep
+
+    def _record(self, new: tuple[list[str], str | None]) -> None:
+        """Remember the state before an edit that changes it (a new edit forgets what was undone)."""
+        if new == self._state():
+            return
+        self._undo.append(self._state())
+        del self._undo[:-200]  # a long session keeps its last 200 edits
+        self._redo.clear()
+        self.historyChanged.emit()
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._redo)
+
+    def _put(self, state: tuple[list[str], str | None]) -> None:
+        remove, keep = state
+        self.session.keep = keep
+        self.locked = parse_keep(keep, self.graph) if (keep and self.graph is not None) else []
+        self.session.remove = list(remove)
+        self.selectionChanged.emit()
+        self.historyChanged.emit()
+
+    def undo(self) -> bool:
+        """Go back one plan edit (selection or keep-set); False when there is none."""
+        if not self._undo:
+            return False
+        self._redo.append(self._state())
+        self._put(self._undo.pop())
+        return True
+
+    def redo(self) -> bool:
+        """Redo the plan edit undone last; False when there is none."""
+        if not self._redo:
+            return False
+        self._undo.append(self._state())
+        self._put(self._redo.pop())
+        return True
+
     def set_keep(self, spec: str | None) -> None:
         """Lock units by a keep-set (``first:4,last:2``, indices, ids); raises SlimError when invalid."""
         spec = (spec or "").strip() or None
         locked = parse_keep(spec, self.graph) if (spec and self.graph is not None) else []
+        self._record(([u for u in self.session.remove if u not in set(locked)], spec))
         self.session.keep = spec
         self.locked = locked
         self.session.remove = [u for u in self.session.remove if u not in set(locked)]
@@ -220,7 +290,9 @@ class Document(QObject):
         clash = sorted(wanted & set(self.locked), key=order.index)
         if clash:
             raise SlimError(f"unit(s) {', '.join(clash)} are locked by the keep-set", hint="change the keep-set first")
-        self.session.remove = [u for u in order if u in wanted]
+        new = [u for u in order if u in wanted]
+        self._record((new, self.session.keep))
+        self.session.remove = new
         self.selectionChanged.emit()
 
     def estimate(self) -> Estimate | None:

@@ -216,8 +216,17 @@ class MainWindow(QMainWindow):
         self._action(f, "Export Slimmed Model…", self.plan_panel._export_clicked)
         self._action(f, "Export Report…", self.export_report_dialog, None,
                      "Write an HTML report of the session: model, plan, scores, healing, benchmark, exports")
+        self._action(f, "Close Model", self.close_model, "Ctrl+W",
+                     "Close the open model (its running jobs are cancelled)")
         f.addSeparator()
         self._action(f, "Quit", self.close, QKeySequence.StandardKey.Quit)
+        e = bar.addMenu("&Edit")
+        self.undo_action = self._action(e, "Undo Plan Edit", self.doc.undo, QKeySequence.StandardKey.Undo,
+                                        "Undo the last change of the selection or the keep-set")
+        self.redo_action = self._action(e, "Redo Plan Edit", self.doc.redo, QKeySequence.StandardKey.Redo,
+                                        "Redo the plan edit undone last")
+        self.doc.historyChanged.connect(self._history_changed)
+        self._history_changed()
         v = bar.addMenu("&View")
         self._action(v, "Fit Model", self.model_panel.view.fit, "F")
         self._action(v, "Zoom In", lambda: self.model_panel.view.zoom(1.25), QKeySequence.StandardKey.ZoomIn)
@@ -236,9 +245,46 @@ class MainWindow(QMainWindow):
                      "Measure latency and throughput of the original, slimmed and exported models")
         self._action(a, "Cancel All Jobs", self.runner.cancel_all, "Ctrl+.")
         h = bar.addMenu("&Help")
+        self._action(h, "SlimGUI Help", self.show_help, QKeySequence.StandardKey.HelpContents,
+                     "How to use SlimGUI, its keyboard shortcuts and the README")
         self._action(h, "Installed Plugins", self._show_plugins)
         self._action(h, "About SlimGUI", lambda: self.notifier.info(
             f"SlimGUI {__version__} — structured pruning workbench; everything runs locally."))
+
+    def _history_changed(self) -> None:
+        self.undo_action.setEnabled(self.doc.can_undo)
+        self.redo_action.setEnabled(self.doc.can_redo)
+
+    def close_model(self) -> None:
+        """Close the open model: its running work is cancelled, the views go back to empty."""
+        if self.doc.model is None:
+            return
+        for job in self.runner.active():
+            if job.kind in MODEL_WORK:
+                self.runner.cancel(job)
+        source = self.doc.model.source
+        self.session_path = None
+        self.doc.close_model()
+        self._update_title()
+        self.notifier.info(f"Closed {source}")
+
+    def shortcuts(self) -> list[tuple[str, str]]:
+        """(menu entry, shortcut) of every menu action that has one, in menu order."""
+        out = []
+        for menu_action in self.menuBar().actions():
+            menu = menu_action.menu()
+            for act in (menu.actions() if menu is not None else []):
+                if not act.shortcut().isEmpty():
+                    out.append((f"{menu_action.text().replace('&', '')} → {act.text()}",
+                                act.shortcut().toString(QKeySequence.SequenceFormat.NativeText)))
+        return out
+
+    def show_help(self) -> None:
+        """The Help window: how the app works, its keyboard shortcuts, and the README."""
+        from .dialogs import HelpDialog
+
+        self.help_dialog = HelpDialog(self.shortcuts(), self)
+        self.help_dialog.show()
 
     def show_panel(self, panel: QWidget) -> None:
         """Bring the tab that holds ``panel`` (directly or in its scroll area) to the front."""

@@ -44,3 +44,51 @@ def test_analyse_is_disabled_while_it_runs_and_a_second_press_queues_nothing(qtb
     qtbot.waitUntil(lambda: delivered(job), timeout=WAIT_MS)
     QApplication.processEvents()
     assert panel.run_button.isEnabled() and not panel.busy and "ppl" in window.doc.scores
+
+
+def test_undo_and_redo_walk_through_plan_edits(qtbot, window, tiny_models):
+    _open(qtbot, window, tiny_models["llama"])
+    doc, view = window.doc, window.model_panel.view
+    assert not window.undo_action.isEnabled() and not window.redo_action.isEnabled()
+    view.click_unit("block.1")
+    view.click_unit("block.2")
+    window.plan_panel.set_keep("first:1")
+    assert doc.remove == ["block.1", "block.2"] and doc.locked == ["block.0"]
+    assert window.undo_action.isEnabled() and window.undo_action.shortcut().toString() == "Ctrl+Z"
+    window.undo_action.trigger()  # the keep-set goes
+    assert doc.keep is None and doc.locked == [] and doc.remove == ["block.1", "block.2"]
+    window.undo_action.trigger()
+    assert doc.remove == ["block.1"] and view.unit_items["block.1"].removed and not view.unit_items["block.2"].removed
+    assert window.redo_action.isEnabled()
+    window.redo_action.trigger()
+    assert doc.remove == ["block.1", "block.2"]
+    view.click_unit("block.3")  # a new edit forgets what was undone
+    assert not window.redo_action.isEnabled()
+    est = window.plan_panel.est_labels["blocks"].text()
+    assert est.startswith("4 → <b>1</b>")  # the estimate follows undo/redo too
+    while doc.undo():
+        pass
+    assert doc.remove == [] and doc.keep is None and not window.undo_action.isEnabled()
+
+
+def test_close_model_empties_every_panel(qtbot, window, tiny_models):
+    _open(qtbot, window, tiny_models["llama"])
+    window.model_panel.view.click_unit("block.1")
+    window.close_model()
+    QApplication.processEvents()
+    assert window.doc.model is None and window.doc.graph is None and window.doc.remove == []
+    assert window.windowTitle() == "SlimGUI" and not window.plan_panel.apply_button.isEnabled()
+    assert not window.analysis_panel.run_button.isEnabled() and not window.undo_action.isEnabled()
+    assert not window.notifier.errors()
+    _open(qtbot, window, tiny_models["llama"])  # and a model opens again afterwards
+    assert len(window.doc.graph.prunable()) == 4
+
+
+def test_help_lists_the_shortcuts_and_renders_the_readme(qtbot, window):
+    window.show_help()
+    text = window.help_dialog.browser.toPlainText()
+    assert "Keyboard shortcuts" in text and "Ctrl+Z" in text and "Undo Plan Edit" in text
+    assert "The two commands" in text  # the README, rendered
+    shortcuts = dict(window.shortcuts())
+    assert shortcuts["File → Close Model"] == "Ctrl+W" and shortcuts["Analysis → Analyse"] == "Ctrl+R"
+    window.help_dialog.close()
