@@ -229,3 +229,27 @@ def test_v1_results_of_any_evaluator_move_under_evaluation():
     assert ev["original"] == {"evaluator": "other", "fid": 3.0}  # what schema 1 already kept there stays
     assert ev["slimmed"] == {"evaluator": "some-eval", "accuracy": 0.8}
     assert "some-eval" not in doc["results"] and doc["results"]["generation"]["original"]["text"] == "x"
+
+
+def test_constant_flags_of_two_owners_are_all_offered():
+    """Two families declaring the same field with different constant flags (--int8 for one, --mixed for the
+    other): both flags exist, whichever plugin comes first, and each value is checked by the schema used."""
+    import argparse
+    from dataclasses import dataclass
+
+    from slimgui.core.options import add_flags, given, option
+
+    @dataclass
+    class A:
+        mode: str = option("fp32", label="mode", choices=("fp32", "int8"), consts=(("--int8", "int8", "INT8"),))
+
+    @dataclass
+    class B:
+        mode: str = option("fp32", label="mode", choices=("fp32", "int8", "mixed"),
+                           consts=(("--int8", "int8", "INT8"), ("--mixed", "mixed", "mixed")))
+
+    for order in ([("a", A), ("b", B)], [("b", B), ("a", A)]):
+        parser = argparse.ArgumentParser()
+        add_flags(parser, order)
+        assert given(parser.parse_args(["--mixed"]), B) == {"mode": "mixed"}
+        assert given(parser.parse_args(["--int8"]), A) == {"mode": "int8"}

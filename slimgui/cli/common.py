@@ -119,20 +119,54 @@ def fmt_params(n: int) -> str:
     return str(n)
 
 
-class ProgressBar:
-    """A terminal progress bar with ETA on stderr (tqdm), fed by core progress callbacks.
+PROGRESS_LINE_SECONDS = 5.0  # stderr not a terminal: one progress line at most this often
 
-    Shown when stderr is a terminal (or ``SLIMGUI_PROGRESS=1``), so logs and pipes stay clean.
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 \
+        else f"{seconds // 60}:{seconds % 60:02d}"
+
+
+class ProgressBar:
+    """Progress on stderr, fed by core progress callbacks.
+
+    A terminal (or ``SLIMGUI_PROGRESS=1``, or an explicit ``stream``) gets a progress bar with ETA (tqdm).
+    Otherwise (a log file, a pipe, a CI job) a plain line ``slimgui: progress: MESSAGE 45% (9/20), 0:12 elapsed,
+    ~0:15 left`` is written every few seconds (``SLIMGUI_PROGRESS_INTERVAL``, default
+    :data:`PROGRESS_LINE_SECONDS`; the first after that long, so quick commands stay silent); ``-q`` (``enabled``
+    False) or ``SLIMGUI_PROGRESS=0`` turns both off.
     """
 
-    def __init__(self, enabled: bool = True, stream=None, mininterval: float = 0.25):
+    def __init__(self, enabled: bool = True, stream=None, mininterval: float = 0.25,
+                 line_interval: float | None = None):
+        import time
+
         self.stream = stream or sys.stderr
         self.mininterval = mininterval
-        forced = os.environ.get("SLIMGUI_PROGRESS") == "1"
-        self.enabled = enabled and (forced or stream is not None or self.stream.isatty())
+        setting = os.environ.get("SLIMGUI_PROGRESS")
+        enabled = enabled and setting != "0"
+        isatty = getattr(self.stream, "isatty", None)
+        tty = bool(isatty()) if callable(isatty) else False
+        self.enabled = enabled and (setting == "1" or stream is not None or tty)
+        self.lines = enabled and not self.enabled  # not a terminal: plain lines every few seconds
+        if line_interval is None:
+            try:
+                line_interval = float(os.environ.get("SLIMGUI_PROGRESS_INTERVAL", PROGRESS_LINE_SECONDS))
+            except ValueError:
+                line_interval = PROGRESS_LINE_SECONDS
+        self.line_interval = max(0.0, line_interval)
+        self._clock = time.monotonic
+        self._start = self._clock()
+        self._last_line = self._start
+        self._task: tuple[int, int] | None = None  # (total, done) of the last call
+        self._task_start = self._start
         self.bar = None
 
     def __call__(self, done: int, total: int, message: str = "") -> None:
+        if self.lines:
+            self._line(done, total, message)
+            return
         if not self.enabled:
             return
         from tqdm import tqdm
@@ -144,10 +178,44 @@ class ProgressBar:
         self.bar.set_description_str(message[:48], refresh=False)
         self.bar.update(done - self.bar.n)
 
+    def _line(self, done: int, total: int, message: str) -> None:
+        now = self._clock()
+        if self._task is None:
+            self._task_start = self._start
+        elif total != self._task[0] or done < self._task[1]:
+            self._task_start = now  # a new stage (another total, or counting again): its own ETA
+        self._task = (total, done)
+        if now - self._last_line < self.line_interval:
+            return
+        self._last_line = now
+        elapsed = now - self._task_start
+        pct = f" {100 * done / total:.0f}% ({done:,}/{total:,})" if total else ""
+        left = f", ~{_duration(elapsed * (total - done) / done)} left" if total and 0 < done < total else ""
+        text = " ".join(str(message).split())[:80]
+        try:
+            self.stream.write(f"slimgui: progress: {text}{pct}, {_duration(now - self._start)} elapsed{left}\n")
+            self.stream.flush()
+        except (OSError, ValueError):  # a closed pipe: progress is not worth failing the command for
+            self.lines = False
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def quiet_library_warnings() -> None:
+    """Hide the FutureWarnings that libraries (transformers, torch, peft, ...) raise about their own coming
+    changes: they are for developers, not for someone running a command.  ``SLIMGUI_WARNINGS=1`` or Python's
+    own ``-W`` / ``PYTHONWARNINGS`` shows them again."""
+    import warnings
+
+    if sys.warnoptions or os.environ.get("SLIMGUI_WARNINGS") == "1":
+        return
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+quiet_library_warnings()
 
 
 # -- models ----------------------------------------------------------------------------------------------

@@ -54,6 +54,8 @@ def cmd_eval(args) -> int:
         pv_given = flags.given(args, pv_schema)
         run_sample = pspec is not None and not args.no_generate
         model = open_target(target, args, reg, bar)
+        if run_sample:  # a sample's lengths are checked before the evaluation's minutes of work
+            ops.check_context_options(model, reg, pspec, pv_given)
         result = ops.evaluate(model, args.data, registry=reg, evaluator=spec.name, options=ev_given, progress=bar)
         if run_sample:
             try:

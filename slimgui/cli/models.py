@@ -138,8 +138,9 @@ def cmd_inspect(args) -> int:
             continue
         idx = f"{pos[u.id]}" if u.prunable else ""
         name = u.id if u.parent is None else f"  {u.id}"
+        note = u.attrs.get("inspect_note")
         lines.append(f"  {idx:>3}  {name:<{width}} {u.kind:<10} {fmt_params(u.params):>10} "
-                     f"{100 * u.params / max(1, total):6.2f}%")
+                     f"{100 * u.params / max(1, total):6.2f}%" + (f"  ({note})" if note else ""))
     presets = graph.attrs.get("presets")
     if presets:
         lines += ["", "  presets: " + ", ".join(f"{k}{'' if ok else ' (does not fit)'}" for k, ok in presets.items())]
@@ -305,10 +306,14 @@ def cmd_prune(args) -> int:
                "kept_indices": plan.meta["kept_indices"], "criterion": plan.criterion, "keep": plan.keep,
                "preset": plan.meta.get("preset"),
                "params_before": before, "params_after": after, "param_ratio": after / before if before else None,
+               "effective_ratio": plan.meta.get("effective_ratio"), "ratio_rule": plan.meta.get("ratio_rule"),
                "macs_before": macs_before, "macs_after": macs_after,
                "mac_ratio": macs_after / macs_before if macs_before and macs_after is not None else None}
     warn(payload, warnings)
-    human = (f"removed {', '.join(plan.remove)}\n"
+    share = (f" ({len(plan.remove)} of {plan.meta['units']}: {100 * plan.meta['effective_ratio']:.1f}%, "
+             f"--ratio {plan.ratio:g} rounded down)" if plan.ratio is not None and plan.meta.get("effective_ratio")
+             else "")
+    human = (f"removed {', '.join(plan.remove)}{share}\n"
              f"params {fmt_params(before)} → {fmt_params(after)}"
              + (f" ({100 * after / before:.1f}%)" if before else "") + "\n"
              + (f"MACs {fmt_params(macs_before)} → {fmt_params(macs_after)} ({100 * macs_after / macs_before:.1f}%)\n"

@@ -1,5 +1,10 @@
 """Honest latency measurement: warm-up, repeated runs, median and p90, peak memory, fixed thread count.
 
+Peak memory (``peak_mem_mib``) is each model's own: the bytes its weights hold (a model's parameters and
+buffers, an exported file's weights) plus the most the process's resident memory grows during one run,
+measured from a clean start (freed memory handed back to the system first, the high-water mark reset), so a
+model benchmarked after another does not inherit its allocations and one already warmed up is not read as 0.
+
 Family-independent: a family supplies what one run is — its adapter's ``bench_runner(model, batch, options,
 mode)`` (capability "bench"), and for exported files the runner of the exporter that wrote them — as a
 :class:`BenchRun` (or a bare callable, counted as one item per sample).  The rows' keys come from the runs'
@@ -48,12 +53,40 @@ def _vm_rss_kib() -> int | None:
     return None
 
 
-def measure(fn: Callable[[], Any], *, warmup: int = 2, repeats: int = 7, min_seconds: float = 0.0) -> dict[str, Any]:
-    """Median/p90/min latency of ``fn`` and the peak memory it added (process RSS high-water mark)."""
-    for _ in range(warmup):
-        fn()
+def _trim() -> None:
+    """Hand freed heap memory back to the system (glibc), so the next run's growth shows in the RSS."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def run_peak_mib(fn: Callable[[], Any]) -> float | None:
+    """The most the process's resident memory grows during one call of ``fn``, in MiB (None where it cannot be
+    read): freed memory is handed back first and the high-water mark reset, so earlier runs do not hide it."""
+    import gc
+
+    gc.collect()
+    _trim()
     base = _vm_rss_kib()
-    can_reset = _reset_peak()
+    if not _reset_peak() or base is None:
+        fn()
+        return None
+    fn()
+    peak = _vm_hwm_kib()
+    return round(max(0, peak - base) / 1024, 1) if peak else None
+
+
+def measure(fn: Callable[[], Any], *, warmup: int = 2, repeats: int = 7, min_seconds: float = 0.0,
+            resident_bytes: int | None = None) -> dict[str, Any]:
+    """Median/p90/min latency of ``fn`` and its peak memory: ``run_mem_mib``, what one run adds (measured on the
+    first warm-up call, see :func:`run_peak_mib`), and ``peak_mem_mib``, that plus ``resident_bytes`` (the
+    model's own weights; None: the run's share alone)."""
+    run_mib = run_peak_mib(fn) if warmup > 0 else None
+    for _ in range(warmup - 1):
+        fn()
     times: list[float] = []
     t_all = time.perf_counter()
     while len(times) < repeats or time.perf_counter() - t_all < min_seconds:
@@ -62,11 +95,34 @@ def measure(fn: Callable[[], Any], *, warmup: int = 2, repeats: int = 7, min_sec
         times.append(time.perf_counter() - t0)
         if len(times) >= 200:
             break
-    peak = _vm_hwm_kib()
     times.sort()
     p90 = times[min(len(times) - 1, round(0.9 * (len(times) - 1)))]
+    peak = None
+    if run_mib is not None:
+        peak = round(run_mib + (resident_bytes or 0) / 2**20, 1)
     return {"median_s": statistics.median(times), "p90_s": p90, "min_s": times[0], "runs": len(times),
-            "peak_mem_mib": round((peak - base) / 1024, 1) if can_reset and peak and base else None}
+            "run_mem_mib": run_mib, "peak_mem_mib": peak}
+
+
+def resident_bytes(item: Any) -> int | None:
+    """The bytes a benchmarked model's weights hold: a loaded model's parameters and buffers (shared storage
+    once), an exported file's size (its weights, sidecar included)."""
+    if isinstance(item, (str, Path)):
+        try:
+            return onnx_total_bytes(item) if str(item).lower().endswith(".onnx") else Path(item).stat().st_size
+        except OSError:
+            return None
+    module = getattr(item, "module", None)
+    if module is None:
+        return None
+    seen: dict[int, int] = {}
+    for t in [*module.parameters(), *module.buffers()]:
+        try:
+            storage = t.untyped_storage()
+            seen[storage.data_ptr()] = storage.nbytes()
+        except (RuntimeError, NotImplementedError):  # meta tensors hold nothing
+            continue
+    return sum(seen.values())
 
 
 def torch_threads(threads: int | None) -> int:
@@ -199,6 +255,7 @@ def benchmark(entries: list[tuple[str, Any]], *, batches: list[int], registry: A
     done = 0
     for label, item, params, fam, schema, run_of in prepared:
         unit = fam.items if fam is not None else "samples"
+        weights = resident_bytes(item)
         is_file = isinstance(item, (str, Path))
         modes = ["forward"] + (["decode"] if fam is not None and fam.can("decode") and (
             is_file or (item.impl or registry.adapter(item.adapter)).can_decode(item)) else [])
@@ -216,7 +273,8 @@ def benchmark(entries: list[tuple[str, Any]], *, batches: list[int], registry: A
                     run = _as_run(run_of(b, inst, mode), mode, b)
                     if run is None:
                         continue
-                    m = measure(run.fn, repeats=max(3, round(repeats * run.repeats)) if run.repeats < 1 else repeats)
+                    m = measure(run.fn, repeats=max(3, round(repeats * run.repeats)) if run.repeats < 1 else repeats,
+                                resident_bytes=weights)
                     first = not row["runs"]
                     row["runs"].append({"name": run.name, "label": run.label or run.name, "per": run.per})
                     row[f"{run.name}_median_ms"] = m["median_s"] * 1e3
@@ -225,9 +283,12 @@ def benchmark(entries: list[tuple[str, Any]], *, batches: list[int], registry: A
                     if run.per:
                         row[f"{run.name}_ms_per_{run.per}"] = m["median_s"] * 1e3 / run.per_count
                         row[f"{run.name}_p90_ms_per_{run.per}"] = m["p90_s"] * 1e3 / run.per_count
+                    row[f"{run.name}_peak_mem_mib"] = m["peak_mem_mib"]
                     if first:
                         row[f"{unit}_per_s"] = run.items / m["median_s"]
-                        row["peak_mem_mib"] = m["peak_mem_mib"]
+                        row["weights_mib"] = round(weights / 2**20, 2) if weights is not None else None
+                    peaks = [v for v in (row.get("peak_mem_mib"), m["peak_mem_mib"]) if v is not None]
+                    row["peak_mem_mib"] = max(peaks) if peaks else None  # the most any of its runs needs
                 rows.append(row)
                 done += 1
                 report(progress, done, total, f"{label} batch {b}")

@@ -247,6 +247,29 @@ def previewer_spec(model: LoadedModel, registry: Registry, name: str | None = No
     return specs[0]
 
 
+def check_context_options(model: LoadedModel, registry: Registry, spec: Any, values: dict[str, Any]) -> None:
+    """Refuse, before any work, a length option (declared ``context=True``) beyond the model's context (the
+    adapter's ``context_limit``), naming the limit and where it is stated."""
+    from . import options as opts
+
+    schema = registry.options(spec)
+    if schema is None:
+        return
+    fields = [f for f in opts.fields_of(schema) if f.opt.context and isinstance(values.get(f.name), int)]
+    if not fields:
+        return
+    limit = adapter_of(model, registry).context_limit(model)
+    if limit is None:
+        return
+    items = registry.spec_of(model).items or "items"
+    for f in fields:
+        value = int(values[f.name])
+        if value > limit[0]:
+            flag = f.flags[0] if f.flags else f.name
+            raise SlimError(f"{flag} {value:,} is more than the model's context of {limit[0]:,} {items} ({limit[1]})",
+                            hint=f"use at most {limit[0]:,}")
+
+
 def preview(model: LoadedModel, *, registry: Registry, previewer: str | None = None,
             options: dict[str, Any] | None = None, label: str | None = None, progress: ProgressFn | None = None,
             cancel: CancelToken | None = None) -> Any:

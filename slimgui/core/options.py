@@ -392,8 +392,11 @@ def add_flags(parser: argparse.ArgumentParser | Any, schemas: Iterable[tuple[str
                                 help=help_text)
             continue
         if f.opt.consts:
+            # every owner's constant flags (two families' --int8 / --mixed), each once: the order of the plugins
+            # must not decide which exist
+            consts = list({c[0]: c for _, e in entries for c in e.opt.consts}.values())
             group = target.add_mutually_exclusive_group()
-            for cflag, value, chelp in f.opt.consts:
+            for cflag, value, chelp in consts:
                 group.add_argument(cflag, dest=dest, action="store_const", const=value, default=argparse.SUPPRESS,
                                    help=prefix + chelp)
             continue

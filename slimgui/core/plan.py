@@ -108,15 +108,38 @@ class PruningPlan:
                    model=str(doc.get("model") or ""), meta=dict(meta))
 
 
+RATIO_RULE = "floor"
+"""How ``--ratio`` becomes a number of units: ⌊ratio × N⌋ of the N prunable units, never more than the ratio
+(0.25 of 30 blocks removes 7, 23.3 %; 0.25 of 18 removes 4, 22.2 %); a ratio below one unit is refused."""
+
+_RATIO_EPS = 1e-9  # 0.29 × 100 is 28.999999999999996 in floating point: still 29 units
+
+
 def count_for_ratio(graph: UnitGraph, ratio: float) -> int:
-    if not isinstance(ratio, (int, float)) or not math.isfinite(ratio) or not 0 < ratio < 1:
+    """The number of units ``ratio`` removes (:data:`RATIO_RULE`: ⌊ratio × N⌋, never above the ratio)."""
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not math.isfinite(ratio) or not 0 < ratio < 1:
         raise SlimError(f"--ratio must be between 0 and 1 (exclusive), got {ratio}")
-    return max(1, round(ratio * len(graph.prunable())))
+    n = len(graph.prunable())
+    count = math.floor(ratio * n + _RATIO_EPS)
+    if count < 1:
+        raise SlimError(f"--ratio {ratio:g} of {n} prunable units removes none (the ratio is rounded down, "
+                        "never above it)", hint=f"use --count 1, or a ratio of at least {1 / max(n, 1):.3g}")
+    return count
+
+
+def ratio_meta(graph: UnitGraph, count: int, ratio: float | None) -> dict[str, Any]:
+    """What a plan records about its ratio: the rule and the ratio it really removes (count / N)."""
+    n = len(graph.prunable())
+    out: dict[str, Any] = {"effective_ratio": count / n if n else None, "units": n}
+    if ratio is not None:
+        out["ratio_rule"] = RATIO_RULE
+    return out
 
 
 def plan_from_scores(graph: UnitGraph, scores: Scores, *, count: int | None = None, ratio: float | None = None,
                      keep: str | None = None) -> PruningPlan:
-    """Remove the ``count`` (or ``ratio`` of the prunable units) least important units not locked by ``keep``."""
+    """Remove the ``count`` (or ``ratio`` of the prunable units, :data:`RATIO_RULE`) least important units not
+    locked by ``keep``; ``plan.meta["effective_ratio"]`` is the share really removed."""
     if count is None:
         if ratio is None:
             raise SlimError("give a number of units or a ratio to remove")
@@ -140,6 +163,7 @@ def plan_from_scores(graph: UnitGraph, scores: Scores, *, count: int | None = No
     order = [u.id for u in graph.prunable()]
     remove = sorted(candidates[:count], key=order.index)
     plan = PruningPlan(remove=remove, locked=locked, keep=keep if keep is not None else scores.keep,
-                       criterion=scores.criterion, ratio=ratio, model=scores.model)
+                       criterion=scores.criterion, ratio=ratio, model=scores.model,
+                       meta=ratio_meta(graph, count, ratio))
     plan.validate(graph)
     return plan

@@ -493,6 +493,12 @@ class Registry:
         raise SlimError(f"no model adapter named '{name}'", hint="`slimgui plugins` lists them")
 
     def criterion(self, name: str, family: str | None = None) -> Criterion:
+        """The criterion ``name`` for ``family``: of the plugins declaring that name, the one that applies to the
+        family (two families may each declare their own ``bi``), else a SlimError saying it does not apply."""
+        if family:
+            for plugin, spec in self.criterion_specs(family):
+                if spec.name == name:
+                    return self._load(plugin, "criterion", name, spec.target, True)
         known = self.criterion_specs()
         for plugin, spec in known:
             if spec.name == name:

@@ -150,8 +150,18 @@ class AnalysisPanel(QWidget):
         best = default_criterion(self.doc.registry, m, self.data.text() or None)
         if best:
             self.criterion.setCurrentText(best)
-        self.status.setText("" if m.has_weights else "This model has no weights (config only): it can be "
-                            "inspected and a plan drawn, but not analysed.")
+        preferred = spec.default_criterion if (spec := self.doc.spec) is not None else None
+        if not m.has_weights:
+            self.status.setText("This model has no weights (config only): it can be inspected and a plan drawn, but "
+                                "not analysed.")
+        elif best and preferred and best != preferred:
+            # the family's trusted criterion needs data this model does not bring: say why another is offered
+            self.status.setText(f"{best} is offered because there is no calibration data: give "
+                                f"{data.label if data is not None else 'data'} to score by {preferred}, the "
+                                f"criterion this family trusts ({best} only reads the weights and can rank a "
+                                f"crucial {self.doc.unit_word()} least important).")
+        else:
+            self.status.setText("")
 
     def _show_options(self) -> None:
         spec = self.doc.spec

@@ -17,7 +17,7 @@ PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#d
 WIDTH_LABEL = "width-pruned"
 HEAD = (("model", "Model", ""), ("runtime", "Runtime", ""), ("batch", "Batch", ""),
         ("params", "Params", "parameters (torch models)"))
-TAIL = (("peak_mem_mib", "Peak MiB", "peak memory the runs added (process high-water mark)"),
+TAIL = (("peak_mem_mib", "Peak MiB", "peak memory of this model: its weights plus the most one run adds"),
         ("speedup", "Speedup", "measured speedup over the first model (its last run: per item when it says so)"),
         ("ideal_speedup", "Ideal", "the parameter ratio: what removing parameters promises"),
         ("speedup_over_ideal", "Of ideal", "measured speedup / ideal speedup"))

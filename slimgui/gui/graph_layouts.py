@@ -170,6 +170,8 @@ class UNetLayout:
         down, mid, up = self.stages(graph)
         out = set()
         for sid in down + up:
+            if graph.get(sid).attrs.get("cells") == "children":
+                continue  # its children are drawn as cells in its box already: rows would repeat them
             kids = graph.children(sid)
             if any(k.prunable or k.attrs.get("removed_with") for k in kids):
                 out.add(sid)

@@ -92,3 +92,13 @@ def test_help_lists_the_shortcuts_and_renders_the_readme(qtbot, window):
     shortcuts = dict(window.shortcuts())
     assert shortcuts["File → Close Model"] == "Ctrl+W" and shortcuts["Analysis → Analyse"] == "Ctrl+R"
     window.help_dialog.close()
+
+
+def test_the_fallback_criterion_says_why_and_what_data_would_change_it(qtbot, window, tiny_models):
+    """A model without calibration data opens on the family's data-free criterion, and the panel says which
+    criterion the family trusts and what data it needs."""
+    _open(qtbot, window, tiny_models["llama"])
+    panel, spec = window.analysis_panel, window.doc.spec
+    assert panel.criterion.currentText() == spec.default_criterion_no_data != spec.default_criterion
+    text = panel.status.text()
+    assert f"to score by {spec.default_criterion}" in text and "no calibration data" in text

@@ -56,7 +56,8 @@ plugin = Plugin(
                    default_lr=2e-4),
         MethodSpec("kd", "slimgui_families.llm.training:build_kd", label="Distillation", families=("llm",),
                    description="The slimmed model learns from the original: its logits (KL), its block outputs "
-                               "(hidden-state MSE) and the next-token loss.",
+                               "(hidden-state MSE) and the next-token loss; an encoder learns its block outputs "
+                               "and final hidden states.",
                    options="slimgui_families.llm.options:DistillOptions", default_lr=2e-4, teacher="original"),
     ],
     evaluators=[EvaluatorSpec("perplexity", "slimgui_families.llm.evaluate:perplexity",

@@ -26,6 +26,7 @@ from . import blocks
 from .blocks import (  # noqa: F401  (re-exported: the family's shared helpers, importable from here as before)
     PER_LAYER_CONFIG_KEYS,
     causal_lm_loss,
+    copy_sentence_transformers,
     mask_tokens,
     per_layer_config,
 )
@@ -47,6 +48,34 @@ def _quiet_transformers():
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     logging.getLogger("transformers").setLevel(logging.ERROR)
+
+
+def _rest_parts(names: list[str]) -> list[str]:
+    """What the parameters outside the blocks, the token embeddings and the head are, in words: BERT-style
+    encoders keep position and token-type embeddings, an embedding norm and a pooler there; decoders a final norm."""
+    low = [n.lower() for n in names]
+    kinds = ((("position", "wpe", "embed_positions"), "position embeddings"),
+             (("token_type",), "token-type embeddings"),
+             (("embeddings.layernorm", "embeddings.norm", "emb_ln", "embed_layer_norm"), "embedding norm"),
+             (("pooler",), "pooler"),
+             (("predictions.transform", "lm_head.dense", "lm_head.layer_norm", "vocab_transform", "vocab_layer_norm"),
+              "head transform"))
+    parts = [label for words, label in kinds if any(w in n for n in low for w in words)]
+    left = [n for n in low if not any(w in n for words, _ in kinds for w in words)]
+    if any("norm" in n or "ln_f" in n for n in left):
+        parts.append("final norm")
+    if any(not ("norm" in n or "ln_f" in n) for n in left):
+        parts.append("other")
+    return parts
+
+
+def _rest_label(parts: list[str]) -> str:
+    if not parts or parts == ["final norm"]:
+        return "Final norm"
+    if "final norm" in parts and len(parts) == 2 and parts[-1] == "other":
+        return "Final norm & other"
+    words = [p[0].upper() + p[1:] if i == 0 else p for i, p in enumerate(parts)]
+    return ", ".join(words[:-1]) + " & " + words[-1] if len(words) > 1 else words[0]
 
 
 class TransformersAdapter(ModelAdapter):
@@ -239,14 +268,19 @@ class TransformersAdapter(ModelAdapter):
                                   attrs={"modules": [f"{path}.{i}.{n}" for n, _ in members]}))
             ids.append(bid)
         tied = bool(head is not None and emb is not None and head_ids & emb_ids)
-        units.append(Unit("norm", "norm", "Final norm & other", params=int(rest),
-                          attrs={"note": "final norm and any parameters outside the blocks, embeddings and head"}))
+        rest_names = [n for n, p in module.named_parameters() if id(p) not in stack_ids | head_ids | emb_ids]
+        what = _rest_parts(rest_names)
+        units.append(Unit("norm", "norm", _rest_label(what), params=int(rest),
+                          attrs={"note": "final norm and any parameters outside the blocks, embeddings and head",
+                                 "holds": what, "inspect_note": ", ".join(what),
+                                 "modules": sorted({n.rsplit(".", 1)[0] for n in rest_names})}))
         ids.append("norm")
         if head is not None:
             own = int(sum(p.numel() for p in head.parameters() if id(p) not in emb_ids))
-            units.append(Unit("head", "head", "LM head", params=own,
+            units.append(Unit("head", "head", "LM head (tied to the embeddings)" if tied else "LM head", params=own,
                               macs=int(head.weight.numel()) if hasattr(head, "weight") else None,
-                              attrs={"tied_to_embeddings": tied}))
+                              attrs={"tied_to_embeddings": tied,
+                                     **({"inspect_note": "tied to the embeddings"} if tied else {})}))
             ids.append("head")
         attrs = {
             "layout": "stack", "kind": model.extra.get("kind", "decoder"), "model_type": config.model_type,
@@ -313,6 +347,9 @@ class TransformersAdapter(ModelAdapter):
             model.module.save_pretrained(out_dir)
         if model.tokenizer is not None:
             model.tokenizer.save_pretrained(out_dir)
+        src = Path(str(model.source))
+        if src.is_dir():
+            copy_sentence_transformers(src, Path(out_dir), getattr(model.config, "hidden_size", None))
         return out_dir
 
     # -- width and benchmark ----------------------------------------------------------------------
@@ -392,58 +429,66 @@ class TransformersAdapter(ModelAdapter):
     def calibration_batches(self, model: LoadedModel, data: Any) -> list[dict[str, torch.Tensor]]:
         """``samples`` segments of ``seq_len`` tokens, spread evenly over the text, in batches.
 
-        The text is tokenized without special tokens (no BOS is added).  A text longer than ``samples``
-        spans of ``12 * seq_len`` characters gives ``samples`` spans spread evenly over it (first at the
-        start, last at the end), each cut to its first ``seq_len`` tokens; a shorter text is tokenized whole
-        and cut into consecutive ``seq_len``-token segments, as many as fit (at most ``samples``).  What was
-        used is recorded in ``model.extra["calibration_used"]`` (:meth:`calibration_info`), with a warning
-        when it is fewer segments than asked for.
+        The text is tokenized without special tokens; each segment then starts with the tokenizer's BOS token
+        when the ``bos`` option says so (default: where the tokenizer adds one itself, as Gemma's and LLaMA's do;
+        the segment is then BOS + ``seq_len`` − 1 text tokens, as the Shortened LLaMA scripts'
+        ``add_bos_to_every``).  A text longer than ``samples`` spans of ``12 * seq_len`` characters gives
+        ``samples`` spans spread evenly over it (first at the start, last at the end), each cut to its first
+        tokens; a shorter text is tokenized whole and cut into consecutive segments, as many as fit (at most
+        ``samples``).  What was used is recorded in ``model.extra["calibration_used"]`` (:meth:`calibration_info`),
+        BOS included, with a warning when it is fewer segments than asked for.
         """
         spec = self.resolve_data(model, data)
-        seq_len = calibration_seq_len(spec)
+        opts = calibration_options(spec)
+        seq_len = int(opts.seq_len)
         tok = self._need_tokenizer(model)
         blocks.check_context(model, "--seq-len", seq_len)
+        bos = blocks.bos_token(model, opts.bos)
+        lead = [] if bos is None else [bos]
+        need = seq_len - len(lead)  # text tokens per segment
         text = read_text_file(spec.path, "calibration file")
         span = seq_len * 12  # characters: comfortably more than seq_len tokens
         if len(text) <= span * spec.samples:
             ids = tok(text, add_special_tokens=False)["input_ids"]
-            if len(ids) < seq_len:
+            if len(ids) < need:
                 raise SlimError(f"calibration file {spec.path} has only {len(ids)} tokens; "
-                                f"at least {seq_len} are needed", hint="give a longer text or a smaller --seq-len")
-            n = min(spec.samples, len(ids) // seq_len)
-            segs = [ids[i * seq_len:(i + 1) * seq_len] for i in range(n)]
-            available = f"{Path(spec.path).name} has {len(ids)} tokens, enough for {len(ids) // seq_len}"
+                                f"at least {need} are needed", hint="give a longer text or a smaller --seq-len")
+            n = min(spec.samples, len(ids) // need)
+            segs = [lead + ids[i * need:(i + 1) * need] for i in range(n)]
+            available = f"{Path(spec.path).name} has {len(ids)} tokens, enough for {len(ids) // need}"
         else:
             step = (len(text) - span) / max(1, spec.samples - 1)
             segs = []
             for i in range(spec.samples):
                 start = int(i * step)
                 ids = tok(text[start:start + span], add_special_tokens=False)["input_ids"]
-                if len(ids) >= seq_len:
-                    segs.append(ids[:seq_len])
+                if len(ids) >= need:
+                    segs.append(lead + ids[:need])
             if not segs:
                 raise SlimError(f"calibration file {spec.path} gives no {seq_len}-token segment")
             available = (f"{spec.samples - len(segs)} of the {spec.samples} {span}-character spans of "
-                         f"{Path(spec.path).name} hold fewer than {seq_len} tokens")
-        model.extra["calibration_used"] = self._calibration_record(spec, seq_len, len(segs), available)
+                         f"{Path(spec.path).name} hold fewer than {need} tokens")
+        model.extra["calibration_used"] = self._calibration_record(spec, seq_len, len(segs), available,
+                                                                   bos=bos is not None)
         ids = torch.tensor(segs, dtype=torch.long)
         return [{"input_ids": b, "attention_mask": torch.ones_like(b)} for b in ids.split(spec.batch_size)]
 
     @staticmethod
-    def _calibration_record(spec: CalibrationData, seq_len: int, used: int, available: str) -> dict[str, Any]:
+    def _calibration_record(spec: CalibrationData, seq_len: int, used: int, available: str, *,
+                            bos: bool = False) -> dict[str, Any]:
         warnings = []
         if used < spec.samples:
             warnings.append(f"calibration used {used} segments of {seq_len} tokens, not the {spec.samples} "
                             f"asked for: {available} (give a longer text, a smaller --seq-len or fewer --samples)")
         return {"data": {"path": spec.path, "seq_len": seq_len, "samples": used,
                          "samples_requested": spec.samples, "batch_size": spec.batch_size,
-                         "tokens": used * seq_len},
+                         "tokens": used * seq_len, "bos": bos},
                 "warnings": warnings}
 
     @staticmethod
     def calibration_info(model: LoadedModel) -> dict[str, Any] | None:
         """What the last :meth:`calibration_batches` on ``model`` used: ``{"data": {path, seq_len, samples (used),
-        samples_requested, batch_size, tokens}, "warnings": [str, ...]}``, or None if it has not run."""
+        samples_requested, batch_size, tokens, bos (each segment starts with the BOS token)}, "warnings": [str, ...]}``, or None if it has not run."""
         return model.extra.get("calibration_used")
 
     def is_decoder(self, model: LoadedModel) -> bool:
@@ -515,12 +560,18 @@ def cast_state_dict(module: nn.Module, dtypes: dict[str, Any]) -> dict[str, torc
     return out
 
 
-def calibration_seq_len(data: CalibrationData) -> int:
-    """The segment length of calibration ``data``: its ``options["seq_len"]`` (the family's CalibrationOptions,
-    checked; the schema's default when not given)."""
+def calibration_options(data: CalibrationData):
+    """The family's :class:`~slimgui_families.llm.options.CalibrationOptions` of calibration ``data`` (its
+    ``options``, checked; the schema's defaults for what is not given)."""
     from slimgui.core.options import from_dict
 
     from .options import CalibrationOptions
 
     given = {k: v for k, v in dict(getattr(data, "options", None) or {}).items() if v is not None}
-    return int(from_dict(CalibrationOptions, given, where="calibration option").seq_len)
+    return from_dict(CalibrationOptions, given, where="calibration option")
+
+
+def calibration_seq_len(data: CalibrationData) -> int:
+    """The segment length of calibration ``data``: its ``options["seq_len"]`` (the family's CalibrationOptions,
+    checked; the schema's default when not given)."""
+    return int(calibration_options(data).seq_len)

@@ -50,6 +50,15 @@ def swapped_stack(adapter: TransformersAdapter, model, layers: list[nn.Module], 
         saved = {k: getattr(config, k) for k in swap}
         for k, v in swap.items():
             setattr(config, k, v)
+    # the blocks' own layer_idx follows their new position, as apply_plan renumbers them
+    renumbered: list[tuple[nn.Module, int]] = []
+    if keep is not None:
+        for new_idx, block in enumerate(layers):
+            for sub in block.modules():
+                idx = getattr(sub, "layer_idx", None)
+                if isinstance(idx, int) and not isinstance(idx, bool) and idx != new_idx:
+                    renumbered.append((sub, idx))
+                    sub.layer_idx = new_idx
     setattr(parent, attr, nn.ModuleList(layers))
     try:
         yield
@@ -57,6 +66,8 @@ def swapped_stack(adapter: TransformersAdapter, model, layers: list[nn.Module], 
         setattr(parent, attr, original)
         for k, v in saved.items():
             setattr(config, k, v)
+        for sub, idx in renumbered:
+            sub.layer_idx = idx
 
 
 def _adapter(model) -> TransformersAdapter:

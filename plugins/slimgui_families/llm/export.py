@@ -73,17 +73,21 @@ class _Staged:
         return False
 
 
-def _one_data_file(path: Path, weight_bytes: int) -> None:
+def _one_data_file(path: Path, weight_bytes: int | None = None) -> None:
     """Rewrite ``path`` so its weights live in one ``.data`` sidecar when they are large or already loose.
 
-    Tensor by tensor: a loose file (or a large inline tensor) is appended to the sidecar and the graph
-    points at its offset, so a model of several GiB is never held in memory a second time."""
+    Large: the bytes actually written (the graph file and any loose weight files), at least
+    :data:`EXTERNAL_DATA_BYTES` (``weight_bytes`` is accepted for older callers and not used: parameter bytes
+    miss the copies an exporter may write, e.g. a transposed head).  Tensor by tensor: a loose file (or a large
+    inline tensor) is appended to the sidecar and the graph points at its offset, so a model of several GiB is
+    never held in memory a second time."""
     import onnx
     from onnx.external_data_helper import ExternalDataInfo
 
     data = data_file(path)
     loose = [f for f in path.parent.iterdir() if f not in (path, data)]
-    if not loose and (data.is_file() or weight_bytes < EXTERNAL_DATA_BYTES):
+    written = path.stat().st_size + sum(f.stat().st_size for f in loose)
+    if not loose and (data.is_file() or written < EXTERNAL_DATA_BYTES):
         return
     proto = onnx.load(str(path), load_external_data=False)
     part = data.with_name(data.name + ".partial")
@@ -116,6 +120,64 @@ def _one_data_file(path: Path, weight_bytes: int) -> None:
         f.unlink()
     os.replace(part, data)
     onnx.save_model(proto, str(path))
+
+
+def share_tied_embedding(path: Path, module: nn.Module) -> bool:
+    """Store tied input/output embeddings once: the exporter writes the embedding matrix E (read by a Gather)
+    and, folded, its transpose Eᵀ (the head's MatMul).  The Gather then reads Eᵀ along axis 1 and a Transpose
+    puts the rows back in order, so only Eᵀ is stored (the head's MatMul stays as fast as before).  True when the
+    graph was rewritten; untied models and graphs of another shape are left as they are."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    emb = module.get_input_embeddings() if hasattr(module, "get_input_embeddings") else None
+    head = module.get_output_embeddings() if hasattr(module, "get_output_embeddings") else None
+    weight = getattr(emb, "weight", None)
+    if weight is None or head is None or getattr(head, "weight", None) is None:
+        return False
+    if head.weight.data_ptr() != weight.data_ptr():
+        return False
+    vocab, hidden = weight.shape
+    proto = onnx.load(str(path), load_external_data=False)
+    graph = proto.graph
+    inits = {t.name: t for t in graph.initializer}
+    gathers = [n for n in graph.node if n.op_type == "Gather" and n.input[0] in inits
+               and list(inits[n.input[0]].dims) == [vocab, hidden]]
+    matmuls = [n for n in graph.node if n.op_type == "MatMul" and n.input[1] in inits
+               and list(inits[n.input[1]].dims) == [hidden, vocab]]
+    if len({n.input[0] for n in gathers}) != 1 or len({n.input[1] for n in matmuls}) != 1:
+        return False
+    e_name, t_name = gathers[0].input[0], matmuls[0].input[1]
+    ranks = {i.name: len(i.type.tensor_type.shape.dim) for i in graph.input}
+    if any(n.input[1] not in ranks or any(a.name == "axis" and a.i != 0 for a in n.attribute) for n in gathers):
+        return False
+    base = str(path.parent)
+    e_arr, t_arr = numpy_helper.to_array(inits[e_name], base), numpy_helper.to_array(inits[t_name], base)
+    if not np.array_equal(e_arr, t_arr.T):
+        return False
+    del e_arr, t_arr
+    for node in gathers:
+        rank = ranks[node.input[1]]
+        out = node.output[0]
+        moved = f"{out}__rows_last"
+        idx = list(graph.node).index(node)
+        graph.node.remove(node)
+        graph.node.insert(idx, helper.make_node("Transpose", [moved], [out], name=f"{node.name}/tied_transpose",
+                                                perm=list(range(1, rank + 1)) + [0]))
+        graph.node.insert(idx, helper.make_node("Gather", [t_name, node.input[1]], [moved], name=node.name, axis=1))
+    e_tensor = inits[e_name]
+    if e_tensor.data_location == onnx.TensorProto.EXTERNAL:
+        from onnx.external_data_helper import ExternalDataInfo
+
+        loose = path.parent / ExternalDataInfo(e_tensor).location
+        shared = [t for t in graph.initializer if t is not e_tensor and t.data_location == onnx.TensorProto.EXTERNAL
+                  and ExternalDataInfo(t).location == ExternalDataInfo(e_tensor).location]
+        if not shared:
+            loose.unlink(missing_ok=True)
+    graph.initializer.remove(e_tensor)
+    onnx.save_model(proto, str(path))
+    return True
 
 
 def _all_tensors(graph):
@@ -332,19 +394,31 @@ def _export_staged(model, staged: _Staged, *, with_past: bool, sample_text: str 
                         f"{str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}",
                         hint="export to --format hf instead, or report the architecture") from None
     check(cancel)
-    _one_data_file(tmp, sum(p.numel() * p.element_size() for p in module.parameters()))
+    tied = share_tied_embedding(tmp, module)
+    _one_data_file(tmp)
     report(progress, 1, 3, "ONNX checker")
     check_onnx_file(tmp)
     report(progress, 2, 3, "comparing with torch")
-    result = parity(tmp, model, inputs, with_past=with_past)
-    if with_past:
-        result["incremental"] = incremental_parity(tmp, model, inputs["input_ids"][:1])
+    try:
+        result = parity(tmp, model, inputs, with_past=with_past)
+        if with_past:
+            result["incremental"] = incremental_parity(tmp, model, inputs["input_ids"][:1])
+    except SlimError:
+        raise
+    except Exception as exc:  # onnxruntime cannot run the traced graph (e.g. sliding-window layers with --past)
+        text = str(exc).strip().splitlines()[-1][:160] if str(exc).strip() else type(exc).__name__
+        raise SlimError(f"the ONNX export of this {model.config.model_type} model"
+                        f"{' with past key/values' if with_past else ''} does not run in onnxruntime ({text}); "
+                        "nothing was written",
+                        hint=("export without --past" if with_past else "export to --format hf instead")
+                        + "; please report the architecture") from None
     worst = min(result["cosine"], result.get("incremental", {}).get("cosine", 1.0))
     if worst < PARITY_MIN_COSINE:
         raise SlimError(f"the ONNX export of this {model.config.model_type} model does not match torch "
                         f"(cosine {worst:.4f}, max abs diff {result['max_abs_diff']:.3g}); nothing was written",
                         hint="export to --format hf instead; please report the architecture")
-    result.update({"opset": OPSET, "with_past": with_past, "inputs_names": names, "source": model.source})
+    result.update({"opset": OPSET, "with_past": with_past, "inputs_names": names, "source": model.source,
+                   "tied_embeddings_shared": tied})
     return result
 
 
@@ -415,7 +489,7 @@ def quantize(src: str | Path, dst: str | Path, *, nodes: list[str] | None = None
                              op_types_to_quantize=["MatMul", "Gemm"], nodes_to_quantize=nodes or None,
                              nodes_to_exclude=exclude or None, use_external_data_format=data_file(src).is_file(),
                              extra_options={"MatMulConstBOnly": True})
-            _one_data_file(staged.path, 0)
+            _one_data_file(staged.path)
             staged.commit()
     except SlimError:
         raise

@@ -13,12 +13,23 @@ SEQ_MAX = 1_048_576  # tokens; the model's own context (max_position_embeddings)
 WEIGHT_MAX = 1e6
 
 
+def bos_option():
+    """``bos``: whether each calibration segment, evaluation window and prompt starts with the tokenizer's BOS
+    token.  None (the default) follows the tokenizer: BOS where it adds one itself (Gemma, LLaMA), none where it
+    does not (GPT-2, OPT's own tokenizer adds one, encoders have no BOS)."""
+    return option(None, label="BOS token", none_label="as the tokenizer does", advanced=True,
+                  consts=(("--bos", True, "start every segment/window/prompt with the tokenizer's BOS token"),
+                          ("--no-bos", False, "no BOS token, even where the tokenizer adds one")),
+                  help="start each segment, window and prompt with the BOS token (default: as the tokenizer does)")
+
+
 @dataclass
 class CalibrationOptions:
     """How calibration text is cut (analysis with ppl, bi, taylor)."""
 
     seq_len: int = option(128, label="segment length", lo=2, hi=SEQ_MAX, step=16, context=True,
                           help="tokens per calibration segment, at most the model's context")
+    bos: bool | None = bos_option()
 
 
 @dataclass
@@ -29,6 +40,7 @@ class TextDataOptions:
                           help="tokens per training sequence, at most the model's context")
     max_train_tokens: int | None = option(None, label="max tokens", lo=2, hi=2**40, none_label="all",
                                           advanced=True, help="use at most this many training tokens")
+    bos: bool | None = bos_option()
     text_field: str = option("text", label="text field", advanced=True,
                              help="the JSONL / dataset field holding the text")
     prompt_template: str = option("### Instruction:\n{instruction}\n\n### Response:\n{response}",
@@ -72,13 +84,15 @@ class PerplexityOptions:
                                 advanced=True, help="window stride (at most the window length)")
     max_tokens: int | None = option(None, label="max tokens", lo=2, hi=INT_MAX, none_label="all", gui_default=4096,
                                     legacy=("eval_max_tokens",), help="evaluate only the first N tokens")
+    bos: bool | None = bos_option()
 
 
 @dataclass
 class GenerateOptions:
     prompt: str = option("def ", label="prompt", help="the text to continue")
-    max_new_tokens: int = option(40, label="new tokens", lo=1, hi=100_000,
+    max_new_tokens: int = option(40, label="new tokens", lo=1, hi=100_000, context=True,
                                  help="tokens to generate, within the model's context")
+    bos: bool | None = bos_option()
 
 
 @dataclass

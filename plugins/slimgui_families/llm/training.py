@@ -26,7 +26,16 @@ from slimgui.core.model import made_from
 from slimgui.core.options import from_dict
 from slimgui.core.train import TrainConfig, TrainTask
 
-from .blocks import causal_lm_loss, check_context, find_stack, is_decoder, mask_tokens, need_tokenizer
+from .blocks import (
+    bos_token,
+    causal_lm_loss,
+    check_context,
+    copy_sentence_transformers,
+    find_stack,
+    is_decoder,
+    mask_tokens,
+    need_tokenizer,
+)
 from .options import DistillOptions, LoraOptions, TextDataOptions
 
 TEXT_SUFFIXES = {".txt", ".md", ".py", ".rst", ".text", ".csv", ".tex", ".html", ".c", ".h", ".js", ".java"}
@@ -112,10 +121,11 @@ def load_texts(paths: list[str], cfg: TextDataOptions | TrainConfig) -> list[str
     return texts
 
 
-def token_blocks(texts: list[str], tokenizer, cfg: TextDataOptions,
-                 val_fraction: float = 0.05) -> tuple[torch.Tensor, torch.Tensor]:
+def token_blocks(texts: list[str], tokenizer, cfg: TextDataOptions, val_fraction: float = 0.05,
+                 bos_id: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Concatenate documents (separated by EOS) into ``seq_len`` blocks; every k-th block is held out
-    (k = 1 / ``val_fraction``)."""
+    (k = 1 / ``val_fraction``).  ``bos_id``: each block is that token and ``seq_len`` − 1 tokens of text, as
+    calibration and evaluation cut their windows."""
     eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
     ids: list[int] = []
     for enc in tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]:
@@ -125,11 +135,14 @@ def token_blocks(texts: list[str], tokenizer, cfg: TextDataOptions,
         if cfg.max_train_tokens and len(ids) >= cfg.max_train_tokens:
             ids = ids[: cfg.max_train_tokens]
             break
-    n = len(ids) // cfg.seq_len
+    span = cfg.seq_len - (bos_id is not None)
+    n = len(ids) // span
     if n < 2:
         raise SlimError(f"the training data gives {len(ids)} tokens: fewer than two {cfg.seq_len}-token sequences",
                         hint="give more text or a smaller --seq-len")
-    blocks = torch.tensor(ids[: n * cfg.seq_len], dtype=torch.long).view(n, cfg.seq_len)
+    blocks = torch.tensor(ids[: n * span], dtype=torch.long).view(n, span)
+    if bos_id is not None:
+        blocks = torch.cat([torch.full((n, 1), bos_id, dtype=torch.long), blocks], dim=1)
     every = max(2, round(1 / val_fraction))
     val_mask = torch.zeros(n, dtype=torch.bool)
     val_mask[every - 1::every] = True
@@ -226,18 +239,24 @@ def _build(adapter: Any, cfg: TrainConfig, method: str, options: Any) -> TrainTa
     check_context(student, "--seq-len", data.seq_len)
     tok = need_tokenizer(student)
     decoder = is_decoder(student)
-    if method == "kd" and not decoder:
-        raise SlimError("distillation is implemented for decoder language models", hint="use lora or cpt")
+    headless = not decoder and student.module.get_output_embeddings() is None
+    if headless and method != "kd":
+        raise SlimError(f"{method} retraining needs a language-modelling head; this encoder "
+                        f"({type(student.module).__name__}) has none",
+                        hint="heal it with --method kd: the pruned encoder learns the original's hidden states")
+    if method == "kd" and not decoder and options.kd_hidden <= 0:
+        raise SlimError("distillation of an encoder learns the original's hidden states: --kd-hidden must be above 0")
     if not cfg.data:
         raise SlimError("no training data given", hint="pass --data FILE (text, JSONL or a saved dataset)")
-    train_blocks, val_blocks = token_blocks(load_texts(cfg.data, data), tok, data, cfg.val_fraction)
+    bos_id = bos_token(student, data.bos) if decoder else None
+    train_blocks, val_blocks = token_blocks(load_texts(cfg.data, data), tok, data, cfg.val_fraction, bos_id=bos_id)
     _, layers = find_stack(student)
     module = student.module
     hidden = int(getattr(student.config, "hidden_size", 0) or 0)
     vocab = int(getattr(student.config, "vocab_size", 0) or 0)
     info: dict[str, Any] = {
         "hidden_size": hidden, "layers": len(layers), "vocab_size": vocab, "decoder": decoder,
-        "train_sequences": len(train_blocks), "val_sequences": len(val_blocks),
+        "train_sequences": len(train_blocks), "val_sequences": len(val_blocks), "bos": bos_id is not None,
         "items": "tokens", "items_per_sample": data.seq_len,
         # activations of one sequence: the blocks' (about 34 bytes per hidden unit and layer) and the logits'
         "activation_bytes_per_sample": data.seq_len * (hidden * len(layers) * 34 + vocab * 12),
@@ -260,7 +279,14 @@ def _build(adapter: Any, cfg: TrainConfig, method: str, options: Any) -> TrainTa
             p.requires_grad_(True)
 
     loss_fn = lambda model, batch: (lm_loss(model, batch), {})  # noqa: E731
-    if method == "kd":
+    eval_loss = lm_loss
+    val_metrics = lambda mean: {"val_ppl": math.exp(min(mean, 50))}  # noqa: E731
+    if method == "kd" and not decoder:  # encoders: hidden-state distillation from the original
+        loss_fn = _encoder_distillation(adapter, cfg, student, layers, options, info)
+        eval_loss = lambda model, batch: loss_fn(model, batch)[0]  # noqa: E731
+        val_metrics = None
+        info.update(val_metric=None, metrics=[])
+    elif method == "kd":
         loss_fn = _distillation(adapter, cfg, student, layers, options, info)
 
     source_dir = Path(student.source)
@@ -276,26 +302,66 @@ def _build(adapter: Any, cfg: TrainConfig, method: str, options: Any) -> TrainTa
         tok.save_pretrained(tmp)
         if (source_dir / "slimgui_plan.json").is_file():
             shutil.copy(source_dir / "slimgui_plan.json", tmp / "slimgui_plan.json")
+        copy_sentence_transformers(source_dir, tmp, getattr(student.config, "hidden_size", None))
         (tmp / "slimgui_healed_from.json").write_text(json.dumps({"model": str(source_dir), "method": method}))
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
 
     return TrainTask(model=module, train_blocks=train_blocks, val_blocks=val_blocks, loss=loss_fn, save=save,
-                     eval_loss=lambda model, batch: lm_loss(model, batch), info=info,
-                     val_metrics=lambda mean: {"val_ppl": math.exp(min(mean, 50))})
+                     eval_loss=eval_loss, info=info, val_metrics=val_metrics)
 
 
-def _distillation(adapter: Any, cfg: TrainConfig, student: Any, layers: nn.ModuleList, options: DistillOptions,
-                  info: dict[str, Any]):
-    """The distillation loss against the teacher (``cfg.teacher``, else the model ``student`` was pruned from)."""
+def _teacher(adapter: Any, cfg: TrainConfig, student: Any, layers: nn.ModuleList):
+    """(teacher model, its block stack, the teacher block each student block stands for)."""
     origin = made_from(student.source)
     teacher_path = cfg.teacher or (str(origin) if origin is not None else None)
     if not teacher_path:
         raise SlimError("distillation needs a teacher", hint="pass --teacher ORIGINAL_MODEL")
     teacher = adapter.load(teacher_path, trust_remote_code=cfg.trust_remote_code)
     _, t_layers = find_stack(teacher)
-    kept = _kept_indices(Path(student.source), len(layers), len(t_layers))
+    return teacher, t_layers, _kept_indices(Path(student.source), len(layers), len(t_layers))
+
+
+def _encoder_distillation(adapter: Any, cfg: TrainConfig, student: Any, layers: nn.ModuleList,
+                          options: DistillOptions, info: dict[str, Any]):
+    """Hidden-state distillation of an encoder (no logits to match): the mean MSE between each kept block's output
+    and the original's matching block, plus the MSE of the final hidden states (what a sentence encoder pools),
+    both weighted by ``kd_hidden``."""
+    teacher, t_layers, kept = _teacher(adapter, cfg, student, layers)
+    if int(getattr(teacher.config, "hidden_size", 0) or 0) != int(getattr(student.config, "hidden_size", 0) or 0):
+        raise SlimError("teacher and student have different hidden sizes",
+                        hint="distil from the model the student was pruned from")
+    t_module = teacher.module.eval()
+    for p in t_module.parameters():
+        p.requires_grad_(False)
+    s_tap, t_tap = _BlockTap(layers), _BlockTap(t_layers)
+    info.update(teacher_params=sum(p.numel() for p in t_module.parameters()), block_map=kept,
+                distillation="hidden states")
+
+    def base(module):
+        return getattr(module, "base_model", module)
+
+    def kd_loss(model, batch):
+        if next(t_module.parameters()).device != batch.device:
+            t_module.to(batch.device)
+        mask = torch.ones_like(batch)
+        s_out = base(model)(input_ids=batch, attention_mask=mask).last_hidden_state
+        with torch.no_grad():
+            t_out = base(t_module)(input_ids=batch, attention_mask=mask).last_hidden_state
+        hid = torch.stack([nn.functional.mse_loss(s_tap.outputs[k], t_tap.outputs[j])
+                           for k, j in enumerate(kept)]).mean()
+        final = nn.functional.mse_loss(s_out, t_out)
+        total = options.kd_hidden * (hid + final)
+        return total, {"hidden_mse": hid.item(), "final_mse": final.item()}
+
+    return kd_loss
+
+
+def _distillation(adapter: Any, cfg: TrainConfig, student: Any, layers: nn.ModuleList, options: DistillOptions,
+                  info: dict[str, Any]):
+    """The distillation loss against the teacher (``cfg.teacher``, else the model ``student`` was pruned from)."""
+    teacher, t_layers, kept = _teacher(adapter, cfg, student, layers)
     if teacher.config.vocab_size != student.config.vocab_size:
         raise SlimError("teacher and student have different vocabularies")
     t_module = teacher.module.eval()
