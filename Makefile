@@ -30,11 +30,12 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check slimgui plugins tests benchmarks
 	$(VENV)/bin/lint-imports
 
-# Retrain the shipped demo models from scratch (language model ~30 min, diffusion ~15 min, ViT ~3 min on 2 CPU cores).
+# Retrain the shipped demo models from scratch (language model ~30 min, diffusion ~15 min, ViT ~3 min, GAN ~2 min on 2 CPU cores).
 demo-models: $(STAMP)
 	$(PY) -m slimgui_families.llm.demo --out resources/demo/llm
 	$(PY) -m slimgui_families.diffusion.demo --out resources/demo/diffusion
 	$(PY) -m slimgui_families.vit.demo --out resources/demo/vit
+	$(PY) -m slimgui_families.gan.demo --out resources/demo/gan
 
 clean:
-	rm -rf $(VENV) .pytest_cache bench-report.json bench-vit.json
+	rm -rf $(VENV) .pytest_cache bench-report.json bench-vit.json bench-gan.json
