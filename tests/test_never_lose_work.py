@@ -178,3 +178,65 @@ def test_one_writer_per_run_folder(tiny_models, text_file, tmp_path):
     # its process gone, the lock is stale: the next run takes it over and releases it when done
     result = run_training(_cfg(tiny_models["llama"], text_file, out, steps=2, save_every=2, eval_every=2))
     assert result["step"] == 2 and not (out / LOCK_FILE).exists()
+
+
+def _copy_with(src: Path, dst: Path, change) -> Path:
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(src, dst)
+    f = next(dst.glob("*.safetensors"))
+    sd = load_file(str(f))
+    change(sd)
+    save_file(sd, str(f), metadata={"format": "pt"})
+    return dst
+
+
+def _a_down_proj(sd) -> str:
+    return next(k for k in sd if k.endswith("mlp.down_proj.weight"))
+
+
+def test_nan_weights_never_pass_a_check(tiny_models, text_file, tmp_path, capsys):
+    def poison(sd):
+        sd[_a_down_proj(sd)][:] = float("nan")
+
+    bad = _copy_with(tiny_models["llama"], tmp_path / "nan", poison)
+    code, err = cli(capsys, "export", str(bad), "--format", "onnx", "--out", str(tmp_path / "m.onnx"))
+    assert code == 2 and "hold NaN/Inf" in err and "mlp.down_proj.weight" in err
+    assert not list(tmp_path.glob("m.onnx*"))  # no file, no check.json with bare NaN
+    code, err = cli(capsys, "eval", str(bad), "--data", str(text_file), "--no-generate", "--seq-len", "32")
+    assert code == 2 and "gave nan" in err and "mlp.down_proj.weight" in err
+
+
+def test_integer_weights_and_missing_shards_are_named(tiny_models, tmp_path, capsys):
+    import torch
+
+    def relabel(sd):
+        k = _a_down_proj(sd)
+        sd[k] = sd[k].to(torch.int8)
+
+    bad = _copy_with(tiny_models["llama"], tmp_path / "i8", relabel)
+    code, err = cli(capsys, "inspect", str(bad))
+    assert code == 2 and "as I8, not as floating-point numbers" in err
+    sharded = tmp_path / "sharded"
+    sharded.mkdir()
+    (sharded / "config.json").write_bytes((tiny_models["llama"] / "config.json").read_bytes())
+    (sharded / "model.safetensors.index.json").write_text(json.dumps(
+        {"metadata": {}, "weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}))
+    code, err = cli(capsys, "inspect", str(sharded))
+    assert code == 2 and "2 are missing: model-00001-of-00002.safetensors" in err
+
+
+def test_options_are_checked_before_the_work(tiny_models, text_file, tmp_path, capsys):
+    src = str(tiny_models["llama"])
+    code, err = cli(capsys, "export", src, "--format", "onnx", "--mixed", "--keep-fp32", "no.such.layer",
+                    "--out", str(tmp_path / "k.onnx"))
+    assert code == 2 and "no linear layer named no.such.layer" in err and "progress" not in err
+    code, err = cli(capsys, "export", src, "--format", "onnx", "--int8", "--keep-fp32", "lm_head",
+                    "--out", str(tmp_path / "k.onnx"))
+    assert code == 2 and "--mixed" in err
+    code, err = cli(capsys, "eval", src, "--data", str(text_file), "--max-new-tokens", "100000")
+    assert code == 2 and "--max-new-tokens 100,000 is more than the model's context" in err
+    assert "perplexity" not in err  # refused before the evaluation ran
+    assert not list(tmp_path.iterdir())

@@ -234,7 +234,26 @@ def evaluate(model: LoadedModel, data_path: str | None, *, registry: Registry, e
     fn = registry.evaluator(spec.name, model.family)
     result = dict(fn(model, data_path, progress=progress, cancel=cancel, **values))
     result.setdefault("evaluator", spec.name)
+    bad = [m.name for m in spec.metrics if isinstance(result.get(m.name), float) and not math.isfinite(result[m.name])]
+    if bad:  # a NaN is never a result: say where it comes from
+        raise SlimError(f"the {spec.name} evaluation of {Path(str(model.source)).name} gave {result[bad[0]]} "
+                        f"({', '.join(bad)}): {nonfinite_weights(model) or 'its outputs are not finite'}",
+                        hint="repair or re-create the model's weights")
     return with_metrics(result, spec.metrics)
+
+
+def nonfinite_weights(model: LoadedModel, limit: int = 3) -> str | None:
+    """Which parameters of a loaded model hold NaN/Inf ("its weights hold NaN/Inf in a, b, …"), or None."""
+    import torch
+
+    module = getattr(model, "module", None)
+    if module is None:
+        return None
+    bad = [n for n, p in module.named_parameters() if p.is_floating_point() and p.device.type != "meta"
+           and not bool(torch.isfinite(p).all())]
+    if not bad:
+        return None
+    return f"its weights hold NaN/Inf in {', '.join(bad[:limit])}" + (f" and {len(bad) - limit} more" if len(bad) > limit else "")
 
 
 def previewer_spec(model: LoadedModel, registry: Registry, name: str | None = None, media: str | None = None):

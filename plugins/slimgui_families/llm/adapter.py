@@ -186,9 +186,11 @@ class TransformersAdapter(ModelAdapter):
         return transformers.AutoModel, "encoder"
 
     def _weight_files(self, folder: Path) -> list[Path]:
+        _check_shards(folder)
         safes = sorted(folder.glob("*.safetensors"))
         for f in safes:
             check_safetensors(f)
+            _check_dtypes(f, folder)
         if safes:
             return safes
         pickles = sorted(list(folder.glob("pytorch_model*.bin")) + list(folder.glob("*.pth")) + list(folder.glob("*.pt")))
@@ -514,6 +516,47 @@ _SAFETENSORS_FLOATS = {"BF16": "bfloat16", "F16": "float16", "F32": "float32", "
 def _name_pattern(name: str, stack_path: str) -> str:
     """A tensor name with its block index replaced by ``*``: the same for every block, before and after pruning."""
     return re.sub(rf"^{re.escape(stack_path)}\.\d+\.", f"{stack_path}.*.", name)
+
+
+_NOT_WEIGHTS = re.compile(r"(position_ids|token_type_ids|masked_bias|attn\.bias|inv_freq)$")
+
+
+def _check_shards(folder: Path) -> None:
+    """A sharded checkpoint's index must find its shards: a missing one is named (not "config only")."""
+    from slimgui.core.io import read_json_file
+
+    for index in sorted(folder.glob("*.index.json")):
+        try:
+            doc = read_json_file(index, "the weights' index", limit=64 << 20)
+        except SlimError:
+            raise
+        weight_map = doc.get("weight_map") if isinstance(doc, dict) else None
+        if not isinstance(weight_map, dict):
+            raise SlimError(f"{index.name} has no weight_map", hint="repair or replace the index")
+        shards = sorted({str(v) for v in weight_map.values()})
+        missing = [name for name in shards if not (folder / Path(name).name).is_file()]
+        if missing:
+            raise SlimError(f"{index.name} names {len(shards)} weight shard(s) and {len(missing)} are missing: "
+                            f"{', '.join(missing[:3])}{', …' if len(missing) > 3 else ''}",
+                            hint="copy every shard beside the index (a download may have stopped)")
+
+
+def _check_dtypes(file: Path, folder: Path) -> None:
+    """Weights stored as integers or booleans (a relabelled or damaged header, or a quantised checkpoint) are
+    refused by name instead of being cast silently to float32."""
+    from safetensors import safe_open
+
+    with safe_open(str(file), framework="pt") as fh:
+        for key in fh.keys():
+            dtype = fh.get_slice(key).get_dtype()
+            if dtype in _SAFETENSORS_FLOATS or _NOT_WEIGHTS.search(key):
+                continue
+            quantised = (folder / "config.json").is_file() and "quantization_config" in (
+                folder / "config.json").read_text(encoding="utf-8", errors="replace")
+            raise SlimError(f"{file.name} stores {key} as {dtype}, not as floating-point numbers"
+                            + (": a quantised checkpoint (quantization_config)" if quantised else ""),
+                            hint="SlimGUI opens floating-point checkpoints (float32/16, bfloat16); "
+                                 + ("dequantise it first" if quantised else "the file may be damaged or relabelled"))
 
 
 def stored_float_dtypes(files: list[Path], stack_path: str) -> dict[str, Any] | None:

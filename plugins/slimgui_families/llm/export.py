@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -406,13 +407,25 @@ def _export_staged(model, staged: _Staged, *, with_past: bool, sample_text: str 
     except SlimError:
         raise
     except Exception as exc:  # onnxruntime cannot run the traced graph (e.g. sliding-window layers with --past)
+        from slimgui.core.io import disk_full
+
+        if disk_full(exc):
+            raise SlimError(f"not enough disk space to write the ONNX export of {Path(str(model.source)).name}; "
+                            "nothing was written", hint="free some space or choose another --out") from None
         text = str(exc).strip().splitlines()[-1][:160] if str(exc).strip() else type(exc).__name__
         raise SlimError(f"the ONNX export of this {model.config.model_type} model"
                         f"{' with past key/values' if with_past else ''} does not run in onnxruntime ({text}); "
                         "nothing was written",
                         hint=("export without --past" if with_past else "export to --format hf instead")
                         + "; please report the architecture") from None
-    worst = min(result["cosine"], result.get("incremental", {}).get("cosine", 1.0))
+    cosines = [result["cosine"], result.get("incremental", {}).get("cosine", 1.0)]
+    if not all(math.isfinite(c) for c in cosines):  # NaN never passes a comparison: say where it comes from
+        bad = [n for n, p in model.module.named_parameters() if not torch.isfinite(p).all()]
+        where = (f"its weights hold NaN/Inf ({', '.join(bad[:3])}{', …' if len(bad) > 3 else ''})" if bad
+                 else "its outputs are not finite (NaN/Inf)")
+        raise SlimError(f"the ONNX export of {Path(str(model.source)).name} cannot be checked: {where}; nothing was "
+                        "written", hint="repair or re-create the model's weights")
+    worst = min(cosines)
     if worst < PARITY_MIN_COSINE:
         raise SlimError(f"the ONNX export of this {model.config.model_type} model does not match torch "
                         f"(cosine {worst:.4f}, max abs diff {result['max_abs_diff']:.3g}); nothing was written",

@@ -42,6 +42,19 @@ def export_task(model, out: str, *, registry: Any = None, force: bool = False, p
         raise SlimError("choose where to write the export")
     if not str(out).lower().endswith(".onnx"):
         raise SlimError(f"{out} does not end in .onnx", hint="give the ONNX file a name ending in .onnx")
+    if keep_fp32 and mode != "mixed":
+        raise SlimError("--keep-fp32 chooses layers of a mixed-precision export", hint="add --mixed, or leave it out")
+    if keep_fp32 and mode == "mixed":  # checked before minutes of export and scan
+        # the layers a MatMul/Gemm comes from: modules with a 2-D weight (nn.Linear, GPT-2's Conv1D)
+        linear = {n for n, m in model.module.named_modules()
+                  if getattr(getattr(m, "weight", None), "ndim", 0) == 2 and type(m).__name__ != "Embedding"}
+        unknown = [str(x).strip() for x in keep_fp32 if str(x).strip() and str(x).strip() not in linear
+                   and not str(x).strip().startswith("/")]  # "/…/MatMul": an ONNX node name of an earlier report
+        if unknown:
+            example = next(iter(sorted(linear)), "")
+            raise SlimError(f"--keep-fp32: the model has no linear layer named {', '.join(unknown[:3])}",
+                            hint=f"layer names are module names such as {example}" if example else
+                            "see the sensitivity report for the layer names")
     path = Path(out)
     for existing in (path, data_file(path)):  # a large export keeps its weights in NAME.onnx.data
         if existing.exists() and not force:
