@@ -36,11 +36,12 @@ def normalized(values: Mapping[str, float], scale: str = "auto") -> dict[str, fl
 
     ``scale``: "linear", "log" (for positive scores spanning orders of magnitude, e.g. perplexity
     after removing the first block), "rank", or "auto" (see :func:`color_scale`).
-    Non-finite scores map to 1 (they mark units the model cannot do without).
+    Infinite scores map to 1 (they mark units the model cannot do without); a NaN score maps to NaN (it says
+    nothing about the unit: drawn as unscored, never as the most important).
     """
     finite = {k: float(v) for k, v in values.items() if math.isfinite(v)}
     if not finite:
-        return {k: 1.0 for k in values}
+        return {k: (math.nan if math.isnan(v) else 1.0) for k, v in values.items()}
     if scale == "auto":
         scale = color_scale(finite)
     if scale == "rank":
@@ -52,7 +53,7 @@ def normalized(values: Mapping[str, float], scale: str = "auto") -> dict[str, fl
         lo, hi = min(vals.values()), max(vals.values())
         span = hi - lo
         mapped = {k: ((v - lo) / span if span > 0 else 0.5) for k, v in vals.items()}
-    return {k: mapped.get(k, 1.0) for k in values}
+    return {k: mapped.get(k, math.nan if math.isnan(values[k]) else 1.0) for k in values}
 
 
 def score_matrix(scores: Mapping[str, Scores], unit_ids: Sequence[str]) -> list[list[float]]:

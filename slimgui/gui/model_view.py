@@ -432,7 +432,9 @@ class ModelPanel(QWidget):
         for uid, item in self.view.unit_items.items():
             unit = item.unit
             pair = [q for q in partners_of(g, unit) if q in norm and not unit.prunable] if overlay is None else []
-            if uid in norm:
+            if uid in norm and math.isnan(norm[uid]):
+                fill = colors.UNSCORED  # a NaN score says nothing: not coloured as important
+            elif uid in norm:
                 fill = colors.colour_at(norm[uid])
             elif pair:  # a unit scored and removed together with its pair: its colour
                 fill = colors.colour_at(norm[pair[0]])
@@ -491,8 +493,10 @@ class ModelPanel(QWidget):
 
 
 def _fmt(v: float) -> str:
+    if math.isnan(v):
+        return "NaN"
     if not math.isfinite(v):
-        return "∞"
+        return "∞" if v > 0 else "−∞"
     a = abs(v)
     if a != 0 and (a >= 1e5 or a < 1e-3):
         return f"{v:.3g}"

@@ -102,3 +102,21 @@ def test_the_fallback_criterion_says_why_and_what_data_would_change_it(qtbot, wi
     assert panel.criterion.currentText() == spec.default_criterion_no_data != spec.default_criterion
     text = panel.status.text()
     assert f"to score by {spec.default_criterion}" in text and "no calibration data" in text
+
+
+def test_a_nan_score_is_drawn_unscored_not_as_most_important(qtbot, window, tiny_models):
+    import math
+
+    from slimgui.core.colors import normalized
+    from slimgui.core.scores import Scores
+    from slimgui.gui import colors
+
+    assert math.isnan(normalized({"a": 1.0, "b": math.nan, "c": 3.0})["b"])
+    assert normalized({"a": 1.0, "b": math.inf})["b"] == 1.0  # infinite: the model cannot do without it
+    _open(qtbot, window, tiny_models["llama"])
+    window.doc.add_scores(Scores("magnitude", {"block.0": 1.0, "block.1": math.nan, "block.2": 2.0,
+                                               "block.3": math.inf}))
+    QApplication.processEvents()
+    items = window.model_panel.items
+    assert items["block.1"].fill == colors.UNSCORED and items["block.1"].score_text == "NaN"
+    assert items["block.3"].fill == colors.colour_at(1.0) and items["block.3"].score_text == "∞"
