@@ -211,7 +211,7 @@ def cmd_analyze(args) -> int:
         scores.save(args.out)
     graph = graph_of(model, reg)
     ranking = scores.ranking()
-    rank = {uid: i for i, uid in enumerate(ranking)}
+    rank = {uid: i + 1 for i, uid in enumerate(ranking)}  # 1-based, as the app shows it; unit indices are 0-based
     finite = [v for v in scores.values.values() if math.isfinite(v)]
     hi = max(finite) if finite else 1.0
     lo = min(finite) if finite else 0.0
@@ -220,7 +220,7 @@ def cmd_analyze(args) -> int:
     lines = [f"criterion {scores.criterion} on {model.source} ({scores.meta.get('seconds', 0):.1f}s)"
              + (f"; keep-set {scores.keep}" if scores.keep else "")
              + (f"; full model {baseline:.3f}" if baseline is not None else ""),
-             f"  {'#':>3}  {'unit':<{width}} {'score':>12} {'rank':>5}  (rank 0 = least important)"]
+             f"  {'#':>3}  {'unit':<{width}} {'score':>12} {'rank':>5}  (rank 1 = least important; # is the unit index, 0-based)"]
     for pos, u in enumerate(graph.prunable()):
         v = scores.values[u.id]
         bar_len = (int(20 * (v - lo) / (hi - lo)) if hi > lo else 10) if math.isfinite(v) else 0

@@ -232,9 +232,10 @@ class AnalysisPanel(QWidget):
                 return
             self.doc.add_scores(scores)
             secs = scores.meta.get("seconds")
-            word = self.doc.unit_word()
+            n = len(scores.values)
+            word = self.doc.unit_word(plural=n != 1)
             warnings = [str(w) for w in (scores.meta.get("warnings") or [])]
-            self.status.setText(f"{name}: {len(scores.values)} {word}s scored" + (f" in {secs:.1f}s" if secs else "")
+            self.status.setText(f"{name}: {n} {word} scored" + (f" in {secs:.1f}s" if secs else "")
                                 + (f" ({len(warnings)} warning{'s' if len(warnings) > 1 else ''})" if warnings else ""))
             for text in warnings:  # e.g. a calibration text too short for the samples asked for
                 self.notifier.warning(f"{name}: {text}")

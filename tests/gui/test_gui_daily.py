@@ -120,3 +120,14 @@ def test_a_nan_score_is_drawn_unscored_not_as_most_important(qtbot, window, tiny
     items = window.model_panel.items
     assert items["block.1"].fill == colors.UNSCORED and items["block.1"].score_text == "NaN"
     assert items["block.3"].fill == colors.colour_at(1.0) and items["block.3"].score_text == "∞"
+
+
+def test_ranks_are_one_based_in_the_cli_as_in_the_app(tiny_models, capsys):
+    """The CLI's table numbers ranks as the app's tooltips do (1 = least important); unit indices stay 0-based."""
+    from slimgui.cli import main
+
+    assert main(["analyze", str(tiny_models["llama"]), "--criterion", "magnitude", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "(rank 1 = least important" in out
+    rows = [line.split() for line in out.splitlines() if line.strip().startswith(("0 ", "1 ", "2 ", "3 "))]
+    assert sorted(int(r[3]) for r in rows) == [1, 2, 3, 4]
