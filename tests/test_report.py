@@ -114,3 +114,45 @@ def test_report_of_a_bench_across_lengths(tmp_path, capsys):
     for series in ("fp32.onnx · seq 64", "fp32.onnx · seq 256", "int8.onnx · seq 256"):
         assert series in html
     assert "seq 64, 256" in html
+
+
+def test_every_combination_of_session_results_renders(tmp_path):
+    """Issue 20, item 1: whatever results a session holds — any subset of a benchmark, exports (plain INT8 without
+    sensitivities, mixed with them, a native folder), a healing comparison, an evaluation and a generated
+    sample — the report renders each section, without an error."""
+    import itertools
+
+    from slimgui.core.report import session_report
+
+    int8 = tmp_path / "i.onnx.check.json"
+    int8.write_text(json.dumps({"file": str(tmp_path / "i.onnx"), "mode": "int8", "cosine": 0.9997, "max_abs_diff": 0.02}))
+    mixed = tmp_path / "x.onnx.check.json"
+    mixed.write_text(json.dumps({"file": str(tmp_path / "x.onnx"), "mode": "mixed", "cosine": 0.9999,
+                                 "layers": [{"layer": "l0", "sensitivity": 1e-4, "precision": "fp32"},
+                                            {"layer": "l1", "precision": "int8"}]}))
+    parts = {
+        "bench": {"threads": 1, "seq": 8, "repeats": 2, "rows": [
+            {"model": "original", "runtime": "torch", "batch": 1, "prefill_median_ms": 2.0, "prefill_p90_ms": 2.2}]},
+        "export": {"runs": [
+            {"format": "onnx", "mode": "int8", "file": str(tmp_path / "i.onnx"), "report": str(int8)},
+            {"format": "onnx", "mode": "mixed", "file": str(tmp_path / "x.onnx"), "report": str(mixed)},
+            {"format": "hf", "mode": "fp32", "file": str(tmp_path / "hf"), "bytes": 1024, "report": None}]},
+        "retrain": {"original": {"perplexity": 30.0}, "healed": {"perplexity": 31.0}, "file": "eval.txt"},
+        "evaluation": {"original": {"perplexity": 30.0}, "slimmed": {"perplexity": 40.0}},
+        "generation": {"original": {"kind": "text", "text": "def f(x):", "title": "original"}},
+    }
+    needles = {"bench": "Decode", "export": "Export: i.onnx (ONNX INT8)", "retrain": "31", "evaluation": "40",
+               "generation": ""}
+    scores = {"magnitude": Scores("magnitude", {"block.0": 1.0, "block.1": 2.0})}
+    for n in range(len(parts) + 1):
+        for combo in itertools.combinations(parts, n):
+            sess = Session(model_path=str(tmp_path / "model"), adapter="transformers", scores=scores)
+            sess.results = {k: parts[k] for k in combo}
+            sess.save(tmp_path / "s.slim")
+            page = session_report(tmp_path / "s.slim", tmp_path / "r.html").read_text()
+            assert page.rstrip().endswith("</html>"), combo
+            for k in combo:
+                if k == "bench":
+                    assert "<svg" in page, combo
+                elif needles[k]:
+                    assert needles[k] in page, (combo, k)
