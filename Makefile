@@ -30,12 +30,13 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check slimgui plugins tests benchmarks
 	$(VENV)/bin/lint-imports
 
-# Retrain the shipped demo models from scratch (language model ~30 min, diffusion ~15 min, ViT ~3 min, GAN ~2 min on 2 CPU cores).
+# Retrain the shipped demo models from scratch (language model ~30 min, diffusion ~15 min, ViT ~3 min, GAN ~2 min, voice ~11 min on 2 CPU cores).
 demo-models: $(STAMP)
 	$(PY) -m slimgui_families.llm.demo --out resources/demo/llm
 	$(PY) -m slimgui_families.diffusion.demo --out resources/demo/diffusion
 	$(PY) -m slimgui_families.vit.demo --out resources/demo/vit
 	$(PY) -m slimgui_families.gan.demo --out resources/demo/gan
+	$(PY) -m slimgui_families.voice.demo --out resources/demo/voice
 
 clean:
-	rm -rf $(VENV) .pytest_cache bench-report.json bench-vit.json bench-gan.json
+	rm -rf $(VENV) .pytest_cache bench-report.json bench-vit.json bench-gan.json bench-voice.json

@@ -265,6 +265,7 @@ def main() -> int:
     ap.add_argument("--skip-diffusion", action="store_true", help="skip the diffusion figures (bench_diffusion.py)")
     ap.add_argument("--skip-vit", action="store_true", help="skip the vision-transformer figures (bench_vit.py)")
     ap.add_argument("--skip-gan", action="store_true", help="skip the U-Net GAN figures (bench_gan.py)")
+    ap.add_argument("--skip-voice", action="store_true", help="skip the voice-conversion figures (bench_voice.py)")
     ap.add_argument("--eval-tokens", type=int, default=60_000, help="held-out tokens for the healing figures")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -364,6 +365,20 @@ def main() -> int:
             report["gan"] = json.loads(gan.stdout.strip().splitlines()[-1])
         else:
             report["gan_error"] = (gan.stderr.strip().splitlines() or ["no output"])[-1]
+
+    if not args.skip_voice:
+        import os
+        import subprocess
+
+        log("voice: real-time factor over parameters, multitask vs VC-only content, MCD before/after healing")
+        voice = subprocess.run([sys.executable, str(Path(__file__).with_name("bench_voice.py")),
+                                "--out", str(Path(args.out).with_name("bench-voice.json"))],
+                               capture_output=True, text=True, env=dict(os.environ), timeout=1800)
+        sys.stderr.write(voice.stderr[-4000:])
+        if voice.returncode == 0 and voice.stdout.strip():
+            report["voice"] = json.loads(voice.stdout.strip().splitlines()[-1])
+        else:
+            report["voice_error"] = (voice.stderr.strip().splitlines() or ["no output"])[-1]
 
     targets = {"ppl_criterion_time_ratio": ("<=", 0.6), "ppl_criterion_max_rel_diff": ("<=", 1e-4),
                "bi_cost_forward_passes": ("<=", 1.3), "decode_speedup_over_ideal": (">=", 0.9),
