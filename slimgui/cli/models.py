@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 from slimgui.core.errors import SlimError
@@ -333,6 +334,21 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_record(args) -> int:
+    from slimgui.core.recording import input_device, record_wav
+
+    check_out(args.out, "file", force=args.force)
+    device, why = input_device()
+    if device is None:
+        raise SlimError(why, hint="give a recorded WAV file instead")
+    if not args.quiet:
+        print(f"recording {args.seconds:g} s from {device}…", file=sys.stderr)
+    out = record_wav(args.out, args.seconds, rate=args.rate)
+    emit(args, {"out": str(out), "seconds": args.seconds, "rate": args.rate, "device": device},
+         f"recorded {args.seconds:g} s from {device} into {out}")
+    return 0
+
+
 def cmd_gui(args) -> int:
     import os
 
@@ -416,6 +432,15 @@ def add_session_parsers(sub, registry, common) -> None:
     sp.add_argument("--export", action="append", help="an exported file whose check report to include (repeatable)")
     common(sp, model=False)
     sp.set_defaults(func=cmd_report)
+
+    sp = sub.add_parser("record", help="record speech from the microphone into a WAV file (the app's record button)")
+    sp.add_argument("--out", required=True, help="the .wav file to write")
+    sp.add_argument("--seconds", type=float_range(0, 600, lo_open=True), default=5.0,
+                    help="how long to record (above 0, at most 600; default 5)")
+    sp.add_argument("--rate", type=int_range(8000, 192_000), default=16_000, help="sample rate in Hz (default 16000)")
+    sp.add_argument("--force", action="store_true", help="replace an existing --out file")
+    common(sp, model=False)
+    sp.set_defaults(func=cmd_record)
 
     sp = sub.add_parser("gui", help="open the desktop app")
     sp.add_argument("model", nargs="?", help="model to open")

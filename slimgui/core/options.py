@@ -70,6 +70,7 @@ class Opt:
     none_label: str | None = None  # what None means, e.g. "the model's own"; makes None a choice in the GUI
     path: str | None = None  # "file", "folder" or "path": the value names something on disk
     filter: str = ""  # file dialog filter, e.g. "Text files (*.txt *.jsonl)"
+    record: str | None = None  # "audio": the app offers to record the file from a microphone (slimgui record)
     legacy: tuple[str, ...] = ()  # names this value was stored under by older versions
     cli: bool = True
     gui: bool = True

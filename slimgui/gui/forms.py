@@ -32,6 +32,7 @@ from typing import Any
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QValidator
 from PySide6.QtWidgets import (
+    QApplication,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
@@ -50,6 +51,7 @@ from slimgui.core.errors import SlimError
 from slimgui.core.options import OptionField, coerce, fields_of, to_dict
 
 INT_MAX = 2**31 - 1  # a QSpinBox holds a 32-bit int
+RECORD_SECONDS = 5.0  # one press of a record button records this long
 
 
 def choose_path(parent: QWidget | None, kind: str, caption: str, start: str, filter: str = "") -> str | None:
@@ -143,6 +145,7 @@ class _Editor:
             line.textChanged.connect(form._edited)
         self.row: QWidget = self.main
         self.browse: QToolButton | None = None
+        self.record: QToolButton | None = None
         if o.path and f.kind == "str":
             self.main.setProperty("pathDrop", True)  # a file dropped on it fills it in (see MainWindow)
             self.row = QWidget()
@@ -154,6 +157,17 @@ class _Editor:
             self.browse.setToolTip(f"choose a {'folder' if o.path == 'folder' else 'file'}")
             self.browse.clicked.connect(self._browse)
             lay.addWidget(self.browse)
+            if o.record == "audio":  # a microphone recording instead of a file (where there is a microphone)
+                from slimgui.core.recording import input_device
+
+                self.record = QToolButton()
+                self.record.setText("● Record")
+                device, why = input_device()
+                self.record.setEnabled(device is not None)
+                self.record.setToolTip(f"record {RECORD_SECONDS:g} s from {device} into a WAV file" if device
+                                       else f"{why} (give a recorded WAV file instead)")
+                self.record.clicked.connect(self._record)
+                lay.addWidget(self.record)
         self.set(f.form_default)
 
     def _spin(self, form: OptionsForm) -> QWidget:
@@ -189,6 +203,31 @@ class _Editor:
             spin.setSpecialValueText(o.none_label or "none")
         spin.valueChanged.connect(form._edited)
         return spin
+
+    def _record(self) -> None:
+        """Record RECORD_SECONDS of speech into a new WAV file in the cache and put its path in the field."""
+        import time
+
+        from slimgui.core.io import cache_dir
+        from slimgui.core.recording import record_wav
+
+        line = self.main
+        assert isinstance(line, QLineEdit)
+        out = cache_dir() / "recordings" / f"recording-{time.strftime('%Y%m%d-%H%M%S')}.wav"
+        self.record.setEnabled(False)
+        self.record.setText("● Recording…")
+        QApplication.processEvents()
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            path = record_wav(out, RECORD_SECONDS)
+        except SlimError as exc:
+            self.record.setToolTip(exc.one_line())
+            line.setToolTip(f"recording failed: {exc.one_line()}")
+        else:
+            line.setText(str(path))
+        finally:
+            self.record.setText("● Record")
+            self.record.setEnabled(True)
 
     def _browse(self) -> None:
         line = self.main
@@ -397,6 +436,11 @@ class OptionsForm(QWidget):
     def browse_button(self, name: str, part: int | type | None = None) -> QToolButton | None:
         editor = self._part(part).editors[name] if part is not None else self._editors(name)[0][1]
         return editor.browse
+
+    def record_button(self, name: str, part: int | type | None = None) -> QToolButton | None:
+        """The "● Record" button of a field declared ``record="audio"`` (None for other fields)."""
+        editor = self._part(part).editors[name] if part is not None else self._editors(name)[0][1]
+        return editor.record
 
     def more_button(self, part: int | type = 0) -> QToolButton | None:
         return self._part(part).more

@@ -14,7 +14,7 @@ WEIGHT_MAX = 1e6
 class ConvertPreviewOptions:
     """A source utterance converted by the model: waveform, spectrogram, play/stop, save as WAV."""
 
-    audio: str | None = option(None, label="source audio", path="file", filter=AUDIO_FILTER,
+    audio: str | None = option(None, label="source audio", path="file", filter=AUDIO_FILTER, record="audio",
                                none_label="the demo's own utterance",
                                help="the speech to convert (WAV/FLAC/OGG; mixed to mono, resampled to 16 kHz)")
     utterance: int = option(0, label="demo utterance", lo=0, hi=10_000,
