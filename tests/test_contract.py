@@ -129,7 +129,7 @@ def _core_owned() -> set[str]:
     owned |= {"format", "mode", "file", "bytes", "source", "report", "native"}
     # words of the core's own features that a family may use too: timings in "seconds", the keep-set's
     # "first:N", the per-layer "sensitivity" of the per-layer precision table
-    owned |= {"seconds", "first", "last", "sensitivity"}
+    owned |= {"seconds", "--seconds", "first", "last", "sensitivity"}
     return owned
 
 
