@@ -212,3 +212,31 @@ def test_macs_budget_counts_what_a_removal_turns_into():
     assert plain.total_macs is None and estimate(plain, ["a"]).speedup_basis == "parameter"
     with pytest.raises(SlimError, match="counts no MACs"):
         select_by_budget(plain, Scores("c", {"a": 1.0, "b": 2.0}), macs_fraction=0.5)
+
+
+def test_a_busy_machine_marks_the_benchmark(monkeypatch):
+    from slimgui.core import bench
+    from slimgui.core.bench import machine_load
+
+    monkeypatch.setattr(bench, "_load_average", lambda: None)  # a platform without a load average
+
+    quiet = machine_load(2, before=0.3, now=2.4, cores=8)  # the benchmark's own two threads
+    assert not quiet["busy"] and "warning" not in quiet
+    busy = machine_load(2, before=7.5, now=8.1, cores=8)
+    assert busy["busy"] and "busy while measuring (load average 8.1 on 8 cores" in busy["warning"]
+    assert machine_load(1, before=None, now=None, cores=2) == {"cores": 2, "load_before": None, "load_after": None,
+                                                                 "busy": False}
+
+
+def test_bench_in_the_cli_warns_when_the_machine_is_busy(tiny_models, monkeypatch, capsys):
+    import json as _json
+
+    from slimgui.cli import main
+    from slimgui.core import bench
+
+    monkeypatch.setattr(bench, "_load_average", lambda: 50.0)
+    assert main(["bench", str(tiny_models["llama"]), "--batch", "1", "--repeats", "1", "--threads", "1",
+                 "--json"]) == 0
+    out, err = capsys.readouterr()
+    doc = _json.loads(out.strip().splitlines()[-1])
+    assert doc["machine_load"]["busy"] and "slimgui: warning: the machine was busy while measuring" in err

@@ -145,6 +145,7 @@ def cmd_bench(args) -> int:
                             repeats=args.repeats, width=width, progress=bar)
     finally:
         bar.close()
+    warn(result, list(result.pop("warnings", None) or []))  # e.g. a busy machine: the figures are marked
     emit(args, result, "\n".join(bench_table(result, sch)))
     return 0
 

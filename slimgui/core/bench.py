@@ -14,6 +14,7 @@ names and the family's ``items`` word: ``{run}_median_ms``, ``{run}_p90_ms``, ``
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -211,6 +212,34 @@ def _sweeps(schema: Any, values: dict[str, Any]) -> list[dict[str, Any]]:
     return combos
 
 
+def _load_average() -> float | None:
+    try:
+        return float(os.getloadavg()[0])
+    except (OSError, AttributeError):  # not on every platform
+        return None
+
+
+def machine_load(threads: int, *, before: float | None = None, now: float | None = None,
+                 cores: int | None = None) -> dict[str, Any]:
+    """How busy the machine was around a measurement: the 1-minute load average before and after, the cores, and
+    ``busy`` when other work competed with it — a load (less the benchmark's own threads) above half the cores
+    that are left — with a ``warning`` saying the figures are marked.  On a shared machine timings vary; ratios
+    measured side by side in one run hold up better than absolute numbers."""
+    cores = cores or os.cpu_count() or 1
+    now = _load_average() if now is None else now
+    loads = [x for x in (before, now) if x is not None]
+    out: dict[str, Any] = {"cores": cores, "load_before": before, "load_after": now, "busy": False}
+    if not loads:
+        return out
+    others = max(loads) - min(threads, cores)
+    if others > max(0.5, 0.5 * (cores - min(threads, cores))):
+        out["busy"] = True
+        out["warning"] = (f"the machine was busy while measuring (load average {max(loads):.1f} on {cores} cores, "
+                          f"{threads} used by the benchmark): the timings are marked as measured on a busy machine; "
+                          "compare ratios from this run, not absolute times")
+    return out
+
+
 def benchmark(entries: list[tuple[str, Any]], *, batches: list[int], registry: Any = None,
               options: dict[str, Any] | None = None, threads: int | None = 2, repeats: int = 5, progress=None,
               cancel=None) -> dict[str, Any]:
@@ -223,6 +252,7 @@ def benchmark(entries: list[tuple[str, Any]], *, batches: list[int], registry: A
 
     registry = registry or discover()
     used = torch_threads(threads)
+    load_before = _load_average()
     prepared = []
     for label, item in entries:
         if isinstance(item, (str, Path)):
@@ -313,6 +343,10 @@ def benchmark(entries: list[tuple[str, Any]], *, batches: list[int], registry: A
             r["ideal_speedup"] = ref["params"] / r["params"]
             r["speedup_over_ideal"] = r[last] / r["ideal_speedup"]
     out: dict[str, Any] = {"threads": used, "repeats": repeats, "rows": rows, "options": values}
+    load = machine_load(used, before=load_before)
+    out["machine_load"] = load
+    if load.get("busy"):
+        out.setdefault("warnings", []).append(load["warning"])
     for k, v in (opts.to_dict(opts.from_dict(first_schema, values)) if first_schema else values).items():
         out[k] = v[0] if isinstance(v, list) and v else v
         if isinstance(v, list):

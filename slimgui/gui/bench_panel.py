@@ -419,8 +419,12 @@ class BenchPanel(QWidget):
         if self.doc.model is not original:
             self.status.setText("Measured a model that is no longer open: not shown.")
             return
+        busy = (result.get("machine_load") or {}).get("warning")
         self.status.setText(f"<b>Done</b>: {len(result['rows'])} measurements with {result['threads']} "
-                            f"thread{'s' if result['threads'] != 1 else ''}.")
+                            f"thread{'s' if result['threads'] != 1 else ''}."
+                            + (f" <span style='color:#b45309'>⚠ {busy}</span>" if busy else ""))
+        if busy:
+            self.notifier.warning(f"Benchmark: {busy}")
         self.doc.set_results("bench", result)
         self.notifier.info(f"Benchmark done: {len(result['models'])} models at batch sizes "
                            f"{', '.join(map(str, result.get('batches', [])))}")
