@@ -56,7 +56,14 @@ def cmd_eval(args) -> int:
         model = open_target(target, args, reg, bar)
         if run_sample:  # a sample's lengths are checked before the evaluation's minutes of work
             ops.check_context_options(model, reg, pspec, pv_given)
-        result = ops.evaluate(model, args.data, registry=reg, evaluator=spec.name, options=ev_given, progress=bar)
+        data = args.data
+        if data is None and spec.data is not None and spec.data.required:
+            from slimgui.core.session import default_eval_data
+
+            data = default_eval_data(model, reg)  # held-out data the model comes with (a demo's eval text)
+        result = ops.evaluate(model, data, registry=reg, evaluator=spec.name, options=ev_given, progress=bar)
+        if data is not None and args.data is None:
+            result.setdefault("data", data)  # the figure names what it was measured on
         if run_sample:
             try:
                 sample = ops.preview(model, registry=reg, previewer=pspec.name, options=pv_given, progress=bar)
@@ -69,7 +76,9 @@ def cmd_eval(args) -> int:
         bar.close()
     shown = format_metrics(result, spec.metrics)
     if shown:
-        human = f"{spec.name}: " + " · ".join(shown)
+        measured_on = result.get("data") or result.get("file")
+        human = f"{spec.name}: " + " · ".join(shown) + (
+            f" (on {Path(str(measured_on)).name})" if isinstance(measured_on, str) and measured_on else "")
     else:
         human = "\n".join(f"{k}: {v}" for k, v in result.items() if k != "metrics")
     if sample is not None:

@@ -46,6 +46,19 @@ def default_data(model: LoadedModel, registry: Registry | None = None) -> str | 
         return None
 
 
+def default_eval_data(model: LoadedModel, registry: Registry | None = None) -> str | None:
+    """The data an evaluation of ``model`` defaults to: the family's held-out data for it
+    (``ModelAdapter.default_eval_data``), else its default data; None when it has neither."""
+    impl = model.impl if model.impl is not None else (registry.adapter(model.adapter) if registry else None)
+    held_out = None
+    if impl is not None and registry is not None and registry.spec_of(model).can("default-data"):
+        try:
+            held_out = impl.default_eval_data(model)
+        except SlimError:
+            held_out = None
+    return held_out or default_data(model, registry)
+
+
 def needs_data(registry: Registry, criterion: str) -> bool:
     """Whether a criterion is measured on calibration data (``CriterionSpec.needs_data``)."""
     return any(s.needs_data for _, s in registry.criterion_specs() if s.name == criterion)

@@ -259,6 +259,12 @@ class ModelAdapter:
         """The data this model comes with (a demo's own text or images), or None."""
         return None
 
+    def default_eval_data(self, model: LoadedModel) -> str | None:
+        """Held-out data this model comes with (a demo's evaluation text, never its training data), or None.
+        Evaluations default to it before :meth:`default_data`, so a figure is not measured on what the model was
+        trained or calibrated on; each result names the data it was measured on."""
+        return None
+
     # -- optional: "presets" -----------------------------------------------------------------------------
     def preset_plan(self, model: LoadedModel, preset: str) -> PruningPlan:
         """The plan of a named preset (the names are in ``to_graph(model).attrs["presets"]``)."""

@@ -30,6 +30,7 @@ from .choices import (  # noqa: F401
     criteria_for,
     default_criterion,
     default_data,
+    default_eval_data,
     preset_choices,
     previewers_for,
 )

@@ -44,7 +44,7 @@ from slimgui.core.media import ImageMedia, stack_images
 from slimgui.core.metrics import change
 from slimgui.core.model import LoadedModel
 from slimgui.core.options import to_dict
-from slimgui.core.session import default_data, human_count
+from slimgui.core.session import default_eval_data, human_count
 from slimgui.core.settings import owner_key, put, values_for
 
 from . import metric_view as mv
@@ -268,7 +268,7 @@ class ComparePanel(QWidget):
         data = spec.data if spec is not None else None
         self.layout_form.setRowVisible(self.data_row, data is not None)
         if data is not None:
-            fallback = default_data(self.doc.model, self.doc.registry) \
+            fallback = default_eval_data(self.doc.model, self.doc.registry) \
                 if self.doc.model is not None and data.required else None
             self.eval_file.setPlaceholderText(f"default: {Path(fallback).name}" if fallback and self._fits(fallback)
                                               else (data.help or data.label))
@@ -522,7 +522,7 @@ class ComparePanel(QWidget):
         if spec.data is not None:
             data = self.eval_file.text().strip() or None
             if data is None and spec.data.required:  # an evaluator that brings its own data gets None
-                fallback = default_data(self.doc.model, self.doc.registry)
+                fallback = default_eval_data(self.doc.model, self.doc.registry)  # held-out data first
                 data = fallback if fallback and self._fits(fallback) else None
             elif not Path(data).exists():
                 self.notifier.error(f"{spec.data.label} {data} does not exist")

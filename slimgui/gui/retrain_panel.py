@@ -39,7 +39,7 @@ from slimgui.core.io import cache_dir
 from slimgui.core.jobs import Job, evaluate_healed_task, run_state
 from slimgui.core.model import LoadedModel
 from slimgui.core.options import to_dict
-from slimgui.core.session import default_data, human_count
+from slimgui.core.session import default_eval_data, human_count
 from slimgui.core.settings import owner_key, values_for
 from slimgui.core.train import TrainConfig, checkpoints, export_job
 from slimgui.gui.widgets import thin_progress
@@ -412,7 +412,7 @@ class RetrainPanel(RetrainForm, RetrainRun, QWidget):
         if not spec.data.required:  # the evaluator brings its own held-out data unless some is given
             return next((c for c in candidates if _fits(c, spec.data.kind)), None)
         if self.doc.model is not None:
-            candidates.append(default_data(self.doc.model, self.doc.registry))
+            candidates.append(default_eval_data(self.doc.model, self.doc.registry))  # held-out data first
         candidates += list(s.data)
         return next((c for c in candidates if _fits(c, spec.data.kind)), None)
 

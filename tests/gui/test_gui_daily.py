@@ -131,3 +131,28 @@ def test_ranks_are_one_based_in_the_cli_as_in_the_app(tiny_models, capsys):
     assert "(rank 1 = least important" in out
     rows = [line.split() for line in out.splitlines() if line.strip().startswith(("0 ", "1 ", "2 ", "3 "))]
     assert sorted(int(r[3]) for r in rows) == [1, 2, 3, 4]
+
+
+def test_evaluation_defaults_to_held_out_data_and_says_which(registry, capsys):
+    """Issue 20, item 2: a demo's figures are measured on its held-out text, never its training text, and name it."""
+    import json
+
+    from slimgui_families.llm.demo import ensure_demo
+
+    from slimgui.cli import main
+    from slimgui.core.model import open_model
+    from slimgui.core.session import default_data, default_eval_data
+
+    paths = ensure_demo()
+    model = open_model(paths["model"], registry=registry)
+    assert default_eval_data(model, registry) == paths["eval"] != default_data(model, registry) == paths["train"]
+    assert main(["eval", "demo:llm", "--no-generate", "--max-tokens", "200", "--json", "-q"]) == 0
+    doc = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert doc["data"] == paths["eval"]
+
+
+def test_the_compare_tab_measures_a_demo_on_its_held_out_text(qtbot, window):
+    window.open_path("demo:llm")
+    qtbot.waitUntil(lambda: window.doc.model is not None, timeout=WAIT_MS)
+    panel = window.compare_panel
+    assert panel.eval_file.placeholderText() == "default: eval.txt"

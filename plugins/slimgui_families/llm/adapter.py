@@ -415,6 +415,14 @@ class TransformersAdapter(ModelAdapter):
 
         return ensure_demo()["train"]
 
+    def default_eval_data(self, model: LoadedModel) -> str | None:
+        """The demo's held-out text (``eval.txt``, never trained on) for the demo model and models made from it."""
+        if origin_with(model.source, "slimgui_demo.json") is None:
+            return None
+        from .demo import ensure_demo
+
+        return ensure_demo()["eval"]
+
     def resolve_data(self, model: LoadedModel, data: Any) -> CalibrationData:
         if isinstance(data, CalibrationData):
             return data
