@@ -158,7 +158,7 @@ def test_flipping_a_layer_to_fp32(tiny_models, tmp_path, capsys, monkeypatch):
     assert {x["layer"]: x["sensitivity"] for x in again["layers"]} == scanned
     err = one_line_error(capsys, "export", str(tiny_models["llama"]), "--format", "onnx", "--mixed",
                          "--keep-fp32", "nope", "--out", str(tmp_path / "n.onnx"))
-    assert "no quantisable layer named 'nope'" in err
+    assert "no linear layer named nope" in err  # refused before the export and its scan run
     assert not (tmp_path / "n.onnx").exists()
 
 
