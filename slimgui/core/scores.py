@@ -103,3 +103,21 @@ def scores_from_doc(doc: Any, where: str, field_prefix: str = "", kind: str = "s
     if not isinstance(meta, dict):
         raise bad("meta", "must be an object")
     return Scores(criterion=crit, values=values, model=model or "", locked=list(locked), keep=keep, meta=dict(meta))
+
+
+def scores_csv(scores: dict[str, Scores], unit_ids: list[str]) -> str:
+    """The raw scores of every criterion as CSV: one row per unit (in ``unit_ids`` order), one column per
+    criterion, and each criterion's rank (1 = least important); an empty cell where a criterion has no score,
+    "nan"/"inf" where the score is not finite."""
+    import csv
+    import io
+
+    names = list(scores)
+    ranks = {n: {u: i + 1 for i, u in enumerate(s.ranking())} for n, s in scores.items()}
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["unit", *names, *[f"{n} rank" for n in names]])
+    for u in unit_ids:
+        w.writerow([u, *[repr(float(scores[n].values[u])) if u in scores[n].values else "" for n in names],
+                    *[ranks[n].get(u, "") for n in names]])
+    return buf.getvalue()

@@ -54,6 +54,12 @@ INT_MAX = 2**31 - 1  # a QSpinBox holds a 32-bit int
 RECORD_SECONDS = 5.0  # one press of a record button records this long
 
 
+def choose_save_path(parent: QWidget | None, caption: str, start: str, filter: str = "") -> str | None:
+    """Ask where to save a file; None when cancelled.  Tests replace this."""
+    path, _ = QFileDialog.getSaveFileName(parent, caption, start, filter)
+    return path or None
+
+
 def choose_path(parent: QWidget | None, kind: str, caption: str, start: str, filter: str = "") -> str | None:
     """Ask for a file (``kind`` "file" or "path") or a folder; None when cancelled.  Tests replace this."""
     if kind == "folder":

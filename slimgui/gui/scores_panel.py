@@ -11,6 +11,7 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
+    QPushButton,
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
@@ -18,7 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from slimgui.core.session import agreement, score_matrix
+from slimgui.core.session import agreement, color_scale, score_matrix
 
 from . import colors
 from .document import Document
@@ -65,6 +66,7 @@ class ScoresPanel(QWidget):
         self.matrix = np.zeros((0, 0))
         self.unit_ids: list[str] = []
         self.criteria: list[str] = []
+        self.row_scales: list[str] = []
         self.table = QTableWidget()
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
@@ -86,13 +88,36 @@ class ScoresPanel(QWidget):
         split.addWidget(self.plot)
         split.addWidget(lower)
         split.setSizes([300, 160])
+        self.export_button = QPushButton("Export CSV…")
+        self.export_button.setToolTip("Write every criterion's raw scores and ranks, one row per unit, as CSV "
+                                      "(the CLI's twin: slimgui analyze --out scores.json)")
+        self.export_button.clicked.connect(lambda: self.export_csv())
         lay = QVBoxLayout(self)
         lay.addWidget(self.empty)
         lay.addWidget(split, 1)
+        lay.addWidget(self.export_button, 0, Qt.AlignmentFlag.AlignRight)
         self.plot.scene().sigMouseMoved.connect(self._hover)
         document.modelChanged.connect(self.refresh)
         document.scoresChanged.connect(self.refresh)
         self.refresh()
+
+    def export_csv(self, path: str | None = None) -> str | None:
+        """Write the scores as CSV to ``path`` (asked for when None); returns the path written, or None."""
+        from pathlib import Path
+
+        from slimgui.core.io import atomic_write_text
+        from slimgui.core.scores import scores_csv
+
+        if not self.doc.scores or not self.unit_ids:
+            return None
+        if path is None:
+            from .forms import choose_save_path
+
+            path = choose_save_path(self, "Export scores", str(Path.home() / "scores.csv"), "CSV files (*.csv)")
+            if not path:
+                return None
+        atomic_write_text(path, scores_csv(self.doc.scores, self.unit_ids))
+        return str(path)
 
     def refresh(self) -> None:
         g = self.doc.graph
@@ -114,8 +139,13 @@ class ScoresPanel(QWidget):
         item.getAxis("bottom").setTicks([[(i + 0.5, labels[i]) for i in range(0, len(labels), step)]])
         word = self.doc.unit_word()
         item.getAxis("bottom").setLabel(word, color="#374151")
-        item.setTitle(f"Importance per {word} (each criterion normalised to 0–1)", color="#111827", size="10pt")
-        item.getAxis("left").setTicks([[(j + 0.5, c) for j, c in enumerate(self.criteria)]])
+        item.setTitle(f"Importance per {word} (each criterion mapped to 0–1 on its own scale)", color="#111827",
+                      size="10pt")
+        # each row says its scale: linear, log (orders of magnitude) or rank (one outlier would flatten the rest)
+        self.row_scales = [color_scale({u: v for u, v in scores[c].values.items() if u in set(self.unit_ids)})
+                           for c in self.criteria]
+        item.getAxis("left").setTicks([[(j + 0.5, f"{c} ({sc})") for j, (c, sc) in
+                                        enumerate(zip(self.criteria, self.row_scales))]])
         item.setLimits(xMin=0, xMax=len(self.unit_ids), yMin=0, yMax=len(self.criteria))
         item.setRange(xRange=(0, len(self.unit_ids)), yRange=(0, len(self.criteria)), padding=0)
         self._fill_table()

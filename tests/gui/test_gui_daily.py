@@ -156,3 +156,25 @@ def test_the_compare_tab_measures_a_demo_on_its_held_out_text(qtbot, window):
     qtbot.waitUntil(lambda: window.doc.model is not None, timeout=WAIT_MS)
     panel = window.compare_panel
     assert panel.eval_file.placeholderText() == "default: eval.txt"
+
+
+def test_scores_export_as_csv_and_each_heatmap_row_names_its_scale(qtbot, window, tiny_models, tmp_path, monkeypatch):
+    import csv
+    import math
+
+    from slimgui.core.scores import Scores
+    from slimgui.gui import forms
+
+    _open(qtbot, window, tiny_models["llama"])
+    window.doc.add_scores(Scores("magnitude", {"block.0": 1.0, "block.1": 2.0, "block.2": 3.0, "block.3": 4.0}))
+    window.doc.add_scores(Scores("ppl", {"block.0": 1e4, "block.1": 20.0, "block.2": 21.0, "block.3": math.nan}))
+    QApplication.processEvents()
+    panel = window.scores_panel
+    ticks = [t for _, t in panel.plot.getPlotItem().getAxis("left")._tickLevels[0]]
+    assert ticks == ["magnitude (linear)", f"ppl ({panel.row_scales[1]})"] and panel.row_scales[1] in ("log", "rank")
+    out = tmp_path / "scores.csv"
+    monkeypatch.setattr(forms, "choose_save_path", lambda *a, **k: str(out))
+    panel.export_button.click()
+    rows = list(csv.reader(out.open()))
+    assert rows[0] == ["unit", "magnitude", "ppl", "magnitude rank", "ppl rank"]
+    assert rows[1] == ["block.0", "1.0", "10000.0", "1", "3"] and rows[4][2] == "nan"
