@@ -76,7 +76,7 @@ def cmd_eval(args) -> int:
         bar.close()
     shown = format_metrics(result, spec.metrics)
     if shown:
-        measured_on = result.get("data") or result.get("file")
+        measured_on = result.get("data")  # named when SlimGUI chose it (held-out data the model comes with)
         human = f"{spec.name}: " + " · ".join(shown) + (
             f" (on {Path(str(measured_on)).name})" if isinstance(measured_on, str) and measured_on else "")
     else:
