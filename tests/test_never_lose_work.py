@@ -240,3 +240,30 @@ def test_options_are_checked_before_the_work(tiny_models, text_file, tmp_path, c
     assert code == 2 and "--max-new-tokens 100,000 is more than the model's context" in err
     assert "perplexity" not in err  # refused before the evaluation ran
     assert not list(tmp_path.iterdir())
+
+
+def test_a_float16_model_is_estimated_and_saved_as_float16(tiny_models, registry, tmp_path):
+    """The size estimate counts the bytes a parameter takes on disk (2 for a float16 checkpoint computed in
+    float32), and the pruned model is saved in the source's dtype: the estimate matches the file written."""
+    import torch
+
+    from slimgui.core import ops
+    from slimgui.core.model import open_model
+    from slimgui.core.plan import PruningPlan
+    from slimgui.core.selection import bytes_per_param, estimate
+
+    def half(sd):
+        for k in sd:
+            sd[k] = sd[k].to(torch.float16)
+
+    src = _copy_with(tiny_models["llama"], tmp_path / "fp16", half)
+    model = open_model(str(src), registry=registry)
+    assert bytes_per_param(model) == 2
+    graph = ops.graph_of(model, registry)
+    est = estimate(graph, ["block.1"], bytes_per_param(model))
+    out = ops.save(ops.prune(model, PruningPlan(remove=["block.1"], model=model.source), registry=registry),
+                   tmp_path / "slim", registry=registry)
+    files = list(out.glob("*.safetensors"))
+    header = sum(8 + int.from_bytes(f.read_bytes()[:8], "little") for f in files)  # safetensors' JSON header
+    tensors = sum(f.stat().st_size for f in files) - header
+    assert abs(tensors - est.size_after) / tensors < 0.01

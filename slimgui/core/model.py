@@ -20,7 +20,11 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 @dataclass
 class LoadedModel:
-    """What an adapter returns: the module plus what the family needs to run it."""
+    """What an adapter returns: the module plus what the family needs to run it.
+
+    ``extra`` is the family's; keys the core reads: ``bytes_per_param`` (what a parameter takes when the model is
+    saved, e.g. 2 for a float16 checkpoint computed in float32: the size estimates use it; else the loaded
+    element size), ``notes`` (lines about how the model was opened)."""
 
     family: str
     adapter: str

@@ -65,7 +65,11 @@ class Estimate:
 
 
 def bytes_per_param(model: LoadedModel) -> int:
-    """Bytes per parameter of ``model`` as loaded (4 for float32); 4 when it has no parameters."""
+    """Bytes per parameter of ``model`` as saved: the family's ``extra["bytes_per_param"]`` (a float16 checkpoint
+    computed in float32: 2), else as loaded (4 for float32); 4 when it has no parameters."""
+    stored = (getattr(model, "extra", None) or {}).get("bytes_per_param")
+    if isinstance(stored, int) and not isinstance(stored, bool) and stored > 0:
+        return stored
     module = getattr(model, "module", None)
     try:
         first = next(iter(module.parameters())) if module is not None else None

@@ -134,6 +134,9 @@ class TransformersAdapter(ModelAdapter):
         stack_path, _ = self.stack(model)  # fail early when there is no block stack
         if has_weights and files:
             model.extra["stored_dtypes"] = stored_float_dtypes(files, stack_path)
+            stored = (model.extra["stored_dtypes"] or {}).get("default")
+            if stored:  # what a parameter takes on disk (the model computes in float32): for size estimates
+                model.extra["bytes_per_param"] = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8}[stored]
         return model
 
     def _config(self, source: str, remote: bool, trust_remote_code: bool, doc: dict[str, Any] | None = None):
@@ -319,7 +322,9 @@ class TransformersAdapter(ModelAdapter):
         new = LoadedModel(family=FAMILY, adapter=model.adapter, source=model.source, module=module,
                           config=module.config, tokenizer=model.tokenizer, has_weights=model.has_weights, impl=self,
                           extra={"kind": model.extra.get("kind"), "stack_path": path,
-                                 "stored_dtypes": model.extra.get("stored_dtypes")})
+                                 "stored_dtypes": model.extra.get("stored_dtypes"),
+                                 **({"bytes_per_param": model.extra["bytes_per_param"]}
+                                    if "bytes_per_param" in model.extra else {})})
         old_layers = module.get_submodule(path)
         kept = [old_layers[i] for i in keep]
         self._set_stack(new, kept)
