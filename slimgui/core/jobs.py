@@ -121,6 +121,8 @@ class Job:
         try:
             check(self.cancel_token)
             self.status = JobStatus.RUNNING
+            if self.message.startswith("waiting for ") or self.message == "starting…":
+                self.message = ""  # it no longer waits
             self._notify()
             self.result = fn(progress=self.progress, cancel=self.cancel_token)
             self.status = JobStatus.DONE

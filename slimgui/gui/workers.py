@@ -63,6 +63,7 @@ class JobRunner(QObject):
         self._bridge.changed.connect(self.jobChanged)
         self._bridge.finished.connect(self._finished)
         self._active: dict[int, tuple[_Runnable, dict[str, Callable | None]]] = {}
+        self._lane_of: dict[int, str] = {}
 
     # -- submitting ----------------------------------------------------------------------------
     def submit(self, title: str, fn: Callable[..., Any], *, kind: str = "task", lane: str = "model",
@@ -82,10 +83,21 @@ class JobRunner(QObject):
         runnable = _Runnable(job, fn, self._bridge)
         self._active[job.id] = (runnable, {"done": on_done, "failed": on_failed, "cancelled": on_cancelled,
                                            "notify": notify_failure})
+        self._lane_of[job.id] = lane
+        ahead = self._ahead_of(job)
+        if ahead:  # it queues behind work in the same lane: say what it waits for
+            job.message = f"waiting for {ahead[0].title}"
         self.jobs.append(job)
         self.jobAdded.emit(job)
         self._lanes[lane].start(runnable)
         return job
+
+    def _ahead_of(self, job: Job) -> list[Job]:
+        """Unfinished jobs of the same lane submitted before ``job`` (running ones first)."""
+        lane = self._lane_of.get(job.id)
+        ahead = [j for j in self.jobs if j is not job and j.id < job.id and self._lane_of.get(j.id) == lane
+                 and not j.status.finished]
+        return sorted(ahead, key=lambda j: (j.status != JobStatus.RUNNING, j.id))
 
     # -- control -------------------------------------------------------------------------------
     def cancel(self, job: Job) -> None:
@@ -115,6 +127,11 @@ class JobRunner(QObject):
     def _finished(self, job: Job) -> None:
         _, callbacks = self._active.pop(job.id, (None, {}))
         self.jobChanged.emit(job)
+        for other in self.jobs:  # jobs still queued behind it now wait for the next one, or for nothing
+            if other.status == JobStatus.QUEUED and self._lane_of.get(other.id) == self._lane_of.get(job.id):
+                ahead = self._ahead_of(other)
+                other.message = f"waiting for {ahead[0].title}" if ahead else "starting…"
+                self.jobChanged.emit(other)
         try:
             if job.status == JobStatus.DONE and callbacks.get("done"):
                 callbacks["done"](job.result)

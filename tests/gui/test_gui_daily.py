@@ -178,3 +178,29 @@ def test_scores_export_as_csv_and_each_heatmap_row_names_its_scale(qtbot, window
     rows = list(csv.reader(out.open()))
     assert rows[0] == ["unit", "magnitude", "ppl", "magnitude rank", "ppl rank"]
     assert rows[1] == ["block.0", "1.0", "10000.0", "1", "3"] and rows[4][2] == "nan"
+
+
+def test_a_queued_job_says_what_it_waits_for(qtbot, window):
+    """Issue 20, item 3: a job queued behind another in the same lane says so in the Jobs dock, and stops saying
+    it once it runs."""
+    import threading
+
+    gate = threading.Event()
+
+    def slow(progress=None, cancel=None):
+        gate.wait(30)
+        return 1
+
+    def quick(progress=None, cancel=None):
+        return 2
+
+    runner = window.runner
+    first = runner.submit("Evaluate the three models", slow, kind="evaluation", lane="model")
+    second = runner.submit("Export slim.onnx", quick, kind="export", lane="model")
+    assert second.message == "waiting for Evaluate the three models"
+    QApplication.processEvents()
+    bar = window.jobs_panel._items[second.id][1]
+    assert bar.format().startswith("waiting for Evaluate")
+    gate.set()
+    qtbot.waitUntil(lambda: delivered(first) and delivered(second), timeout=WAIT_MS)
+    assert second.status == JobStatus.DONE and not second.message.startswith("waiting")
