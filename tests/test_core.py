@@ -240,3 +240,19 @@ def test_bench_in_the_cli_warns_when_the_machine_is_busy(tiny_models, monkeypatc
     out, err = capsys.readouterr()
     doc = _json.loads(out.strip().splitlines()[-1])
     assert doc["machine_load"]["busy"] and "slimgui: warning: the machine was busy while measuring" in err
+
+
+def test_a_resumed_run_is_half_done_and_timed_from_where_it_resumed(monkeypatch):
+    """Issue 20, item 6: a run resumed at step 6 of 12 shows 50 % (not 0 % or 14 %), and its ETA comes from the
+    steps run since the resume."""
+    from slimgui.core import progress as prog
+    from slimgui.core.jobs import Job
+
+    clock = [100.0]
+    monkeypatch.setattr(prog.time, "monotonic", lambda: clock[0])
+    job = Job(title="retrain")
+    job.progress(6, 12, "step 6/12")
+    assert job.fraction == 0.5
+    clock[0] += 10.0  # two steps in ten seconds
+    job.progress(8, 12, "step 8/12")
+    assert job._eta.eta(8, 12) == pytest.approx(20.0)  # four steps left at five seconds a step

@@ -76,6 +76,8 @@ class Job:
             self._phase = (total, message)
             self._eta = EtaTracker()
         self.done, self.total, self.message = int(done), int(total), message
+        if self._eta is not None and self._eta.base is None and done < total:
+            self._eta.observe(int(done))  # a run that starts part-way (a resume) is timed from there
         self._notify()
 
     def cancel(self) -> None:

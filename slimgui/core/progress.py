@@ -47,12 +47,19 @@ def check(cancel: CancelToken | None) -> None:
 
 @dataclass
 class EtaTracker:
-    """Estimates the remaining time of a run from the rate seen so far."""
+    """Estimates the remaining time of a run from the rate seen so far.  The first progress it observes is its
+    baseline, so a run resumed at step 6 of 12 is timed from step 6 (not as if six steps took no time)."""
 
     start: float = field(default_factory=time.monotonic)
+    base: int | None = None  # the first ``done`` observed (0 for a run from the start)
+
+    def observe(self, done: int) -> None:
+        if self.base is None:
+            self.base, self.start = int(done), time.monotonic()
 
     def eta(self, done: int, total: int) -> float | None:
-        if done <= 0 or total <= 0 or done > total:
+        base = self.base or 0
+        if done <= base or total <= 0 or done > total:
             return None
         elapsed = time.monotonic() - self.start
-        return elapsed / done * (total - done)
+        return elapsed / (done - base) * (total - done)

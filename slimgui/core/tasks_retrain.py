@@ -75,20 +75,20 @@ def retrain_check_task(cfg: TrainConfig, *, registry: Registry, resume: bool = F
 def retrain_task(cfg: TrainConfig, *, registry: Registry, task: TrainTask | None = None, resume: bool = False,
                  events: Callable[[dict[str, Any]], None] | None = None, progress: ProgressFn | None = None,
                  cancel: CancelToken | None = None) -> dict[str, Any]:
-    """:func:`slimgui.core.train.run_training` with the job protocol: its step events also drive
-    ``progress`` (steps of this session of the run, so the ETA is right after a resume)."""
+    """:func:`slimgui.core.train.run_training` with the job protocol: its step events also drive ``progress``
+    (the whole run's steps, so a resumed run shows how far the run is; the ETA is timed from where it resumed)."""
     from .train import run_training
 
     first = [0]
 
     def on_event(ev: dict[str, Any]) -> None:
         kind = ev.get("event")
-        if kind == "start":
-            first[0] = int(ev.get("step", 0))
-            report(progress, 0, max(1, ev["total"] - first[0]), f"step {first[0]}/{ev['total']}")
+        if kind == "start":  # the whole run's steps: a resumed run at step 6 of 12 is half done (its ETA is
+            first[0] = int(ev.get("step", 0))  # timed from step 6: the job's tracker takes the first as baseline)
+            report(progress, first[0], max(1, ev["total"]), f"step {first[0]}/{ev['total']}")
         elif kind == "step":
             msg = f"step {ev['step']}/{ev['total']} · loss {ev['train_loss']:.3f}"
-            report(progress, ev["step"] - first[0], max(1, ev["total"] - first[0]), msg)
+            report(progress, ev["step"], max(1, ev["total"]), msg)
         if events is not None:
             events(ev)
 
