@@ -104,9 +104,11 @@ def advice(missing: list[str]) -> str:
 def needs_window() -> bool:
     """Whether Qt will try to open a real window (not the offscreen or another headless platform)."""
     platform = os.environ.get("QT_QPA_PLATFORM", "").split(":")[0].strip()
-    if platform in HEADLESS:
+    if platform in HEADLESS or not sys.platform.startswith("linux"):
         return False
-    return sys.platform.startswith("linux") and platform in ("", "xcb")
+    if platform == "" and os.environ.get("WAYLAND_DISPLAY") and not os.environ.get("DISPLAY"):
+        return False  # a Wayland session without X: Qt uses its wayland plugin, not xcb
+    return platform in ("", "xcb")
 
 
 def check() -> str | None:

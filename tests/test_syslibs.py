@@ -32,6 +32,7 @@ def no_icccm(monkeypatch, tmp_path):
 
 def test_missing_libraries_are_named_with_the_install_command(no_icccm, monkeypatch, capsys):
     monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     assert syslibs.missing_libraries() == ["libxcb-icccm.so.4", "libxcb-keysyms.so.1"]
     assert syslibs.main() == 2
     err = capsys.readouterr().err.strip()
@@ -54,6 +55,11 @@ def test_headless_platforms_need_no_window(no_icccm, monkeypatch):
         assert syslibs.check() is None
     monkeypatch.setenv("QT_QPA_PLATFORM", "xcb")
     assert syslibs.check() is not None
+    # a Wayland session without X (Qt picks its wayland plugin): the xcb libraries are not needed
+    monkeypatch.delenv("QT_QPA_PLATFORM")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.setenv("WAYLAND_DISPLAY", "wayland-0")
+    assert syslibs.check() is None
 
 
 def test_this_machine_answers_without_error():
