@@ -24,6 +24,19 @@ def _isolated_cache(tmp_path_factory):
         os.environ["SLIMGUI_CACHE_DIR"] = old
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_timed_progress_lines():
+    """Without a terminal the CLI prints a progress line every 5 s; whether a slow machine reaches 5 s before an
+    error must not decide a test that counts stderr lines.  Tests of those lines set their own interval."""
+    old = os.environ.get("SLIMGUI_PROGRESS_INTERVAL")
+    os.environ["SLIMGUI_PROGRESS_INTERVAL"] = "3600"
+    yield
+    if old is None:
+        os.environ.pop("SLIMGUI_PROGRESS_INTERVAL", None)
+    else:
+        os.environ["SLIMGUI_PROGRESS_INTERVAL"] = old
+
+
 @pytest.fixture(scope="session")
 def tokenizer():
     return tiny_tokenizer()
