@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                     "global_plan": {"units": global_units, "macs_removed": round(global_frac, 4), "norm": "mean |w|"}}
     work = Path(tempfile.mkdtemp(prefix="bench-gan-"))
     folders, models = {}, {"original": model}
-    for name, units, crit in (("inner", inner_units, "sensitivity"), ("global", global_units, "filter-l1")):
+    for name, units, crit in (("inner", inner_units, "sensitivity-scan"), ("global", global_units, "filter-l1")):
         plan = PruningPlan(remove=units, criterion=crit, model=model.source)
         slim = ops.prune(model, plan, registry=reg)
         folders[name] = ops.save(slim, work / name, registry=reg)

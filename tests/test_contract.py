@@ -127,9 +127,9 @@ def _core_owned() -> set[str]:
                 owned.add(f.default)
     # what the core's own "native folder" exporter reports
     owned |= {"format", "mode", "file", "bytes", "source", "report", "native"}
-    # words of the core's own features that a family may use too: timings in "seconds", the keep-set's
-    # "first:N", the per-layer "sensitivity" of the per-layer precision table
-    owned |= {"seconds", "--seconds", "first", "last", "sensitivity"}
+    # words of the core's own features that a family may use too: timings in "seconds" (and `slimgui record
+    # --seconds`), the keep-set's "first:N" / "last:N"
+    owned |= {"seconds", "--seconds", "first", "last"}
     return owned
 
 

@@ -43,7 +43,7 @@ def test_cli_scans_prunes_evaluates_previews_heals_exports_and_benchmarks(demo, 
     graph = last_json(cli("inspect", model, "--json"))["graph"]
     assert graph["attrs"]["layout"] == "u" and graph["attrs"]["architecture"].startswith("unet (6 downs)")
     scores = tmp_path / "scores.json"
-    cli("analyze", model, "--criterion", "sensitivity", "--samples", "16", "--batch-size", "16", "--out", str(scores),
+    cli("analyze", model, "--criterion", "sensitivity-scan", "--samples", "16", "--batch-size", "16", "--out", str(scores),
         "--json")
     meta = json.loads(scores.read_text())["meta"]
     t = meta["table"]

@@ -264,6 +264,31 @@ def clean_stale_staging(out: Path) -> list[Path]:
     return removed
 
 
+def replace_folder(tmp: Path, out: Path) -> Path:
+    """Move the finished folder ``tmp`` into place as ``out`` (a sibling), replacing what was there."""
+    if out.exists():
+        shutil.rmtree(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, out)
+    return out
+
+
+def shipped_or_built(name: str, version: int, required: tuple[str, ...], build: Callable[..., Any],
+                     progress: Any = None, cancel: Any = None) -> Path:
+    """A demo model's folder: the one shipped in ``resources/demo/NAME`` when it holds every ``required`` file,
+    else the one built into the cache (``demo-NAME-vVERSION/model``), built now by ``build(out, progress,
+    cancel)`` when missing too."""
+    def complete(folder: Path) -> bool:
+        return all((folder / f).is_file() for f in required)
+
+    folder = resources_dir() / "demo" / name
+    if not complete(folder):
+        folder = cache_dir() / f"demo-{name}-v{version}" / "model"
+        if not complete(folder):
+            build(folder, progress, cancel)
+    return folder
+
+
 def disk_full(exc: BaseException) -> bool:
     """Whether ``exc`` says the disk (or quota) is full: an OSError ENOSPC/EDQUOT, or a library's error that
     carries the OS message (safetensors: "No space left on device (os error 28)")."""

@@ -44,11 +44,11 @@ def test_demo_generator_opens_as_a_u_is_coloured_by_sensitivity_and_pruned(qtbot
     assert len(view.cells_of("down.4")) == 7  # its eighths as cells in its box
     # the sensitivity scan on the demo's own held-out pairs
     a = w.analysis_panel
-    assert a.criterion.currentText() == "sensitivity"
+    assert a.criterion.currentText() == "sensitivity-scan"
     a.samples.setValue(8)
     a.batch_size.setValue(8)
-    wait(qtbot, a.run("sensitivity"))
-    scores = w.doc.scores["sensitivity"]
+    wait(qtbot, a.run("sensitivity-scan"))
+    scores = w.doc.scores["sensitivity-scan"]
     assert set(scores.values) == {u.id for u in w.doc.graph.prunable()}
     table = scores.meta["table"]
     assert table["down.5"]["0.75"] < table["down.1"]["0.75"]  # the innermost layer tolerates more than an outer one

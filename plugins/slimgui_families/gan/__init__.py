@@ -37,12 +37,12 @@ plugin = Plugin(
                     "and SlimGUI's slimmed ones",
                     capabilities=("calibration", "default-data", "presets", "bench"), items="images",
                     unit_word="unit", layout="u", native="latest_net_G.pth + .safetensors (+ slimgui_gan.json)",
-                    data=PAIRS, default_criterion="sensitivity", default_criterion_no_data="filter-l1",
+                    data=PAIRS, default_criterion="sensitivity-scan", default_criterion_no_data="filter-l1",
                     default_method="kd", file_kinds=("*_net_G.pth", "*.safetensors"),
                     train_options=f"{ME}.options:PairDataOptions"),
     ],
     criteria=[
-        CriterionSpec("sensitivity", f"{ME}.criteria:Sensitivity",
+        CriterionSpec("sensitivity-scan", f"{ME}.criteria:Sensitivity",
                       "Cut Inner Layers' sensitivity scan: each layer pruned alone by every eighth of its filters "
                       "(and each inner level cut alone); score = mean |output change| on the calibration inputs",
                       families=("gan",), needs_data=True, needs=("calibration",)),

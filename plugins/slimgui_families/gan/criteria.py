@@ -6,7 +6,7 @@
   every filter of levels k..n-1.
 - ``bn-scale``: the same with |γ| of the filter's batch norm (layers without one — the outermost down conv, the
   innermost, instance-norm U-Nets — fall back to mean |w|, listed in ``last_info["fallback"]``).
-- ``sensitivity`` (Cut Inner Layers): each layer pruned alone (its least-|w| filters zeroed after the norm: the masked
+- ``sensitivity-scan`` (Cut Inner Layers): each layer pruned alone (its least-|w| filters zeroed after the norm: the masked
   model, equal to the physically pruned one) by every eighth, and each inner level cut alone; score = mean |G'(x) −
   G(x)| of the outputs (in [-1, 1]) on the calibration inputs.  ``last_info`` keeps the sensitivity-vs-fraction table
   per layer, the PSNR to the targets at each fraction, and the scan's cost in forward passes.
@@ -134,7 +134,7 @@ def sensitivity_scan(model, inputs: list[torch.Tensor], targets: list[torch.Tens
 class Sensitivity:
     """The per-layer sensitivity scan (module docstring)."""
 
-    name = "sensitivity"
+    name = "sensitivity-scan"
 
     def __init__(self):
         self.last_info: dict[str, Any] = {}

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from slimgui.core.io import atomic_write_text, cache_dir, resources_dir
+from slimgui.core.io import atomic_write_text, cache_dir, replace_folder, resources_dir, shipped_or_built
 from slimgui.core.progress import CancelToken, ProgressFn, check, report
 
 DEMO_VERSION = 1
@@ -194,10 +194,7 @@ def _train(out_dir: Path, progress: ProgressFn | None, cancel: CancelToken | Non
     Pix2PixAdapter().save(loaded, str(tmp))
     write_pairs(tmp / "pairs" / "test", "test")
     atomic_write_text(tmp / MARKER, json.dumps(meta, indent=2) + "\n")
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, out_dir)
+    replace_folder(tmp, out_dir)
     return meta
 
 
@@ -205,17 +202,9 @@ def shipped_model_dir() -> Path:
     return resources_dir() / "demo" / "gan"
 
 
-def _is_complete(model_dir: Path) -> bool:
-    return all((model_dir / f).is_file() for f in ("latest_net_G.pth", "slimgui_gan.json", MARKER))
-
-
 def demo_model_dir(progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> Path:
-    model_dir = shipped_model_dir()
-    if not _is_complete(model_dir):
-        model_dir = cache_dir() / f"demo-gan-v{DEMO_VERSION}" / "model"
-        if not _is_complete(model_dir):
-            train_demo(model_dir, progress, cancel)
-    return model_dir
+    """The demo model's folder: the shipped one, else the one built into the cache (built now when missing)."""
+    return shipped_or_built("gan", DEMO_VERSION, ("latest_net_G.pth", "slimgui_gan.json", MARKER), train_demo, progress, cancel)
 
 
 def ensure_demo(progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> dict[str, str]:

@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from slimgui.core.io import atomic_write_text, cache_dir, resources_dir
+from slimgui.core.io import atomic_write_text, cache_dir, replace_folder, resources_dir, shipped_or_built
 from slimgui.core.progress import CancelToken, ProgressFn, report
 
 from . import data
@@ -139,10 +139,7 @@ def train_demo(out_dir: Path, progress: ProgressFn | None = None, cancel: Cancel
     model.eval().save_pretrained(tmp)
     atomic_write_text(tmp / "preprocessor_config.json", json.dumps(PREPROCESSOR, indent=2) + "\n")
     atomic_write_text(tmp / MARKER, json.dumps(meta, indent=2) + "\n")
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, out_dir)
+    replace_folder(tmp, out_dir)
     return meta
 
 
@@ -150,18 +147,9 @@ def shipped_model_dir() -> Path:
     return resources_dir() / "demo" / "vit"
 
 
-def _is_complete(model_dir: Path) -> bool:
-    return all((model_dir / f).is_file() for f in ("config.json", "model.safetensors", MARKER))
-
-
 def demo_model_dir(progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> Path:
     """The demo model's folder: the shipped one, else the one built into the cache (built now when missing)."""
-    model_dir = shipped_model_dir()
-    if not _is_complete(model_dir):
-        model_dir = cache_dir() / f"demo-vit-v{DEMO_VERSION}" / "model"
-        if not _is_complete(model_dir):
-            train_demo(model_dir, progress, cancel)
-    return model_dir
+    return shipped_or_built("vit", DEMO_VERSION, ("config.json", "model.safetensors", MARKER), train_demo, progress, cancel)
 
 
 def digits_folder(split: str = "train") -> Path:
