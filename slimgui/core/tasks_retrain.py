@@ -97,21 +97,28 @@ def retrain_task(cfg: TrainConfig, *, registry: Registry, task: TrainTask | None
 
 def evaluate_healed_task(models: dict[str, LoadedModel], healed_path: str, data_path: str | None, *,
                          registry: Registry, evaluator: str | None = None, options: dict[str, Any] | None = None,
+                         adapter: str | None = None, measured: Callable[[], dict[str, dict[str, Any]]] | None = None,
                          progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> tuple[LoadedModel, dict[str, dict[str, Any]]]:
     """Open the healed model and measure it next to ``models`` (e.g. original and slimmed) on one file.
 
     Returns the healed model (with its graph, ready to show or compare) and ``{name: evaluation}``
-    with "healed" last."""
+    with "healed" last.  ``adapter`` opens the healed model with the models' adapter (default: the first
+    model's).  ``measured``: the evaluations of models measured elsewhere (the app measures the open models
+    in their own jobs, so that work queued on them waits for one model, not three); it is called after the
+    healed model is measured, may block until they are ready, and its results come before "healed"."""
     from .model import open_model
     from .ops import graph_of
 
     first = next(iter(models.values()), None)
     report(progress, 0, 1, "opening the healed model")
-    healed = open_model(healed_path, registry=registry, adapter=first.adapter if first is not None else None,
+    healed = open_model(healed_path, registry=registry, adapter=adapter or (first.adapter if first is not None else None),
                         cancel=cancel)
     graph_of(healed, registry)
     check(cancel)
     names = [*models, "healed"]
     results = evaluate_task([*models.values(), healed], data_path, registry=registry, evaluator=evaluator,
                             options=options, progress=progress, cancel=cancel)
+    if measured is not None:
+        report(progress, 1, 1, "measured; waiting for the open models' measurements")
+        return healed, {**measured(), **dict(zip(names, results))}
     return healed, dict(zip(names, results))

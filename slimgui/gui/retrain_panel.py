@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -36,9 +37,10 @@ from PySide6.QtWidgets import (
 
 from slimgui.core.errors import SlimError
 from slimgui.core.io import cache_dir
-from slimgui.core.jobs import Job, evaluate_healed_task, run_state
+from slimgui.core.jobs import Job, JobStatus, evaluate_healed_task, evaluate_task, run_state
 from slimgui.core.model import LoadedModel
 from slimgui.core.options import to_dict
+from slimgui.core.progress import check
 from slimgui.core.session import default_eval_data, human_count
 from slimgui.core.settings import owner_key, values_for
 from slimgui.core.train import TrainConfig, checkpoints, export_job
@@ -449,6 +451,9 @@ class RetrainPanel(RetrainForm, RetrainRun, QWidget):
         meta = {"file": path, "healed_path": healed_path, "out": out, "evaluator": spec.name, "method": method,
                 "role": role}
 
+        if (self.doc.session.results.get("retrain") or {}).get("healed_path") != healed_path:
+            self.doc.set_results("retrain", dict(meta))  # the healed model is reachable while it is measured
+
         def done(result, ms=(original, slimmed)) -> None:
             healed, values = result
             if self.doc.model is not ms[0]:
@@ -461,16 +466,58 @@ class RetrainPanel(RetrainForm, RetrainRun, QWidget):
             if self.doc.model is m:
                 self.doc.set_results("retrain", {**meta, "error": job.error})
             self.results_box.setTitle(f"{spec.name}: not measured ({job.error})")
+            self.update_buttons()
 
+        def cancelled(job: Job, m=original) -> None:
+            for part in parts:
+                self.runner.cancel(part)
+            if self.doc.model is m:
+                self.doc.set_results("retrain", {**meta, "error": "cancelled"})
+            self.results_box.setTitle(f"{spec.name}: not measured (cancelled)")
+            self.update_buttons()
+
+        # The open models are measured one job each on the model lane, one after the other, so that work queued
+        # on them (an export, an analysis) waits for one model, not three; the healed model, which no other job
+        # holds, is opened and measured on the eval lane meanwhile, and its job gathers the results.
+        names, parts = list(models), []
         where = f" on {Path(path).name}" if path else ""
+
+        def measure(i: int) -> None:
+            name = names[i]
+            job = self.runner.submit(
+                f"Evaluate {name} ({spec.name}){where}",
+                partial(evaluate_task, [models[name]], path, registry=self.doc.registry, evaluator=spec.name,
+                        options=options),
+                kind="evaluate", lane="model", notify_failure=False,
+                on_done=lambda _r: measure(i + 1) if i + 1 < len(names) and not self._eval_cancelled() else None)
+            parts.append(job)
+
+        def measured(cancel=None) -> dict[str, dict]:  # worker thread: wait for the open models' jobs
+            while True:
+                check(cancel)
+                over = [j for j in parts if j.status.finished]
+                bad = next((j for j in over if j.status != JobStatus.DONE), None)
+                if bad is not None:
+                    raise SlimError(f"{bad.title}: {bad.error or bad.status.value}")
+                if len(over) == len(names):
+                    return {name: job.result[0] for name, job in zip(names, parts)}
+                time.sleep(0.05)
+
+        def run(progress=None, cancel=None):
+            return evaluate_healed_task({}, healed_path, path, registry=self.doc.registry, evaluator=spec.name,
+                                        options=options, adapter=original.adapter,
+                                        measured=lambda: measured(cancel), progress=progress, cancel=cancel)
+
         self.eval_job = self.runner.submit(
-            f"Evaluate original, pruned and {role} ({spec.name}){where}",
-            partial(evaluate_healed_task, models, healed_path, path, registry=self.doc.registry, evaluator=spec.name,
-                    options=options),
-            kind="evaluate", lane="model", on_done=done, on_failed=failed)
+            f"Evaluate original, pruned and {role} ({spec.name}){where}", run,
+            kind="evaluate", lane="eval", on_done=done, on_failed=failed, on_cancelled=cancelled)
+        measure(0)
         self.results_box.setTitle(f"{spec.name}: measuring the three models{where}…")
         self.update_buttons()
         return self.eval_job
+
+    def _eval_cancelled(self) -> bool:
+        return self.eval_job is not None and (self.eval_job.cancel_requested or self.eval_job.status.finished)
 
     def show_results(self) -> None:
         r = self.doc.session.results.get("retrain") or {}

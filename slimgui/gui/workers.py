@@ -5,7 +5,8 @@ progress and outcome into Qt signals delivered on the GUI thread.  Work that tou
 goes to the serial ``"model"`` lane (criteria may temporarily rewire the model, so two
 jobs must never use one model at once); opening files goes to the parallel ``"io"`` lane; retraining
 (which loads its own copies of the models from disk) goes to the serial ``"train"`` lane, so a long run
-never holds up analysis or previews.
+never holds up analysis or previews; work on a model no other job holds (a healed model opened to be measured)
+goes to the serial ``"eval"`` lane, so it holds up neither.
 
 Errors never escape a worker: a :class:`SlimError` becomes a one-line message in the notification
 area, anything else (a bug) the same message with its traceback as details.
@@ -50,12 +51,12 @@ class JobRunner(QObject):
     jobFinished = Signal(object)
 
     def __init__(self, notifier: Notifier, parent: QObject | None = None, model_threads: int = 1, io_threads: int = 2,
-                 train_threads: int = 1):
+                 train_threads: int = 1, eval_threads: int = 1):
         super().__init__(parent)
         self.notifier = notifier
         self.jobs: list[Job] = []
         self._lanes: dict[str, QThreadPool] = {}
-        for lane, n in (("model", model_threads), ("io", io_threads), ("train", train_threads)):
+        for lane, n in (("model", model_threads), ("io", io_threads), ("train", train_threads), ("eval", eval_threads)):
             pool = QThreadPool(self)
             pool.setMaxThreadCount(n)
             self._lanes[lane] = pool

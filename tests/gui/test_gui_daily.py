@@ -204,3 +204,62 @@ def test_a_queued_job_says_what_it_waits_for(qtbot, window):
     gate.set()
     qtbot.waitUntil(lambda: delivered(first) and delivered(second), timeout=WAIT_MS)
     assert second.status == JobStatus.DONE and not second.message.startswith("waiting")
+
+
+def _slimmed_window(qtbot, window, tiny_models, text_file):
+    _open(qtbot, window, tiny_models["llama"])
+    window.doc.set_remove(["block.1"])
+    window.plan_panel.apply()
+    qtbot.waitUntil(lambda: window.doc.slimmed is not None, timeout=WAIT_MS)
+    panel = window.retrain_panel
+    panel.eval_file.setText(str(text_file))
+    window.compare_panel.eval_form.widget("seq_len").setValue(32)
+    window.compare_panel.eval_form.widget("max_tokens").setValue(256)
+    window.compare_panel.store_settings()
+    return panel
+
+
+def test_the_evaluation_after_retraining_holds_the_model_lane_one_model_at_a_time(qtbot, window, tiny_models,
+                                                                                   text_file):
+    panel = _slimmed_window(qtbot, window, tiny_models, text_file)
+    runner = window.runner
+    healed = str(tiny_models["llama"])  # any model folder of the family serves as the healed model here
+    job = panel.evaluate(healed)
+    assert runner._lane_of[job.id] == "eval"  # the healed model is nobody else's: its own lane
+    assert panel.open_healed_button.isEnabled()  # reachable while it is measured
+    # an analysis pressed while the original is measured runs before the pruned model's measurement
+    other = window.analysis_panel.run("magnitude")
+    qtbot.waitUntil(lambda: delivered(job), timeout=WAIT_MS)
+    QApplication.processEvents()
+    assert job.status == JobStatus.DONE, job.error
+    titles = [j.title for j in runner.jobs if j.kind in ("evaluate", "analysis")]
+    order = [t.split(" (")[0] for t in titles]
+    assert order.index("Evaluate original") < titles.index(other.title) < order.index("Evaluate slimmed"), titles
+    assert all(runner._lane_of[j.id] == "model" for j in runner.jobs if j.title.startswith(("Evaluate original (",
+                                                                                          "Evaluate slimmed (")))
+    r = window.doc.session.results["retrain"]
+    assert [k for k in r if k in ("original", "slimmed", "healed")] == ["original", "slimmed", "healed"]
+    assert r["healed"]["perplexity"] == pytest.approx(r["original"]["perplexity"], rel=1e-5)  # the same weights
+    assert r["slimmed"]["perplexity"] != pytest.approx(r["original"]["perplexity"], rel=1e-3)
+
+
+def test_a_cancelled_evaluation_after_retraining_leaves_the_healed_model_usable(qtbot, window, tiny_models, text_file):
+    panel = _slimmed_window(qtbot, window, tiny_models, text_file)
+    window.compare_panel.eval_form.widget("seq_len").setValue(16)
+    window.compare_panel.eval_form.widget("max_tokens").setValue(0)  # the whole file: thousands of windows
+    window.compare_panel.store_settings()
+    job = panel.evaluate(str(tiny_models["llama"]))
+    parts = [j for j in window.runner.jobs if j.title.startswith("Evaluate original (")]
+    qtbot.waitUntil(lambda: parts[0].done > 0 or job.done > 0, timeout=WAIT_MS)
+    assert panel.cancel_button.isEnabled()
+    panel.cancel_button.click()
+    qtbot.waitUntil(lambda: delivered(job), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: all(j.status.finished for j in window.runner.jobs if j.kind == "evaluate"),
+                    timeout=WAIT_MS)
+    QApplication.processEvents()
+    assert job.status == JobStatus.CANCELLED
+    assert not any(j.title.startswith("Evaluate slimmed (") and j.status == JobStatus.DONE for j in window.runner.jobs)
+    assert "not measured (cancelled)" in panel.results_box.title()
+    assert panel.open_healed_button.isEnabled() and panel.compare_healed_button.isEnabled()
+    assert window.doc.session.results["retrain"]["healed_path"] == str(tiny_models["llama"])
+    assert not window.notifier.errors()
