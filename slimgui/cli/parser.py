@@ -7,7 +7,7 @@ import argparse
 
 from slimgui import __version__
 
-from . import compare, export, models, retrain
+from . import compare, export, models, profile, retrain
 from .common import Parser
 
 
@@ -33,5 +33,6 @@ def build_parser(registry=None) -> argparse.ArgumentParser:
     compare.add_parsers(sub, registry, common)
     retrain.add_parsers(sub, registry, common)
     export.add_parsers(sub, registry, common)
+    profile.add_parsers(sub, registry, common)
     models.add_session_parsers(sub, registry, common)
     return p

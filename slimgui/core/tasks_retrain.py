@@ -24,20 +24,22 @@ if TYPE_CHECKING:
 
 
 def retrain_check_task(cfg: TrainConfig, *, registry: Registry, resume: bool = False, check_out: bool = True,
-                       progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> tuple[dict, TrainTask]:
+                       reuse: dict[str, Any] | None = None, progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> tuple[dict, TrainTask]:
     """Check a retraining job before it starts and estimate its time and memory on this machine.
 
     Returns ``(estimate, task)``; the prepared task (model with adapters, token blocks) is handed to
     :func:`retrain_task` so the model is loaded once.  Raises :class:`SlimError` saying what to change
     when the job cannot work: unknown LoRA target modules, empty or too little data, a batch that
     cannot fit in memory, an output folder that already holds another run (unless ``check_out`` is
-    False: an estimate only).
+    False: an estimate only).  ``reuse``: an earlier estimate; when its ``key`` is this job's
+    (:func:`~slimgui.core.train.estimate_key`: only the step count, intervals or run folder differ) its step and
+    validation times are used instead of timing a step again.
     """
     import random
 
     import torch
 
-    from .train import build_task, checkpoints, estimate, sample_count
+    from .train import build_task, checkpoints, estimate, estimate_key, sample_count, time_left
 
     cfg.validate()
     out = Path(cfg.out)
@@ -52,11 +54,16 @@ def retrain_check_task(cfg: TrainConfig, *, registry: Registry, resume: bool = F
     if n_train == 0:
         raise SlimError("the training data gives no full training sample",
                         hint=str(task.info.get("too_little_data") or "give more training data"))
-    report(progress, 1, 2, "timing one training step")
-    est = estimate(cfg, task)
-    if est["step_seconds"] < 10:  # the first pass pays one-time costs: time a warm one when that is cheap
-        check(cancel)
+    if reuse is not None and reuse.get("key") == estimate_key(cfg) and reuse.get("step_seconds") is not None:
+        est = {**reuse}  # a fresh estimate of the same job (only the step count or intervals differ): no second timing
+        est["reused"] = True
+    else:
+        report(progress, 1, 2, "timing one training step")
         est = estimate(cfg, task)
+        if est["step_seconds"] < 10:  # the first pass pays one-time costs: time a warm one when that is cheap
+            check(cancel)
+            est = estimate(cfg, task)
+        est["key"] = estimate_key(cfg)
     machine = est["machine_memory_bytes"]
     est["fits"] = not machine or est["memory_bytes"] <= 0.9 * machine
     est.update({k: v for k, v in task.info.items() if k in ("train_sequences", "val_sequences")})
@@ -65,8 +72,7 @@ def retrain_check_task(cfg: TrainConfig, *, registry: Registry, resume: bool = F
         raise SlimError(f"this job needs about {est['memory_bytes'] / 2**30:.1f} GiB but the machine has "
                         f"{machine / 2**30:.1f} GiB", hint=str(task.info.get("too_much_memory") or "lower the batch size"))
     done = run_state(out)["step"] if resume else 0
-    est["steps_left"] = max(0, cfg.steps - done)
-    est["seconds_left"] = round(est["step_seconds"] * est["steps_left"], 1)
+    est.update(time_left(est, cfg, done))
     est["epochs"] = round(cfg.steps * cfg.batch_size * cfg.grad_accum / max(1, n_train), 2)
     report(progress, 2, 2, "checked")
     return est, task

@@ -382,15 +382,67 @@ def estimate(cfg: TrainConfig, task: TrainTask, *, world: int = 1) -> dict[str, 
 
     first = one_pass()  # cold: allocations, lazy imports
     step_s = (one_pass() if first < 10 else first) * cfg.grad_accum * 1.15  # + optimizer step
+    val_s = validation_seconds(cfg, task, world=world)
     items = str(task.info.get("items", "samples"))
     per_batch = cfg.batch_size * int(task.info.get("items_per_sample", 1))
     activations = int(task.info.get("activation_bytes_per_sample", 0)) * cfg.batch_size
     memory = params * 4 + trainable * 12 + activations + int(task.info.get("teacher_params", 0)) * 4
     total_mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 0
     count = cfg.steps * per_batch * cfg.grad_accum * world
-    return {"seconds": round(step_s * cfg.steps / world, 1), "step_seconds": round(step_s, 3),
-            "memory_bytes": int(memory), "machine_memory_bytes": int(total_mem),
-            "items": items, "item_count": count, items: count, "params": params, "trainable_params": trainable}
+    est = {"step_seconds": round(step_s / world, 4), "val_seconds": round(val_s, 3),
+           "memory_bytes": int(memory), "machine_memory_bytes": int(total_mem),
+           "items": items, "item_count": count, items: count, "params": params, "trainable_params": trainable}
+    return {**est, **time_left(est, cfg)}
+
+
+def validation_seconds(cfg: TrainConfig, task: TrainTask, *, world: int = 1) -> float:
+    """Seconds of one validation pass (as ``run_training`` runs it), from one timed validation batch."""
+    import torch
+
+    vb = task.val_blocks
+    n = min(sample_count(vb), cfg.val_batches * cfg.batch_size * world) if vb is not None else 0
+    if n <= 0:
+        return 0.0
+    fn = task.eval_loss or (lambda m, b: task.loss(m, b)[0])
+    model = task.model
+    model.eval()
+    try:
+        with torch.no_grad():
+            t0 = time.perf_counter()
+            fn(model, take(vb, slice(0, cfg.batch_size)))
+            one = time.perf_counter() - t0
+    finally:
+        model.train()
+    return one * -(-n // (cfg.batch_size * world))
+
+
+def validation_count(cfg: TrainConfig, done: int = 0) -> int:
+    """Validation passes a run of ``cfg.steps`` makes after step ``done`` (every ``eval_every`` steps, the last step,
+    and the final one after training)."""
+    every = max(1, int(cfg.eval_every or cfg.steps or 1))
+    periodic = cfg.steps // every - done // every
+    return periodic + (0 if cfg.steps % every == 0 else 1) + 1
+
+
+def time_left(est: dict[str, Any], cfg: TrainConfig, done: int = 0) -> dict[str, Any]:
+    """The time part of an estimate for ``cfg`` from step ``done``: its per-step and per-validation seconds times
+    the steps and validation passes left.  Used again when only the step count or the validation interval change,
+    and with a step time calibrated from a run's own steps."""
+    left = max(0, cfg.steps - done)
+    val = validation_count(cfg, done) if left else 0
+    seconds = float(est["step_seconds"]) * left + float(est.get("val_seconds") or 0.0) * val
+    return {"seconds": round(seconds, 1), "steps_left": left, "seconds_left": round(seconds, 1),
+            "validations": val}
+
+
+def estimate_key(cfg: TrainConfig) -> str:
+    """What a step's time depends on: the configuration without its step count, intervals, seed and run folder.
+    An estimate with the same key can be reused (its time rescaled by :func:`time_left`) instead of timed again."""
+    import hashlib
+
+    data = {k: v for k, v in asdict(cfg).items()
+            if k not in ("steps", "out", "save_every", "eval_every", "keep_last", "seed", "warmup")}
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def estimate_job(cfg: TrainConfig, *, registry=None, world: int = 1) -> dict[str, Any]:
@@ -565,6 +617,7 @@ def _run_training(cfg: TrainConfig, out: Path, *, registry, events, cancel, resu
     rank = accelerator.process_index
     model.train()
     t_start = time.perf_counter()
+    val_time = [0.0]
     items_run = 0
     step = start
     try:
@@ -605,9 +658,15 @@ def _run_training(cfg: TrainConfig, out: Path, *, registry, events, cancel, resu
             ev = {"event": "step", "step": done, "total": cfg.steps, "train_loss": train_loss,
                   "lr": scheduler.get_last_lr()[0], "items_per_s": rate, f"{items}_per_s": rate, "items": items,
                   "eta_s": (cfg.steps - done) * elapsed / max(1, done - start),
+                  # measured time of a step (validations excluded, checkpoints included) and of a validation:
+                  # what the front ends calibrate the estimate with
+                  "step_s": (elapsed - val_time[0]) / max(1, done - start),
                   **{k: float(v) for k, v in metrics.items()}}
             if done % cfg.eval_every == 0 or done == cfg.steps:
+                t_val = time.perf_counter()
                 val = validate()
+                val_time[0] += time.perf_counter() - t_val
+                ev["val_s"] = time.perf_counter() - t_val
                 state["val_history"].append([done, round(val["val_loss"], 5)])
                 ev.update(val)
             emit(ev)

@@ -167,6 +167,7 @@ class RetrainForm:
         self.form.setParent(None)
         self.form.deleteLater()
         self.form = form
+        form.changed.connect(self._settings_changed)
         self._form_family = family
         current = self.method.currentData()
         self.method.blockSignals(True)
@@ -177,6 +178,12 @@ class RetrainForm:
         self.method.setCurrentIndex(max(0, self.method.findData(current)))
         self.method.blockSignals(False)
         self.settings_form.setRowVisible(self.form_holder, True)
+
+    def _settings_changed(self) -> None:
+        """A setting changed: the panel's estimate follows it (the run panel defines how)."""
+        refresh = getattr(self, "refresh_estimate", None)
+        if refresh is not None:
+            refresh()
 
     def _schema(self, spec: Any, attr: str) -> type | None:
         try:

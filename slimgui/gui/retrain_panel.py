@@ -116,6 +116,9 @@ class RetrainPanel(RetrainForm, RetrainRun, QWidget):
         self.eval_job: Job | None = None
         self.open_job: Job | None = None
         self.estimate: dict[str, Any] | None = None
+        self._estimate_done = 0  # the step the estimate counts from (a resumed run's checkpoint)
+        self._run_cfg: TrainConfig | None = None
+        self._first_step = 0
         self.result: dict[str, Any] | None = None
         self.healed: LoadedModel | None = None
         self.events: list[dict[str, Any]] = []  # the current run's events (this app session)
@@ -132,6 +135,13 @@ class RetrainPanel(RetrainForm, RetrainRun, QWidget):
         self._status_timer = QTimer(self, singleShot=True, interval=int(1000 / STATUS_HZ))
         self._status_timer.timeout.connect(self._show_progress)
         document.modelChanged.connect(self._model_changed)
+        # the estimate follows the settings: rescaled for the step count and validation interval, marked out of
+        # date by anything else a step's time depends on
+        for spin in (self.steps, self.eval_every, self.batch_size, self.lr, self.warmup):
+            spin.valueChanged.connect(lambda _v: self.refresh_estimate())
+        self.data.textChanged.connect(lambda _t: self.refresh_estimate())
+        self.method.currentIndexChanged.connect(lambda _i: self.refresh_estimate())
+        self.form.changed.connect(self.refresh_estimate)
         document.slimmedChanged.connect(self._describe_student)
         document.resultsChanged.connect(self.show_results)
         runner.jobFinished.connect(lambda _job: self.update_buttons())

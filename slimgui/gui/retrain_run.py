@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -28,13 +29,14 @@ from slimgui.core.jobs import Job, format_eta, retrain_check_task, retrain_task,
 from slimgui.core.options import fields_of
 from slimgui.core.session import human_bytes, human_count
 from slimgui.core.settings import put
-from slimgui.core.train import TrainConfig, checkpoints
+from slimgui.core.train import TrainConfig, checkpoints, estimate_key, time_left
 
 from .retrain_form import data_owner
 
 # what every step event holds; anything else numeric is one of the family's own loss terms
 GENERIC_KEYS = {"event", "step", "total", "train_loss", "lr", "items", "eta_s", "val_loss", "val_metric", "metrics",
-                "estimate", "resumed", "path"}
+                "estimate", "resumed", "path", "step_s", "val_s"}
+FRESH_S = 30 * 60  # an estimate this recent is reused by Start/Resume for the same job (its key) instead of timed again
 _runs = itertools.count(1)
 
 
@@ -173,7 +175,9 @@ class RetrainRun:
         def checked(result, job_ref: list) -> None:
             est, task = result
             job_ref[0].result = est  # the prepared task lives on only in the training job
+            est.setdefault("timed_at", time.time())
             self.estimate = est
+            self._estimate_done = run_state(cfg.out)["step"] if resume else 0
             self._show_estimate(est, cfg, resume)
             if then_train:
                 self._train(cfg, task, resume, models)
@@ -181,15 +185,68 @@ class RetrainRun:
         def failed(job: Job) -> None:
             self.estimate_label.setText(f"<span style='color:#b91c1c'>Refused: {job.error}</span>")
 
+        reuse = self._fresh_estimate()
+        if reuse is not None and reuse.get("key") == estimate_key(cfg):
+            self.estimate_label.setText(f"Checking the job of {student_name} (the step time measured "
+                                        f"{format_eta(time.time() - reuse['timed_at']) or '0s'} ago is reused)…")
         ref: list = [None]
         self.check_job = self.runner.submit(
             f"{what} retraining of {student_name} ({cfg.method})",
-            partial(retrain_check_task, cfg, registry=self.doc.registry, resume=resume, check_out=then_train),
+            partial(retrain_check_task, cfg, registry=self.doc.registry, resume=resume, check_out=then_train,
+                    reuse=reuse),
             kind="retrain-check", lane="train", on_done=lambda r: checked(r, ref), on_failed=failed,
             on_cancelled=lambda _j: self.estimate_label.setText("Check cancelled."))
         ref[0] = self.check_job
         self.update_buttons()
         return self.check_job
+
+    def _fresh_estimate(self) -> dict[str, Any] | None:
+        """The last estimate when it is recent enough to reuse (the core reuses it only for the same job's key)."""
+        est = self.estimate
+        if not est or not est.get("key") or time.time() - float(est.get("timed_at") or 0) > FRESH_S:
+            return None
+        return est
+
+    def refresh_estimate(self) -> None:
+        """Redraw the estimate for the step count and validation interval on screen (no new timing); an estimate of
+        other settings is marked out of date."""
+        est = self.estimate
+        if est is None or self.busy or not est.get("key"):
+            return
+        try:
+            cfg = self.config(self.out.text().strip() or None)
+        except SlimError:
+            return
+        if estimate_key(cfg) != est["key"]:
+            if "out of date" not in self.estimate_label.text():
+                self.estimate_label.setText(self.estimate_label.text()
+                                            + " · <i>out of date: the settings changed (Estimate times them)</i>")
+            return
+        self.estimate = {**est, **time_left(est, cfg, self._estimate_done)}
+        self._show_estimate(self.estimate, cfg, self._estimate_done > 0)
+
+    def _calibrate(self, ev: dict[str, Any]) -> None:
+        """After a few real steps, the estimate's step (and validation) time become the run's own: the estimate
+        shown is corrected, and a Start or Resume of the same job later uses the measured figures."""
+        est = self.estimate
+        measured = ev.get("step_s")
+        if est is None or not isinstance(measured, (int, float)) or measured <= 0:
+            return
+        total = int(ev.get("total") or 0)
+        step = int(ev.get("step", 0))
+        if step - self._first_step < min(3, max(1, total - self._first_step)):
+            return  # the first steps pay one-time costs
+        new = {**est, "step_seconds": round(float(measured), 4), "calibrated": True,
+               "estimated_step_seconds": est.get("estimated_step_seconds", est["step_seconds"])}
+        if isinstance(ev.get("val_s"), (int, float)):
+            new["val_seconds"] = round(float(ev["val_s"]), 3)
+        cfg = self._run_cfg
+        if cfg is None:
+            return
+        new.update(time_left(new, cfg, step))
+        new["timed_at"] = time.time()
+        self.estimate = new
+        self._show_estimate(new, cfg, True)
 
     @staticmethod
     def _run_config(out: str) -> TrainConfig | None:
@@ -229,7 +286,16 @@ class RetrainRun:
                  + (f" ({est['epochs']:g} epochs of {est['train_sequences']:,} samples)"
                     if "epochs" in est and "train_sequences" in est else ""),
                  f"{human_count(est['trainable_params'])} of {human_count(est['params'])} parameters train"]
-        self.estimate_label.setText("Estimate on this machine: " + " · ".join(parts))
+        if est.get("validations") and est.get("val_seconds"):
+            parts.insert(1, f"{est['validations']} validation{'s' if est['validations'] != 1 else ''} of "
+                            f"{est['val_seconds']:.2g} s")
+        head = "Estimate on this machine"
+        if est.get("calibrated"):
+            head = (f"Corrected from the run's own steps ({est['step_seconds']:.3g} s/step measured, "
+                    f"{est['estimated_step_seconds']:.3g} estimated)")
+        elif est.get("reused"):
+            head += f" (step timed {format_eta(time.time() - float(est.get('timed_at') or time.time())) or '0s'} ago)"
+        self.estimate_label.setText(f"{head}: " + " · ".join(parts))
         self.estimate_label.setToolTip(f"{est['memory_bytes']:,} bytes of memory; {est['params']:,} parameters, "
                                        f"{est['trainable_params']:,} trainable")
 
@@ -244,6 +310,7 @@ class RetrainRun:
         self.result = None
         self._last_step = self._last_val = None
         self.worker_step = 0
+        self._run_cfg = cfg
         if resume:
             state = self._run_state(cfg.out)
             self.curves.set_history(state["history"], state["val_history"])
@@ -283,6 +350,7 @@ class RetrainRun:
         self.events.append(ev)
         kind = ev.get("event")
         if kind == "start":
+            self._first_step = int(ev.get("step", 0))
             self.curves.truncate_after(ev.get("step", 0))
             declared = ev.get("metrics") if isinstance(ev.get("metrics"), list) else []
             self._val_labels = {str(m.get("name")): str(m.get("label") or m.get("name")) for m in declared
@@ -295,6 +363,7 @@ class RetrainRun:
                     self.curves.add_metric(name, ev["step"], value, metric_title(name, self._val_labels))
                 self._last_val = ev
             self._last_step = ev
+            self._calibrate(ev)
             if not self._status_timer.isActive():
                 self._status_timer.start()
         elif kind == "cancelled":

@@ -263,3 +263,43 @@ def test_a_cancelled_evaluation_after_retraining_leaves_the_healed_model_usable(
     assert panel.open_healed_button.isEnabled() and panel.compare_healed_button.isEnabled()
     assert window.doc.session.results["retrain"]["healed_path"] == str(tiny_models["llama"])
     assert not window.notifier.errors()
+
+
+def test_start_reuses_a_fresh_estimate_which_follows_the_settings_and_is_corrected_by_the_run(qtbot, window,
+                                                                                              tiny_models, text_file):
+    panel = _slimmed_window(qtbot, window, tiny_models, text_file)
+    window.show_panel(panel)
+    panel.data.setText(str(text_file))
+    panel.batch_size.setValue(4)
+    panel.form.widget("seq_len").setValue(32)
+    panel.warmup.setValue(1)
+    panel.steps.setValue(4)
+    panel.eval_every.setValue(2)
+    panel.save_every.setValue(4)
+    check = panel.run_estimate()
+    qtbot.waitUntil(lambda: delivered(check), timeout=WAIT_MS)
+    QApplication.processEvents()
+    est = dict(panel.estimate)
+    assert est["key"] and est["step_seconds"] > 0 and not est.get("reused")
+    assert est["validations"] == 3 and est["val_seconds"] > 0  # steps 2 and 4, and the final one
+    assert est["seconds"] == pytest.approx(4 * est["step_seconds"] + 3 * est["val_seconds"], abs=0.1)
+    # the estimate follows the step count at once, without timing again
+    panel.steps.setValue(8)
+    assert panel.estimate["steps_left"] == 8 and panel.estimate["validations"] == 5
+    assert panel.estimate["seconds"] == pytest.approx(8 * est["step_seconds"] + 5 * est["val_seconds"], abs=0.1)
+    assert "for 8 steps" in panel.estimate_label.text()
+    # other settings make it out of date; back to them, it is valid again
+    panel.batch_size.setValue(2)
+    assert "out of date" in panel.estimate_label.text()
+    panel.batch_size.setValue(4)
+    assert "out of date" not in panel.estimate_label.text()
+    # Start straight after: the check does not time a step again
+    check = panel.start()
+    qtbot.waitUntil(lambda: delivered(check), timeout=WAIT_MS)
+    assert check.result.get("reused") and check.result["step_seconds"] == est["step_seconds"]
+    qtbot.waitUntil(lambda: panel.train_job is not None and delivered(panel.train_job), timeout=WAIT_MS)
+    QApplication.processEvents()
+    assert panel.train_job.status == JobStatus.DONE, panel.train_job.error
+    # the run's own steps corrected the estimate; a Start of the same job would use the measured time
+    assert panel.estimate["calibrated"] and panel.estimate["estimated_step_seconds"] == est["step_seconds"]
+    assert "Corrected from the run's own steps" in panel.estimate_label.text()
