@@ -250,11 +250,23 @@ def resolve(path: str, registry, *, adapter: str | None = None, progress=None) -
 
 
 def open_target(target: Target, args, registry, progress=None):
+    """Open the target; ``--stream`` (where the command has it) asks the adapter to read the weights block by
+    block.  The notes the adapter gives about how it opened the model (``extra["notes"]``: streamed, and the memory
+    that needs) are printed on stderr before any work starts."""
     from slimgui.core.model import open_model
 
-    return open_model(target.path, registry=registry, adapter=None if target.candidate is not None else target.spec.name,
-                      candidate=target.candidate, progress=progress,
-                      trust_remote_code=getattr(args, "trust_remote_code", False))
+    extra = {"stream": True} if getattr(args, "stream", None) else {}
+    model = open_model(target.path, registry=registry,
+                       adapter=None if target.candidate is not None else target.spec.name,
+                       candidate=target.candidate, progress=progress,
+                       trust_remote_code=getattr(args, "trust_remote_code", False), **extra)
+    notes = (getattr(model, "extra", None) or {}).get("notes") or []
+    if notes and not getattr(args, "quiet", False):
+        if progress is not None and hasattr(progress, "clear"):
+            progress.clear()
+        for line in notes:
+            sys.stderr.write(f"slimgui: note: {line}\n")
+    return model
 
 
 def open_path(path: str, args, registry, progress=None, *, first: bool = True):

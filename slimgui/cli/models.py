@@ -148,7 +148,7 @@ def cmd_inspect(args) -> int:
     payload = {"model": model.source, "family": model.family, "adapter": model.adapter,
                "has_weights": model.has_weights, "params": total,
                "blocks": [{"index": i, "id": u.id, "params": u.params} for i, u in enumerate(graph.prunable())],
-               "presets": presets, "graph": graph.to_json()}
+               "presets": presets, "graph": graph.to_json(), "notes": list(model.extra.get("notes") or [])}
     emit(args, payload, "\n".join(lines))
     return 0
 
@@ -245,7 +245,8 @@ def cmd_prune(args) -> int:
     from slimgui.core.selection import select_by_budget
 
     budgets = [f for f, v in (("--ratio", args.ratio), ("--count", args.count), ("--params-fraction", args.params_fraction),
-                              ("--macs-fraction", args.macs_fraction)) if v is not None]
+                              ("--macs-fraction", args.macs_fraction), ("--latency-ms", args.latency_ms))
+               if v is not None]
     if len(budgets) == 2:
         raise SlimError(f"give {budgets[0]} or {budgets[1]}, not both")
     if len(budgets) > 2:
@@ -271,7 +272,7 @@ def cmd_prune(args) -> int:
         else:
             if not budgets:
                 raise SlimError("give --remove, --preset, or --criterion/--scores with --ratio, --count, "
-                                "--params-fraction or --macs-fraction")
+                                "--params-fraction, --macs-fraction or --latency-ms")
             if args.scores:
                 scores = Scores.load(args.scores)
             elif args.criterion:
@@ -279,7 +280,19 @@ def cmd_prune(args) -> int:
                 warnings = list(scores.meta.get("warnings") or [])
             else:
                 raise SlimError(f"{budgets[0]} needs --criterion NAME or --scores FILE to rank the blocks")
-            if args.params_fraction is not None or args.macs_fraction is not None:
+            if args.latency_ms is not None:
+                from slimgui.core.profiling import profile_model
+                from slimgui.core.selection import latency_table, select_by_latency
+
+                profile = profile_model(model, reg, batch=args.latency_batch, progress=bar)
+                chosen = select_by_latency(graph, scores, latency_table(profile), profile["total_ms"], args.latency_ms,
+                                           keep=args.keep)
+                plan = PruningPlan(remove=chosen, locked=parse_keep(args.keep, graph) if args.keep is not None
+                                   else list(scores.locked), keep=args.keep if args.keep is not None else scores.keep,
+                                   criterion=scores.criterion)
+                plan.meta["budget"] = {"latency_ms": args.latency_ms, "batch": args.latency_batch,
+                                       "measured_ms": profile["total_ms"]}
+            elif args.params_fraction is not None or args.macs_fraction is not None:
                 chosen = select_by_budget(graph, scores, params_fraction=args.params_fraction,
                                           macs_fraction=args.macs_fraction, keep=args.keep)
                 plan = PruningPlan(remove=chosen, locked=parse_keep(args.keep, graph) if args.keep is not None
@@ -388,8 +401,14 @@ def add_parsers(sub, registry, common) -> None:
     common(sp, model=False)
     sp.set_defaults(func=cmd_demo)
 
+    def streaming(sp):
+        sp.add_argument("--stream", action="store_true", default=None,
+                        help="read the weights block by block instead of loading them (for models bigger than "
+                             "memory; chosen by itself when the weights would not fit)")
+
     sp = sub.add_parser("inspect", help="show a model's prunable units and their parameters")
     common(sp)
+    streaming(sp)
     sp.set_defaults(func=cmd_inspect)
 
     sp = sub.add_parser("analyze", help="score every prunable unit with a criterion")
@@ -398,6 +417,7 @@ def add_parsers(sub, registry, common) -> None:
     sp.add_argument("--out", help="write the scores to this JSON file")
     sp.add_argument("--force", action="store_true", help="replace an existing --out file")
     calib(sp)
+    streaming(sp)
     sp.set_defaults(func=cmd_analyze)
 
     sp = sub.add_parser("prune", help="remove blocks and save the smaller model")
@@ -416,9 +436,15 @@ def add_parsers(sub, registry, common) -> None:
     sp.add_argument("--macs-fraction", type=float_range(0, 1, lo_open=True, hi_open=True), metavar="F",
                     help="remove the least important units while the removed MACs stay within this fraction of the "
                          "model's (families that count MACs), above 0 and below 1 (instead of --ratio)")
+    sp.add_argument("--latency-ms", type=float_range(0, 1e9, lo_open=True), metavar="MS",
+                    help="remove the least important units until the pass measured on this machine is predicted to "
+                         "take at most MS milliseconds (each unit's time measured once; instead of --ratio)")
+    sp.add_argument("--latency-batch", type=int_range(1, BATCH_MAX), default=1, metavar="B",
+                    help=f"batch size the --latency-ms pass is measured at (1-{BATCH_MAX}, default 1)")
     sp.add_argument("--out", required=True, help="output folder")
     sp.add_argument("--force", action="store_true", help="replace an existing output folder")
     calib(sp)
+    streaming(sp)
     sp.set_defaults(func=cmd_prune)
 
 

@@ -107,6 +107,9 @@ class Taylor:
         import torch
 
         adapter = _adapter(model)
+        scorer = (getattr(model, "extra", None) or {}).get("streamed_scorers", {}).get("taylor")
+        if scorer is not None:  # a model kept out of memory (read block by block) gives the same sums itself
+            return scorer(model, data, select=self.select, progress=progress, cancel=cancel)
         ids = _unit_ids(model, adapter)
         batches = adapter.calibration_batches(model, data)
         total_rows = sum(_rows(b) for b in batches) or 1

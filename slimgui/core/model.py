@@ -24,7 +24,9 @@ class LoadedModel:
 
     ``extra`` is the family's; keys the core reads: ``bytes_per_param`` (what a parameter takes when the model is
     saved, e.g. 2 for a float16 checkpoint computed in float32: the size estimates use it; else the loaded
-    element size), ``notes`` (lines about how the model was opened)."""
+    element size), ``notes`` (lines about how the model was opened: the CLI prints them, the app shows them),
+    ``streamed_scorers`` (``{"taylor": fn(model, data, *, select, progress, cancel) -> scores}`` of a model whose
+    weights are not in memory: it computes the same sums block by block)."""
 
     family: str
     adapter: str

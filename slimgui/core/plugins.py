@@ -36,11 +36,13 @@ by name.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .errors import SlimError
@@ -53,6 +55,12 @@ if TYPE_CHECKING:  # only for type checkers: keeps discovery free of torch
     from .progress import CancelToken, ProgressFn
 
 ENTRY_POINT_GROUP = "slimgui.plugins"
+# A frozen bundle (PyInstaller) carries no package metadata of its own, so its build writes the built-in plugins'
+# entry points (pyproject's ``slimgui.plugins`` group, in entry_points.txt format) to this file at the bundle's root.
+BUNDLED_ENTRY_POINTS = "slimgui-entry-points.txt"
+# Third-party plugins of a bundle live in a user plugin folder (``pip install --target FOLDER``): this variable names
+# it, else the bundle scans ``<user data dir>/slimgui/plugins`` (a pip install of the project needs none).
+PLUGIN_DIR_ENV = "SLIMGUI_PLUGIN_DIR"
 
 
 def load_ref(ref: str) -> Any:
@@ -73,6 +81,8 @@ CAPABILITIES = {
     "width": "width_variant(model, target_params): a width-pruned model of a given size, to compare with",
     "bench": "bench_runner(model, batch, options, mode): a callable timed by the benchmark",
     "decode": "bench mode 'decode': step-by-step generation after a forward pass (can_decode(model) says when)",
+    "abconv": "save(model) writes convolutions replaced by slimgui.core.abconv.ABConv2d (and load reads them back): "
+              "'slimgui abconv' saves through it",
 }
 
 
@@ -578,12 +588,73 @@ class Registry:
         return out
 
 
-def discover(extra: Sequence[Plugin] = ()) -> Registry:
-    """Find every plugin under the ``slimgui.plugins`` entry-point group (plus ``extra``)."""
-    reg = Registry()
-    for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+def _frozen_root() -> Path | None:
+    """The folder of a frozen bundle's own files (PyInstaller's ``sys._MEIPASS``), None when not frozen."""
+    root = getattr(sys, "_MEIPASS", None)
+    return Path(root) if getattr(sys, "frozen", False) and root else None
+
+
+def user_plugin_dir() -> Path | None:
+    """The folder scanned for third-party plugins installed with ``pip install --target``: ``$SLIMGUI_PLUGIN_DIR``,
+    else in a frozen bundle ``<user data dir>/slimgui/plugins``; None for a pip install (its site-packages is it)."""
+    override = os.environ.get(PLUGIN_DIR_ENV)
+    if override:
+        return Path(override).expanduser()
+    if _frozen_root() is None:
+        return None
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("slimgui", appauthor=False)) / "plugins"
+
+
+def _add_plugin_dir() -> None:
+    """Put the user plugin folder at the END of ``sys.path`` (the bundle's own packages win over a plugin's copies),
+    so its modules import and its ``.dist-info`` entry points are found like a pip install's."""
+    folder = user_plugin_dir()
+    if folder is None or not folder.is_dir() or str(folder) in sys.path:
+        return
+    sys.path.append(str(folder))
+    importlib.invalidate_caches()
+
+
+def _bundled_entry_points() -> list[tuple[metadata.EntryPoint, str]]:
+    """The built-in plugins' entry points a frozen bundle lists in :data:`BUNDLED_ENTRY_POINTS`, with their source
+    (``"slimgui VERSION (bundled)"`` from the file's ``# slimgui VERSION`` header)."""
+    root = _frozen_root()
+    path = root / BUNDLED_ENTRY_POINTS if root is not None else None
+    if path is None or not path.is_file():
+        return []
+    found, group, source = [], None, "bundled"
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line.startswith("#") and not found and line[1:].strip():
+            source = f"{line[1:].strip()} (bundled)"
+        elif line.startswith("[") and line.endswith("]"):
+            group = line[1:-1].strip()
+        elif "=" in line and group == ENTRY_POINT_GROUP:
+            name, _, value = line.partition("=")
+            found.append((metadata.EntryPoint(name=name.strip(), value=value.strip(), group=group), source))
+    return found
+
+
+def _entry_points() -> list[tuple[metadata.EntryPoint, str]]:
+    """Every ``slimgui.plugins`` entry point with where it comes from: installed distributions (site-packages, the
+    user plugin folder), then a bundle's built-in list (those not already found under the same name and target)."""
+    _add_plugin_dir()
+    found = []
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         dist = getattr(ep, "dist", None)
-        source = f"{dist.name} {dist.version}" if dist is not None else ep.value
+        found.append((ep, f"{dist.name} {dist.version}" if dist is not None else ep.value))
+    seen = {(ep.name, ep.value) for ep, _ in found}
+    found += [(ep, src) for ep, src in _bundled_entry_points() if (ep.name, ep.value) not in seen]
+    return sorted(found, key=lambda item: item[0].name)
+
+
+def discover(extra: Sequence[Plugin] = ()) -> Registry:
+    """Find every plugin under the ``slimgui.plugins`` entry-point group (plus ``extra``); in a frozen bundle also
+    its built-in list and the user plugin folder (:func:`user_plugin_dir`)."""
+    reg = Registry()
+    for ep, source in _entry_points():
         rec = PluginRecord(entry_point=ep.name, source=source)
         try:
             obj = ep.load()

@@ -207,3 +207,65 @@ def select_by_budget(graph: UnitGraph, scores: Scores, *, blocks: int | None = N
         raise SlimError(f"{fraction * 100:g}% of the {what} is less than one block "
                         f"({smallest * 100:.1f}%)", hint="raise the budget or select by blocks")
     return sorted(chosen, key=prunable.index)
+
+
+# -- latency budgets (issue 18) -----------------------------------------------------------------------------------
+def latency_table(profile: dict) -> dict[str, float]:
+    """Unit id -> measured milliseconds per pass, from a :func:`slimgui.core.profiling.profile_model` result (units
+    that were not timed are left out).  Measured once; budgets and estimates read it."""
+    return {r["unit"]: float(r["measured_ms"]) for r in profile.get("units", []) if r.get("measured_ms") is not None}
+
+
+def predicted_latency_ms(graph: UnitGraph, table: dict[str, float], total_ms: float, remove: Sequence[str]) -> float:
+    """The pass's expected time without ``remove``: the measured whole-pass time less each removed unit's measured
+    time (partners included, :func:`removal_closure`; a unit nested in another that goes is counted once).  A
+    first-order estimate: the benchmark measures the real one."""
+    gone = removal_closure(graph, remove)
+    gone_set = set(gone)
+    saved = sum(table.get(uid, 0.0) for uid in gone if not gone_set.intersection(graph.ancestors(uid)))
+    return max(0.0, total_ms - saved)
+
+
+def select_by_latency(graph: UnitGraph, scores: Scores, table: dict[str, float], total_ms: float, budget_ms: float,
+                      *, keep: str | None = None) -> list[str]:
+    """Least important units (by ``scores``) removed, one after another from the bottom of the ranking, until the
+    predicted latency (:func:`predicted_latency_ms`, from the per-unit latency ``table`` measured once) is at most
+    ``budget_ms``; units without a measured time and locked units are passed over; the most important unit always
+    stays.  A budget the model already meets, or one that removing every candidate cannot meet, is a SlimError that
+    says the latency in reach."""
+    if not math.isfinite(budget_ms) or budget_ms <= 0:
+        raise SlimError(f"the latency budget must be a positive number of milliseconds, got {budget_ms:g}")
+    if total_ms <= budget_ms:
+        raise SlimError(f"the model already runs in {total_ms:.3g} ms, within the {budget_ms:g} ms budget",
+                        hint="nothing needs to go: lower the budget")
+    locked = set(parse_keep(keep, graph)) if keep is not None else set(scores.locked)
+    prunable = [u.id for u in graph.prunable()]
+    candidates = [uid for uid in scores.ranking() if uid in set(prunable) and uid not in locked
+                  and uid in table and not math.isnan(scores.values[uid])]
+    chosen: list[str] = []
+    for uid in candidates:
+        if len(chosen) >= len(prunable) - 1:
+            break
+        if uid in removal_closure(graph, chosen):
+            continue
+        chosen.append(uid)
+        if predicted_latency_ms(graph, table, total_ms, chosen) <= budget_ms:
+            return sorted(chosen, key=prunable.index)
+    best = predicted_latency_ms(graph, table, total_ms, chosen)
+    raise SlimError(f"removing every unit that may go leaves about {best:.3g} ms, over the {budget_ms:g} ms budget",
+                    hint="raise the budget, loosen the keep-set, or slim in width too")
+
+
+def snap_width(width: int, edges: Sequence[int], *, up: bool = True) -> int:
+    """A planned channel count snapped to a latency step edge (:func:`slimgui.core.costmodel.step_edges`): where
+    latency is flat between two edges, any width inside a step costs what the step's upper edge costs, so ``up``
+    keeps those channels for free (the upper edge); ``up=False`` goes down to the lower edge (one step faster).  A
+    width at or beyond the last edge is kept."""
+    edges = sorted(set(int(e) for e in edges))
+    if not edges or width in edges:
+        return width
+    above = [e for e in edges if e > width]
+    below = [e for e in edges if e < width]
+    if up:
+        return above[0] if above else width
+    return below[-1] if below else width

@@ -45,6 +45,7 @@ from .model_view import ModelPanel
 from .notify import MessageBar, NotificationsPanel, Notifier
 from .plan_panel import PlanPanel
 from .retrain_panel import FitScrollArea, RetrainPanel
+from .roofline_panel import RooflinePanel
 from .scores_panel import ScoresPanel
 from .settings import Settings
 from .workers import JobRunner
@@ -124,6 +125,7 @@ class MainWindow(QMainWindow):
         self.retrain_panel = RetrainPanel(self.doc, self.runner, self.notifier, self.settings)
         self.export_panel = ExportPanel(self.doc, self.runner, self.notifier)
         self.bench_panel = BenchPanel(self.doc, self.runner, self.notifier)
+        self.roofline_panel = RooflinePanel(self.doc, self.runner, self.notifier, self.model_panel.view)
         for field in (self.analysis_panel.data, self.compare_panel.eval_file, self.retrain_panel.data,
                       self.retrain_panel.eval_file):  # (the option forms mark their own path fields)
             field.setProperty("pathDrop", True)
@@ -148,6 +150,7 @@ class MainWindow(QMainWindow):
         self.retrain_tab = self.tabs.count() - 1
         self.tabs.addTab(FitScrollArea(self.export_panel), "Export")
         self.tabs.addTab(FitScrollArea(self.bench_panel), "Benchmark")
+        self.tabs.addTab(self.roofline_panel, "Roofline")
         self.retrain_panel.openRequested.connect(self.open_path)
         self.retrain_panel.compareRequested.connect(lambda: self.tabs.setCurrentWidget(self.compare_panel))
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
@@ -243,6 +246,9 @@ class MainWindow(QMainWindow):
                      "Export in one of the formats the model's family declares, or its native folder")
         self._action(a, "Benchmark…", lambda: self.show_panel(self.bench_panel), None,
                      "Measure latency and throughput of the original, slimmed and exported models")
+        self._action(a, "Roofline…", lambda: self.show_panel(self.roofline_panel), None,
+                     "Where time goes on this machine: each unit's FLOPs, bytes, intensity, roofline bound and "
+                     "measured time (the CLI's `slimgui profile`)")
         self._action(a, "Cancel All Jobs", self.runner.cancel_all, "Ctrl+.")
         h = bar.addMenu("&Help")
         self._action(h, "SlimGUI Help", self.show_help, QKeySequence.StandardKey.HelpContents,
@@ -358,6 +364,8 @@ class MainWindow(QMainWindow):
             self.settings.add_recent(result.source)
             how = "" if result.has_weights else " (config only: structure without weights)"
             self.notifier.info(f"Opened {result.source}{how}")
+            for line in (result.extra or {}).get("notes") or []:  # how it was opened (e.g. streamed block by block)
+                self.notifier.info(str(line))
             if after is not None:
                 after(result)
             if then is not None:

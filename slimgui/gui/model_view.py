@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QGraphicsItem,
     QGraphicsPathItem,
+    QGraphicsRectItem,
     QGraphicsScene,
     QGraphicsSimpleTextItem,
     QGraphicsView,
@@ -69,12 +70,15 @@ class GraphView(QGraphicsView):
         self.expanded: set[str] = set()
         self._edges: list[QGraphicsItem] = []
         self._press: QPointF | None = None
+        self.focused: str | None = None  # the unit another view chose (the Roofline view's click): ringed
+        self._focus_ring: QGraphicsRectItem | None = None
 
     # -- building ------------------------------------------------------------------------------
     def set_graph(self, graph: UnitGraph | None, layout_name: str | None = None) -> None:
         scene = self.scene()
         scene.clear()
         self.unit_items, self._edges, self.expanded = {}, [], set()
+        self.focused, self._focus_ring = None, None
         self.graph = graph
         if graph is None:
             return
@@ -122,8 +126,36 @@ class GraphView(QGraphicsView):
         self._edges = []
         for route in layout.routes(self.graph, placed, self.expanded):
             self._draw_route(route)
+        self._place_focus()
         bounds = self.scene().itemsBoundingRect().adjusted(-20, -20, 20, 20)
         self.scene().setSceneRect(bounds)
+
+    def focus_unit(self, unit_id: str) -> None:
+        """Select ``unit_id`` for the eye: its ancestors expanded so it shows, scrolled into view, a ring around it
+        (another view chose it, e.g. a click on its point in the Roofline view).  An unknown id is ignored."""
+        if self.graph is None or unit_id not in self.unit_items:
+            return
+        hidden = [a for a in self.graph.ancestors(unit_id) if a not in self.expanded]
+        self.focused = unit_id
+        if hidden:
+            self.set_expanded(self.expanded | set(hidden))
+        self._place_focus()
+        self.ensureVisible(self.unit_items[unit_id])
+
+    def _place_focus(self) -> None:
+        item = self.unit_items.get(self.focused) if self.focused else None
+        if item is None or not item.isVisible():
+            if self._focus_ring is not None:
+                self._focus_ring.setVisible(False)
+            return
+        if self._focus_ring is None:
+            self._focus_ring = QGraphicsRectItem()
+            self._focus_ring.setPen(QPen(QColor("#2563eb"), 3))
+            self._focus_ring.setZValue(10)
+            self._focus_ring.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
+            self.scene().addItem(self._focus_ring)
+        self._focus_ring.setRect(item.sceneBoundingRect().adjusted(-3, -3, 3, 3))
+        self._focus_ring.setVisible(True)
 
     def _draw_route(self, route: Route) -> None:
         colour = SKIP_PEN if route.kind == "skip" else FLOW_PEN

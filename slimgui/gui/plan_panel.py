@@ -28,6 +28,7 @@ from slimgui.core.errors import SlimError
 from slimgui.core.io import cache_dir
 from slimgui.core.jobs import Job, apply_task
 from slimgui.core.ops import preset_plan, save
+from slimgui.core.selection import latency_table, predicted_latency_ms, select_by_latency
 from slimgui.core.session import human_bytes, human_count, preset_choices, select_by_budget, unit_title
 from slimgui.gui.graph_layouts import layout_for
 
@@ -38,6 +39,8 @@ from .workers import JobRunner
 BUDGET_PARAMS = "% of parameters"
 BUDGET_BLOCKS = "blocks"
 BUDGET_MACS = "% of MACs"  # offered when the model's graph counts MACs
+BUDGET_LATENCY = "ms latency"  # offered when the Roofline view profiled the open model (a per-unit latency table)
+PROFILE_KEY = "profile"  # where the Roofline view keeps its profile in the session's results
 
 
 def workspace_dir() -> Path:
@@ -100,7 +103,8 @@ class PlanPanel(QWidget):
         self.est_labels: dict[str, QLabel] = {}
         self.est_titles: dict[str, QLabel] = {}
         for row, (key, title) in enumerate((("blocks", "Blocks"), ("params", "Parameters"), ("macs", "MACs"),
-                                            ("size", "Size on disk"), ("speedup", "Expected speedup"))):
+                                            ("size", "Size on disk"), ("speedup", "Expected speedup"),
+                                            ("latency", "Expected latency"))):
             self.est_titles[key] = QLabel(title)
             grid.addWidget(self.est_titles[key], row, 0)
             value = QLabel("—")
@@ -111,7 +115,7 @@ class PlanPanel(QWidget):
         self.selected = QLabel()
         self.selected.setWordWrap(True)
         self.selected.setObjectName("Hint")
-        grid.addWidget(self.selected, 5, 0, 1, 2)
+        grid.addWidget(self.selected, 6, 0, 1, 2)
         # apply
         self.apply_button = QPushButton("Apply — build the slimmed model")
         self.apply_button.setObjectName("Primary")
@@ -142,6 +146,7 @@ class PlanPanel(QWidget):
         document.scoresChanged.connect(self._scores_changed)
         document.selectionChanged.connect(self.update_estimate)
         document.slimmedChanged.connect(self._slimmed_changed)
+        document.resultsChanged.connect(self._results_changed)
         self._model_changed()
 
     # -- keep-set ------------------------------------------------------------------------------
@@ -229,7 +234,29 @@ class PlanPanel(QWidget):
         self.preset_note.setText(note.split(":")[0])
 
     # -- budget --------------------------------------------------------------------------------
+    def profile(self) -> dict | None:
+        """The Roofline view's profile of the open model (its per-unit latency table), or None."""
+        res = self.doc.session.results.get(PROFILE_KEY) if self.doc.model is not None else None
+        if isinstance(res, dict) and res.get("model") == self.doc.model.source and res.get("runtime") == "torch":
+            return res
+        return None
+
+    def _results_changed(self) -> None:
+        self._fill_budget_units()
+        self._unit_changed(self.unit.currentText())
+        self.update_estimate()
+
     def _unit_changed(self, unit: str) -> None:
+        if unit == BUDGET_LATENCY:
+            prof = self.profile()
+            self.amount.setDecimals(3)
+            self.amount.setRange(0.001, 1e6)
+            if prof is not None and not 0 < self.amount.value() < prof["total_ms"]:
+                self.amount.setValue(round(0.8 * prof["total_ms"], 3))
+            self.amount.setToolTip("Remove the least important blocks until the measured latency is at most this "
+                                   "many milliseconds per pass (the Roofline view's per-unit latency table)")
+            return
+        self.amount.setToolTip("")
         if unit == BUDGET_BLOCKS:
             self.amount.setDecimals(0)
             self.amount.setRange(1, max(1, len(self.doc.graph.prunable()) - 1) if self.doc.graph else 1)
@@ -256,6 +283,14 @@ class PlanPanel(QWidget):
         try:
             if self.unit.currentText() == BUDGET_BLOCKS:
                 chosen = select_by_budget(g, scores, blocks=int(self.amount.value()), keep=self.doc.keep or "")
+            elif self.unit.currentText() == BUDGET_LATENCY:
+                prof = self.profile()
+                if prof is None:
+                    self.notifier.warning("Profile the model in the Roofline view first: a latency budget needs "
+                                          "each block's measured time.")
+                    return []
+                chosen = select_by_latency(g, scores, latency_table(prof), prof["total_ms"], self.amount.value(),
+                                           keep=self.doc.keep or "")
             elif self.unit.currentText() == BUDGET_MACS:
                 chosen = select_by_budget(g, scores, macs_fraction=self.amount.value() / 100,
                                           keep=self.doc.keep or "")
@@ -288,7 +323,8 @@ class PlanPanel(QWidget):
     def _fill_budget_units(self) -> None:
         """Blocks and % of parameters always; % of MACs when the model's graph counts MACs."""
         g = self.doc.graph
-        wanted = [BUDGET_PARAMS, BUDGET_BLOCKS] + ([BUDGET_MACS] if g is not None and g.total_macs else [])
+        wanted = [BUDGET_PARAMS, BUDGET_BLOCKS] + ([BUDGET_MACS] if g is not None and g.total_macs else []) + (
+            [BUDGET_LATENCY] if g is not None and self.profile() is not None else [])
         current = self.unit.currentText()
         if [self.unit.itemText(i) for i in range(self.unit.count())] == wanted:
             return
@@ -340,8 +376,18 @@ class PlanPanel(QWidget):
                 f"{human_count(est.macs_before)} → <b>{human_count(est.macs_after)}</b>{per}  "
                 f"(−{100 * (est.macs_removed_fraction or 0):.1f}%)")
         self.est_labels["speedup"].setText(f"<b>×{est.speedup:.2f}</b>  ({est.speedup_basis} ratio)")
+        prof = self.profile()
+        self.est_titles["latency"].setVisible(prof is not None)
+        self.est_labels["latency"].setVisible(prof is not None)
+        if prof is not None:
+            after = predicted_latency_ms(g, latency_table(prof), prof["total_ms"], self.doc.remove)
+            self.est_labels["latency"].setText(
+                f"{prof['total_ms']:.3g} ms → <b>{after:.3g} ms</b>  (measured per unit, batch {prof['batch']}, "
+                f"{prof['device']['name']})")
         for label in self.est_labels.values():
             label.setToolTip(f"{est.params_before:,} → {est.params_after:,} parameters")
+        self.est_labels["latency"].setToolTip("the measured whole-pass time less each removed unit's measured time "
+                                              "(a first-order estimate; the Benchmark tab measures the real one)")
         removing = self.doc.remove
         if removing:
             names = ", ".join(unit_title(g, u) for u in removing)

@@ -26,7 +26,7 @@ plugin = Plugin(
     description="Depth pruning of transformers language models (LLaMA, Mistral, Qwen2, GPT-2, OPT, BERT-style)",
     adapters=[
         AdapterSpec("transformers", "llm", "slimgui_families.llm.adapter:TransformersAdapter", "slimgui_families.llm.probe:match",
-                    "transformers folders (config.json + safetensors) or hub ids whose model is a stack of blocks",
+                    "transformers folders (config.json + safetensors), GGUF files or hub ids whose model is a stack of blocks",
                     capabilities=("calibration", "default-data", "width", "bench", "decode"),
                     items="tokens", unit_word="block", layout="stack", native="transformers folder",
                     default_method="lora",
@@ -36,7 +36,7 @@ plugin = Plugin(
                     calibration_options="slimgui_families.llm.options:CalibrationOptions",
                     train_options="slimgui_families.llm.options:TextDataOptions",
                     bench_options="slimgui_families.llm.options:BenchOptions",
-                    file_kinds=("config.json", "*.safetensors")),
+                    file_kinds=("config.json", "*.safetensors", "*.gguf")),
     ],
     criteria=[
         CriterionSpec("ppl", "slimgui_families.llm.criteria:PerplexityDrop",

@@ -7,10 +7,7 @@ import json
 import logging
 import re
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from slimgui.core.bench import BenchRun
 from slimgui.core.data import CalibrationData, read_text_file
@@ -31,6 +28,10 @@ from .blocks import (  # noqa: F401  (re-exported: the family's shared helpers, 
     per_layer_config,
 )
 from .probe import HUB_ID, checked_folder
+
+if TYPE_CHECKING:  # torch is imported where it is used: opening a config-only folder needs none of it
+    import torch
+    from torch import nn
 
 FAMILY = "llm"
 ATTN_CONTEXT = 128  # MACs per token are given at this context length
@@ -93,22 +94,58 @@ class TransformersAdapter(ModelAdapter):
 
     # -- opening ------------------------------------------------------------------------------
     def load(self, path: str, *, progress: ProgressFn | None = None, cancel: CancelToken | None = None,
-             trust_remote_code: bool = False, weights: bool = True, match: Any = None, **_: Any) -> LoadedModel:
+             trust_remote_code: bool = False, weights: bool = True, match: Any = None, stream: bool | None = None,
+             **_: Any) -> LoadedModel:
         """Open a transformers folder (or hub id).  ``match``: what :func:`slimgui_families.llm.probe.match` found for
-        ``path`` (its folder and config.json), so the config is not read again; None: read it here."""
-        _quiet_transformers()
+        ``path`` (its folder and config.json), so the config is not read again; None: read it here.
+
+        ``stream``: True opens a safetensors checkpoint streamed (on the meta device; the criteria and the prune read
+        one block at a time, see :mod:`.stream`), False in memory, None (default) streams when the weights would not
+        fit in the memory available; a streamed model says so in ``extra["notes"]``."""
+        if Path(path).suffix.lower() == ".gguf" and Path(path).is_file():
+            from .gguf_file import load_gguf
+
+            return load_gguf(self, path, progress=progress, trust_remote_code=trust_remote_code)
         report(progress, 0, 3, "reading config")
         folder, doc = checked_folder(path, match)
         remote = folder is None and not Path(path).exists() and HUB_ID.match(path)
         if folder is None and not remote:
             raise SlimError(f"{path} is not a transformers model folder", hint="a folder with config.json is needed")
         source = str(folder) if folder else path
+        graph_key = None
+        if folder is not None and not trust_remote_code and not _.get("_built_lazily"):
+            from .stream_graph import LazyModel, cached, has_weight_files, structure_key
+
+            if not weights or not has_weight_files(folder):  # config only: the structure may be known already
+                graph_key = structure_key(folder)
+                hit = cached(graph_key) if graph_key else None
+                if hit is not None:
+                    from slimgui.core.graph import UnitGraph
+
+                    def build() -> LoadedModel:
+                        return self.load(path, trust_remote_code=trust_remote_code, weights=weights, match=match,
+                                         stream=stream, _built_lazily=True)
+
+                    report(progress, 3, 3, "structure (known config)")
+                    return LazyModel(build, family=FAMILY, adapter="transformers", source=source, has_weights=False,
+                                     impl=self, extra={**dict(hit.get("extra") or {}), "weight_files": [],
+                                                       "graph": UnitGraph.from_json(hit["graph"]),
+                                                       "graph_key": graph_key, "config_doc": doc})
+        import torch
+
+        _quiet_transformers()
         config = self._config(source, remote, trust_remote_code, doc)
         cls, kind = self._model_class(config)
         files = [] if remote else self._weight_files(folder)
         has_weights = remote or (bool(files) and weights)
-        report(progress, 1, 3, "loading weights" if has_weights else "building structure (no weights)")
-        if has_weights:
+        streamed = None
+        if has_weights and not remote and stream is not False:
+            streamed = self._stream_plan(folder, config, cls, stream)
+        report(progress, 1, 3, "building structure (weights streamed)" if streamed else
+               "loading weights" if has_weights else "building structure (no weights)")
+        if streamed is not None:
+            module = streamed[0]
+        elif has_weights:
             try:
                 module, info = cls.from_pretrained(source, config=config, dtype=torch.float32,
                                                    trust_remote_code=trust_remote_code, output_loading_info=True)
@@ -132,12 +169,44 @@ class TransformersAdapter(ModelAdapter):
                             tokenizer=tokenizer, has_weights=has_weights, impl=self,
                             extra={"kind": kind, "weight_files": [str(f) for f in files]})
         stack_path, _ = self.stack(model)  # fail early when there is no block stack
+        if graph_key is not None and not has_weights:
+            model.extra["graph_key"] = graph_key  # to_graph keeps the structure for the next open
+        if streamed is not None:
+            from .stream import StackNames, StreamSource, make_plan
+
+            ck = streamed[1]
+            names = StackNames(stack_path, list(ck.tensors))
+            plan = make_plan(ck, names, bool(stream))
+            model.extra["stream"] = StreamSource(ck, names, plan, stack_path)
+            model.extra["notes"] = list(plan.notes)
+            model.extra["streamed_scorers"] = {"taylor": _stream_taylor}
         if has_weights and files:
             model.extra["stored_dtypes"] = stored_float_dtypes(files, stack_path)
             stored = (model.extra["stored_dtypes"] or {}).get("default")
             if stored:  # what a parameter takes on disk (the model computes in float32): for size estimates
                 model.extra["bytes_per_param"] = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8}[stored]
         return model
+
+    def _stream_plan(self, folder: Path, config, cls, stream: bool | None):
+        """(meta module, checkpoint) when the model is to be streamed, else None (see :meth:`load`)."""
+        import torch
+
+        from .stream import Checkpoint, fits_in_memory
+
+        ck = Checkpoint.open(folder)
+        if ck is None:
+            if stream:
+                raise SlimError(f"--stream: {folder} has no safetensors weights to stream",
+                                hint="streaming reads model.safetensors or a sharded model.safetensors.index.json")
+            return None
+        if not stream and fits_in_memory(ck):
+            return None
+        from accelerate import init_empty_weights
+
+        with init_empty_weights():  # parameters on the meta device, buffers (rotary frequencies) real
+            build = getattr(cls, "from_config", None) or cls._from_config
+            module = build(config, dtype=torch.float32)
+        return module, ck
 
     def _config(self, source: str, remote: bool, trust_remote_code: bool, doc: dict[str, Any] | None = None):
         from transformers import AutoConfig
@@ -220,6 +289,8 @@ class TransformersAdapter(ModelAdapter):
         return blocks.find_stack(model)
 
     def _set_stack(self, model: LoadedModel, layers: list[nn.Module]) -> nn.ModuleList:
+        from torch import nn
+
         path, old = self.stack(model)
         parent_path, _, attr = path.rpartition(".")
         parent = model.module.get_submodule(parent_path) if parent_path else model.module
@@ -287,23 +358,52 @@ class TransformersAdapter(ModelAdapter):
                               attrs={"tied_to_embeddings": tied,
                                      **({"inspect_note": "tied to the embeddings"} if tied else {})}))
             ids.append("head")
+        from .stream import stream_of
+
+        src = stream_of(model)
+        if src is not None:  # what each block takes on disk, from the shards' headers
+            stored = src.block_bytes()
+            for u in units:
+                if u.kind == "block":
+                    u.attrs["bytes"] = int(stored.get(src.source_index(u.attrs["index"]), 0))
         attrs = {
             "layout": "stack", "kind": model.extra.get("kind", "decoder"), "model_type": config.model_type,
             "architecture": type(module).__name__, "blocks": len(layers), "hidden_size": hidden,
             "total_params": int(total), "macs_note": f"MACs per token at a {ATTN_CONTEXT}-token context",
             "stack": path,
         }
+        key = model.extra.get("graph_key")
+        if key and not model.has_weights and src is None:
+            from .stream_graph import store
+
+            graph = UnitGraph(FAMILY, units, edges=list(zip(ids, ids[1:])), attrs=attrs)
+            store(key, graph, {"kind": model.extra.get("kind"), "stack_path": path})
+            return graph
+        if src is not None:
+            attrs["streamed"] = True
+            attrs["stored_bytes"] = sum(int(u.attrs.get("bytes", 0)) for u in units if u.kind == "block") + sum(
+                t.nbytes for t in src.checkpoint.tensors.values() if src.names.block_of(t.name) is None)
+            attrs["notes"] = list(model.extra.get("notes") or [])
         return UnitGraph(FAMILY, units, edges=list(zip(ids, ids[1:])), attrs=attrs)
 
     def unit_module(self, model: LoadedModel, unit_id: str) -> nn.Module:
+        """The unit's module; on a streamed model a block is read from the checkpoint (a real copy, ~one block
+        of memory until it is dropped), so ``magnitude`` reads one block at a time."""
+        from .stream import load_resident, materialize_block, stream_of
+
         _, layers = self.stack(model)
         parts = unit_id.split(".")
+        streamed = stream_of(model) is not None
+        if streamed and unit_id in ("embed", "head"):
+            load_resident(model)
         if parts[0] == "block" and len(parts) >= 2 and parts[1].isdigit() and int(parts[1]) < len(layers):
-            block = layers[int(parts[1])]
+            block = materialize_block(model, int(parts[1])) if streamed else layers[int(parts[1])]
             if len(parts) == 2:
                 return block
             members = self._child_groups(block).get(parts[2])
             if members:
+                from torch import nn
+
                 return nn.ModuleList([m for _, m in members])
         elif unit_id == "embed":
             return model.module.get_input_embeddings()
@@ -338,11 +438,26 @@ class TransformersAdapter(ModelAdapter):
             setattr(cfg, key, values)
         new.extra["kept_indices"] = keep
         new.extra["removed_indices"] = sorted(remove)
+        from .stream import stream_of
+
+        src = stream_of(model)
+        if src is not None:  # still streamed: saving copies the kept blocks' tensors from the checkpoint
+            import dataclasses
+
+            new.extra["stream"] = dataclasses.replace(src, kept=[src.source_index(k) for k in keep])
+            new.extra["notes"] = list(model.extra.get("notes") or [])
+            new.extra["streamed_scorers"] = dict(model.extra.get("streamed_scorers") or {})
         return new
 
     def save(self, model: LoadedModel, out_dir: str) -> str:
         if not model.has_weights:
             raise SlimError("a model opened without weights cannot be saved", hint="open a folder with weights")
+        from .stream import stream_of
+
+        if stream_of(model) is not None:
+            from .stream_prune import save_streamed
+
+            return save_streamed(model, out_dir)
         dtypes = model.extra.get("stored_dtypes")
         if dtypes:  # computed in float32, saved in the checkpoint's own precision (bf16 stays bf16)
             model.module.save_pretrained(out_dir, state_dict=cast_state_dict(model.module, dtypes))
@@ -375,6 +490,8 @@ class TransformersAdapter(ModelAdapter):
         """One prefill (mode "forward": a forward pass over batch × ``options.seq`` tokens) or one greedy decode of
         ``options.new_tokens`` tokens with the KV cache (mode "decode"; None when ``options.decode`` is off).
         ``options``: a :class:`~slimgui_families.llm.options.BenchOptions` whose ``seq`` is this row's length."""
+        import torch
+
         from .options import BenchOptions
 
         options = options if options is not None else BenchOptions()
@@ -382,6 +499,9 @@ class TransformersAdapter(ModelAdapter):
         new_tokens = int(options.new_tokens)
         if not model.has_weights:
             raise SlimError(f"{model.source} has no weights to benchmark")
+        from .stream import refuse_streamed
+
+        refuse_streamed(model, "the benchmark")
         blocks.check_context(model, "--seq", seq)
         prompt_len = min(seq, 16)
         if options.decode and self.is_decoder(model):
@@ -453,6 +573,8 @@ class TransformersAdapter(ModelAdapter):
         ``samples``).  What was used is recorded in ``model.extra["calibration_used"]`` (:meth:`calibration_info`),
         BOS included, with a warning when it is fewer segments than asked for.
         """
+        import torch
+
         spec = self.resolve_data(model, data)
         opts = calibration_options(spec)
         seq_len = int(opts.seq_len)
@@ -511,6 +633,12 @@ class TransformersAdapter(ModelAdapter):
 
     def loss(self, model: LoadedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Next-token loss (decoders) or masked-LM loss (encoders with an LM head)."""
+        from torch import nn
+
+        from .stream import refuse_streamed
+
+        if not model.extra.get("stream_head_only"):  # the streamed criteria run only the head through here
+            refuse_streamed(model, "a loss over the whole model (this criterion)")
         module = model.module
         if self.is_decoder(model):
             logits = module(**batch, use_cache=False).logits
@@ -521,6 +649,15 @@ class TransformersAdapter(ModelAdapter):
             return nn.functional.cross_entropy(out.logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
         raise SlimError("this criterion needs a training loss, and this encoder has no language-modelling head",
                         hint="use ppl (output change), bi or magnitude, or open the model with its masked-LM head")
+
+
+def _stream_taylor(model: LoadedModel, data: Any, *, select, progress: ProgressFn | None = None,
+                   cancel: CancelToken | None = None) -> dict[str, float]:
+    """``taylor`` (and ``taylor-matrices``: ``select``) on a streamed model, block by block backwards."""
+    from .stream_criteria import taylor
+
+    adapter = model.impl if isinstance(model.impl, TransformersAdapter) else TransformersAdapter()
+    return taylor(adapter, model, data, select=select, progress=progress, cancel=cancel)
 
 
 _SAFETENSORS_FLOATS = {"BF16": "bfloat16", "F16": "float16", "F32": "float32", "F64": "float64"}
@@ -599,6 +736,8 @@ def stored_float_dtypes(files: list[Path], stack_path: str) -> dict[str, Any] | 
 def cast_state_dict(module: nn.Module, dtypes: dict[str, Any]) -> dict[str, torch.Tensor]:
     """``module.state_dict()`` with every floating tensor in the dtype the checkpoint stored it in; tensors
     that share storage (tied embeddings) stay shared, so transformers still saves them once."""
+    import torch
+
     stack_path = dtypes.get("stack_path", "")
     by_name, default = dtypes.get("by_name") or {}, getattr(torch, dtypes["default"])
     cast: dict[tuple, torch.Tensor] = {}

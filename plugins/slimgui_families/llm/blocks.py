@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from slimgui.core.errors import SlimError
 from slimgui.core.io import atomic_write_text
+
+if TYPE_CHECKING:  # imported where used, so that opening a config-only folder imports no torch
+    import torch
+    from torch import nn
 
 CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "n_ctx")
 
@@ -24,6 +25,8 @@ CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "n_ctx")
 def find_stack(model) -> tuple[str, nn.ModuleList]:
     """(dotted path, ModuleList) of the model's blocks: the outermost list of identical modules (cached in
     ``model.extra["stack_path"]``)."""
+    from torch import nn
+
     cached = model.extra.get("stack_path")
     module = model.module
     if cached is not None:
@@ -83,7 +86,11 @@ def bos_token(model, bos: bool | None) -> int | None:
 
 def context_limit(model) -> tuple[int, str] | None:
     """(tokens, "<key> in config.json") of the model's context window, when its config states one."""
-    cfg = getattr(model, "config", None)
+    lazy = getattr(model, "built", None)
+    if callable(lazy) and not lazy():  # a structure from the cache: its config.json, without building the model
+        cfg = model.extra.get("config_doc") or {}
+    else:
+        cfg = getattr(model, "config", None)
     for key in CONTEXT_KEYS:
         value = cfg.get(key) if isinstance(cfg, dict) else getattr(cfg, key, None)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
@@ -197,6 +204,9 @@ def copy_sentence_transformers(src: Path, out: Path, hidden: int | None) -> list
 
 def causal_lm_loss(logits: torch.Tensor, input_ids: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """Next-token cross-entropy; labels are shifted instead of the (large) logits, so nothing is copied."""
+    import torch
+    from torch import nn
+
     labels = torch.cat([input_ids[:, 1:], torch.full_like(input_ids[:, :1], -100)], dim=1)
     return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1),
                                        ignore_index=-100, reduction=reduction)
@@ -204,6 +214,8 @@ def causal_lm_loss(logits: torch.Tensor, input_ids: torch.Tensor, reduction: str
 
 def mask_tokens(input_ids: torch.Tensor, tokenizer: Any, rate: float = 0.15, seed: int = 0):
     """Deterministic masked-LM corruption: ``rate`` of the positions become the mask token."""
+    import torch
+
     gen = torch.Generator().manual_seed(seed)
     pick = torch.rand(input_ids.shape, generator=gen) < rate
     pick[:, 0] |= ~pick.any(dim=1)  # at least one masked position per row

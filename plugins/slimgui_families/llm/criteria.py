@@ -18,6 +18,7 @@ from slimgui.core.progress import CancelToken, ProgressFn, check, report
 
 from .adapter import TransformersAdapter
 from .blocks import causal_lm_loss, per_layer_config
+from .stream import stream_of
 
 
 class _Replay(nn.Module):
@@ -124,6 +125,11 @@ class PerplexityDrop:
     def score(self, model, data: Any = None, *, progress: ProgressFn | None = None,
               cancel: CancelToken | None = None) -> dict[str, float]:
         adapter = _adapter(model)
+        if stream_of(model) is not None:  # weights read block by block (a model bigger than memory)
+            from .stream_criteria import perplexity_drop
+
+            scores, self.last_info = perplexity_drop(adapter, model, data, progress=progress, cancel=cancel)
+            return scores
         batches = adapter.calibration_batches(model, data)
         _, layers = adapter.stack(model)
         blocks = list(layers)
@@ -183,6 +189,10 @@ class BlockInfluence:
     def score(self, model, data: Any = None, *, progress: ProgressFn | None = None,
               cancel: CancelToken | None = None) -> dict[str, float]:
         adapter = _adapter(model)
+        if stream_of(model) is not None:  # weights read block by block (a model bigger than memory)
+            from .stream_criteria import block_influence
+
+            return block_influence(adapter, model, data, progress=progress, cancel=cancel)
         batches = adapter.calibration_batches(model, data)
         _, layers = adapter.stack(model)
         n = len(layers)

@@ -29,6 +29,9 @@ def perplexity(model, data_path: str | None, *, seq_len: int = 128, stride: int 
     followed by ``seq_len`` − 1 tokens of the text, and the text's first token is predicted too (from BOS).
     Encoders with a masked-LM head report masked-LM perplexity on a fixed 15% of the tokens.
     """
+    from .stream import refuse_streamed
+
+    refuse_streamed(model, "perplexity")
     if data_path is None or not str(data_path).strip():
         raise SlimError("perplexity needs a text file", hint="pass --data FILE")
     if seq_len < 2:
@@ -117,6 +120,9 @@ def generate_text(model, prompt: str = "def ", *, max_new_tokens: int = 40, bos:
     """Greedy continuation of ``prompt`` (the same decoding settings for every model compared).  The keywords
     are :class:`~slimgui_families.llm.options.GenerateOptions`; ``bos`` (None: as the tokenizer does) puts the
     BOS token before the prompt."""
+    from .stream import refuse_streamed
+
+    refuse_streamed(model, "text generation")
     if not is_decoder(model):
         raise SlimError("text generation needs a decoder language model; this one is an encoder")
     tok = need_tokenizer(model)

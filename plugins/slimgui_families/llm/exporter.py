@@ -33,6 +33,9 @@ def export_task(model, out: str, *, registry: Any = None, force: bool = False, p
     Returns the check report (what ``slimgui export --json`` prints) with ``format``, ``mode``, ``out``,
     ``report`` (where the report was written) and, for a mixed export, ``sensitivity`` ({layer: value}) added.
     Nothing is written when a check fails."""
+    from .stream import refuse_streamed
+
+    refuse_streamed(model, "ONNX export")
     if mode not in MODES:
         raise SlimError(f"unknown precision '{mode}'", hint="choose fp32, int8 or mixed")
     if mode != "fp32" and with_past:

@@ -153,6 +153,10 @@ def match(path: str) -> float | tuple[float, dict[str, Any]]:
     p = Path(path)
     if not p.exists():
         return 0.5 if HUB_ID.match(path) else 0.0
+    if p.suffix.lower() == ".gguf":
+        from .gguf_file import match as gguf_match
+
+        return gguf_match(p)
     folder = _folder(p)
     if folder is None:
         return 0.0

@@ -236,6 +236,9 @@ def _build(adapter: Any, cfg: TrainConfig, method: str, options: Any) -> TrainTa
     student = adapter.load(cfg.model, trust_remote_code=cfg.trust_remote_code)
     if not student.has_weights:
         raise SlimError(f"{cfg.model} has no weights to retrain")
+    from .stream import refuse_streamed
+
+    refuse_streamed(student, "retraining")
     check_context(student, "--seq-len", data.seq_len)
     tok = need_tokenizer(student)
     decoder = is_decoder(student)

@@ -27,6 +27,9 @@ def _block_params(d: int, heads: int, kv: int, hd: int, ff: int, bias: bool) -> 
 
 def width_prune(model: LoadedModel, target_params: int) -> LoadedModel:
     """A copy of ``model`` whose heads and MLP width are cut uniformly to about ``target_params`` parameters."""
+    from .stream import refuse_streamed
+
+    refuse_streamed(model, "width pruning")
     _, layers = find_stack(model)
     attn0, mlp0 = getattr(layers[0], "self_attn", None), getattr(layers[0], "mlp", None)
     if attn0 is None or mlp0 is None or not all(hasattr(attn0, n) or hasattr(mlp0, n) for n in _NAMES):
