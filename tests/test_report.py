@@ -156,3 +156,39 @@ def test_every_combination_of_session_results_renders(tmp_path):
                     assert "<svg" in page, combo
                 elif needles[k]:
                     assert needles[k] in page, (combo, k)
+
+
+def _bars(svg: str) -> dict[str, float]:
+    """Bar widths by unit label, read back from the SVG."""
+    labels = re.findall(r'text-anchor="end" class="a">([^<]+)</text>\s*<rect x="\d+" y="[\d.]+" width="([\d.]+)"', svg)
+    return {k: float(w) for k, w in labels}
+
+
+def test_score_bars_use_the_apps_scale_so_every_bar_shows():
+    from slimgui.core.report import bar_chart
+
+    # ppl-like scores: block 0's removal is catastrophic, the rest differ by a few percent
+    scores = {"block.0": 5000.0, "block.1": 60.0, "block.2": 57.0, "block.3": 55.0, "block.4": 54.0}
+    svg = bar_chart(scores, title="ppl")
+    widths = _bars(svg)
+    assert "by rank" in svg  # the scale is named
+    assert widths["block.0"] > widths["block.1"] > widths["block.2"] > widths["block.3"] > widths["block.4"] > 0
+    assert widths["block.3"] > 0.2 * widths["block.0"]  # linear bars would make it invisible (< 0.1 %)
+    spread = {"a": 1.0, "b": 10.0, "c": 100.0, "d": 1000.0}
+    svg = bar_chart(spread, title="x")
+    assert "log scale" in svg and _bars(svg)["b"] > 0.2 * _bars(svg)["d"]
+    assert "scale" not in bar_chart({"a": 1.0, "b": 2.0, "c": 3.0}, title="y")  # linear: nothing to say
+
+
+def test_report_tags_fp32_kept_layers_as_kept_and_unmeasured_memory_as_not_measured():
+    from slimgui.core.report import render
+
+    export = {"file": "/x/model.int8.onnx", "format": "onnx", "mode": "mixed", "bytes": 2 ** 20,
+              "layers": [{"layer": "q", "precision": "fp32", "sensitivity": 0.5},
+                         {"layer": "k", "precision": "int8", "sensitivity": 0.01}]}
+    bench = {"threads": 1, "repeats": 3, "rows": [
+        {"model": "/x/a", "runtime": "torch", "batch": 1, "params": 10, "peak_mem_mib": 12.5},
+        {"model": "/x/a.onnx", "runtime": "onnxruntime", "batch": 1, "params": 10, "peak_mem_mib": 0}]}
+    page = render(title="t", exports=[export], bench=bench)
+    assert "q (kept FP32)" not in page and "0.5 (kept FP32)" in page and "(removed)" not in page
+    assert "not measured" in page and "12.5" in page

@@ -92,23 +92,35 @@ def line_chart(series: dict[str, Sequence[tuple[float, float]]], *, title: str, 
 
 
 def bar_chart(values: dict[str, float], *, title: str, locked: Sequence[str] = (), removed: Sequence[str] = (),
-              width: int = 640) -> str:
+              marked: Sequence[str] = (), mark: str = "", scale: str = "auto", width: int = 640) -> str:
+    """Horizontal bars of ``values``, their lengths on ``scale`` ("auto": the app's choice for these values,
+    :func:`slimgui.core.colors.color_scale` — log for scores over orders of magnitude, rank when one outlier would
+    flatten the rest), the scale named in the title.  ``locked`` / ``removed`` units are tagged and coloured so;
+    ``marked`` ones are tagged with ``mark`` (e.g. "kept FP32")."""
+    from .colors import color_scale, normalized
+
     if not values:
         return ""
-    finite = [v for v in values.values() if math.isfinite(v)]
-    hi, lo = (max(finite), min(min(finite), 0.0)) if finite else (1.0, 0.0)
+    if scale == "auto":
+        scale = color_scale(values)
+    norm = normalized(values, scale)
+    title = title + {"log": " — bar length on a log scale", "rank": " — bar length by rank"}.get(scale, "")
     row, L = 18, 110
+    span = width - L - 120
     height = 30 + row * len(values)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" class="chart">',
            f'<text x="{width / 2}" y="18" text-anchor="middle" class="t">{_esc(title)}</text>']
     for i, (uid, v) in enumerate(values.items()):
         y = 26 + i * row
-        w = 0 if not math.isfinite(v) or hi == lo else (v - lo) / (hi - lo) * (width - L - 90)
-        color = "#a0aec0" if uid in locked else "#e53e3e" if uid in removed else "#2b6cb0"
+        n = norm.get(uid, math.nan)
+        w = 0.0 if not math.isfinite(n) else 2.0 + n * (span - 2.0)  # the least important still shows a sliver
+        color = ("#a0aec0" if uid in locked else "#e53e3e" if uid in removed else "#dd6b20" if uid in marked
+                 else "#2b6cb0")
         out.append(f'<text x="{L - 6}" y="{y + 12}" text-anchor="end" class="a">{_esc(uid)}</text>')
         out.append(f'<rect x="{L}" y="{y + 2}" width="{w:.1f}" height="{row - 5}" fill="{color}"/>')
-        tag = " (locked)" if uid in locked else " (removed)" if uid in removed else ""
-        out.append(f'<text x="{L + w + 4:.1f}" y="{y + 12}" class="a">{_fmt(v)}{tag}</text>')
+        tag = (" (locked)" if uid in locked else " (removed)" if uid in removed
+               else f" ({mark})" if uid in marked and mark else "")
+        out.append(f'<text x="{L + w + 4:.1f}" y="{y + 12}" class="a">{_fmt(v)}{_esc(tag)}</text>')
     out.append("</svg>")
     return "\n".join(out)
 
@@ -326,7 +338,11 @@ def _bench_section(bench: dict[str, Any]) -> str:
     cols = ["model", "runtime", "batch", *options, "params", "file_mib", *(k for k, _ in run_keys),
             "ideal_speedup", "speedup_over_ideal", "peak_mem_mib"]
     cols = [c for c in cols if c in ("model", "runtime", "batch") or any(r.get(c) is not None for r in rows)]
-    parts.append(table([{**r, "model": Path(str(r.get("model"))).name} for r in rows], cols, headers))
+    parts.append(table([{**r, "model": Path(str(r.get("model"))).name,
+                         # a runtime whose memory is not measured reports none: say so rather than "0"
+                         **({"peak_mem_mib": "not measured"} if "peak_mem_mib" in r
+                            and not (_is_number(r["peak_mem_mib"]) and r["peak_mem_mib"] > 0) else {})}
+                        for r in rows], cols, headers))
     settings = []
     for k, v in bench.items():
         if k in ("threads", "repeats", "rows", "options") or (k.endswith("s") and isinstance(v, list) and k[:-1] in bench):
@@ -405,8 +421,9 @@ def _export_section(ex: dict[str, Any]) -> str:
     if scanned:  # an export at one precision lists its layers without a sensitivity scan
         kinds = sorted({str(x["precision"]) for x in layers if x.get("precision")}, key=_bits)
         higher = kinds[-1] if len(kinds) > 1 else None
-        out.append(bar_chart(scanned, title="per-layer sensitivity" + (f" (red: kept {higher.upper()})" if higher else ""),
-                             removed=[x["layer"] for x in layers if higher and str(x.get("precision")) == higher]))
+        out.append(bar_chart(scanned, title="per-layer sensitivity" + (f" (orange: kept {higher.upper()})" if higher else ""),
+                             marked=[x["layer"] for x in layers if higher and str(x.get("precision")) == higher],
+                             mark=f"kept {higher.upper()}" if higher else ""))
     return "\n".join(out)
 
 
