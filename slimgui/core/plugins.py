@@ -318,7 +318,10 @@ def _undeclared(adapter: Any, capability: str) -> SlimError:
 class Criterion(Protocol):
     """Importance of a model's prunable units: ``score`` returns ``{unit_id: score}``, higher = more important.
     A criterion may also keep ``last_info`` (a dict: what the last ``score`` found, e.g. the full model's
-    perplexity), which the analysis records in the scores' ``meta``."""
+    perplexity), which the analysis records in the scores' ``meta``.  Keys the core reads: ``baseline`` (what
+    the full model scores on the criterion's own measure, e.g. its perplexity when each score is the perplexity
+    without a unit) and ``baseline_label`` (that measure's name): the app then shows each score as a change
+    against the full model ("+3.7 % perplexity")."""
 
     name: str
 

@@ -54,6 +54,7 @@ from .bench_table import PALETTE, WIDTH_LABEL, _fmt, _title, columns_for, parse_
 from .document import Document
 from .forms import OptionsForm, replace_form
 from .notify import Notifier
+from .plot_export import PlotExport
 from .workers import JobRunner
 
 
@@ -97,6 +98,8 @@ class BenchPanel(QWidget):
         for axis in ("left", "bottom"):
             item.getAxis(axis).setTextPen("#374151")
             item.getAxis(axis).setPen("#9ca3af")
+        plot.plot_export = PlotExport(plot, "benchmark-" + "-".join(y_label.lower().replace("/", " per ").split()),
+                                      self.notifier)
         return plot
 
     def _build(self) -> None:

@@ -20,6 +20,8 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
+from .plot_export import PlotExport
+
 REFRESH_HZ = 15
 TRAIN_COLOUR = "#2563eb"
 VAL_COLOUR = "#dc2626"
@@ -136,6 +138,7 @@ class LossCurves(QWidget):
         lay.setSpacing(2)
         lay.addLayout(top)
         lay.addWidget(self.plot, 1)
+        self.plot_export = PlotExport(self.plot, "loss-curves")
         self._timer = QTimer(self, singleShot=True, interval=int(1000 / REFRESH_HZ))
         self._timer.timeout.connect(self.refresh)
         self.refreshes = 0

@@ -150,7 +150,8 @@ class MainWindow(QMainWindow):
         self.retrain_tab = self.tabs.count() - 1
         self.tabs.addTab(FitScrollArea(self.export_panel), "Export")
         self.tabs.addTab(FitScrollArea(self.bench_panel), "Benchmark")
-        self.tabs.addTab(self.roofline_panel, "Roofline")
+        self.tabs.addTab(FitScrollArea(self.roofline_panel), "Roofline")  # small screens: the tab scrolls
+        self.scores_panel.unitChosen.connect(self.model_panel.view.focus_unit)
         self.retrain_panel.openRequested.connect(self.open_path)
         self.retrain_panel.compareRequested.connect(lambda: self.tabs.setCurrentWidget(self.compare_panel))
         self.splitter = QSplitter(Qt.Orientation.Horizontal)

@@ -498,6 +498,9 @@ class ModelPanel(QWidget):
                 mark = " ◀" if self.doc.active is s else ""
                 r = ranks[name].get(unit.id)
                 lines.append(f"{name}: {s.values[unit.id]:.6g} (rank {r} of {len(s.values)}, 1 = least important){mark}")
+                change = s.versus_baseline(unit.id)
+                if change:
+                    lines.append(f"&nbsp;&nbsp;without it: <b>{change}</b>")
         overlay = self.doc.overlay
         if overlay is not None and unit.id in self.overlay_values:
             own = unit.id in overlay.values

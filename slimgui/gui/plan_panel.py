@@ -219,6 +219,13 @@ class PlanPanel(QWidget):
         except SlimError as exc:
             self.notifier.warning(f"Preset {name}: {exc.one_line()}")
             return []
+        active = self.doc.active
+        clash = active.among_most_important(plan.remove) if active is not None else []
+        if clash:  # a preset knows the architecture, not this model's scores: say when they disagree
+            n = len(active.values)
+            named = ", ".join(f"{unit_title(self.doc.graph, u)} (#{place} of {n})" for u, place in clash[:3])
+            self.notifier.warning(f"Preset {name} removes what {active.criterion} ranks most important: {named}; "
+                                  "Undo (Ctrl+Z) brings the selection back")
         return list(plan.remove)
 
     def _selection_is_preset(self) -> None:

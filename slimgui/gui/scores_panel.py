@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QHeaderView,
@@ -23,6 +23,7 @@ from slimgui.core.session import agreement, color_scale, score_matrix
 
 from . import colors
 from .document import Document
+from .plot_export import PlotExport
 
 MAX_TICKS = 24
 
@@ -44,6 +45,8 @@ def tick_label(graph, unit_id: str) -> str:
 
 
 class ScoresPanel(QWidget):
+    unitChosen = Signal(str)  # noqa: N815 — a heatmap cell was clicked: show this unit in the model view
+
     def __init__(self, document: Document, parent: QWidget | None = None):
         super().__init__(parent)
         self.doc = document
@@ -97,6 +100,8 @@ class ScoresPanel(QWidget):
         lay.addWidget(split, 1)
         lay.addWidget(self.export_button, 0, Qt.AlignmentFlag.AlignRight)
         self.plot.scene().sigMouseMoved.connect(self._hover)
+        self.plot.scene().sigMouseClicked.connect(self._clicked)
+        self.plot_export = PlotExport(self.plot, "scores-heatmap", csv_data=False)  # the CSV: Export CSV…
         document.modelChanged.connect(self.refresh)
         document.scoresChanged.connect(self.refresh)
         self.refresh()
@@ -174,6 +179,28 @@ class ScoresPanel(QWidget):
                 cell.setToolTip(f"{names[i]} vs {names[j]}: Spearman ρ = {rho:.4f}, Kendall τ = {tau:.4f}")
                 self.table.setItem(i, j, cell)
 
+    def cell_at(self, scene_pos) -> tuple[str, str] | None:
+        """(criterion, unit id) of the heatmap cell under a scene position, or None."""
+        if not self.matrix.size:
+            return None
+        p = self.plot.getPlotItem().vb.mapSceneToView(scene_pos)
+        x, y = int(math.floor(p.x())), int(math.floor(p.y()))
+        if 0 <= x < len(self.unit_ids) and 0 <= y < len(self.criteria):
+            return self.criteria[y], self.unit_ids[x]
+        return None
+
+    def _clicked(self, event) -> None:
+        if event.button() != Qt.MouseButton.LeftButton:
+            return
+        cell = self.cell_at(event.scenePos())
+        if cell is not None:
+            self.select_cell(*cell)
+
+    def select_cell(self, criterion: str, unit_id: str) -> None:
+        """A click on a cell: its criterion colours the model view and its unit is shown there, ringed."""
+        self.doc.set_active(criterion)
+        self.unitChosen.emit(unit_id)
+
     def _hover(self, pos) -> None:
         if not self.matrix.size:
             return
@@ -182,4 +209,6 @@ class ScoresPanel(QWidget):
         if 0 <= x < len(self.unit_ids) and 0 <= y < len(self.criteria):
             crit, uid = self.criteria[y], self.unit_ids[x]
             raw = self.doc.scores[crit].values.get(uid)
-            self.plot.setToolTip(f"{crit} · {uid}: {raw:.6g} (normalised {self.matrix[y, x]:.2f})")
+            change = self.doc.scores[crit].versus_baseline(uid)
+            self.plot.setToolTip(f"{crit} · {uid}: {raw:.6g} (normalised {self.matrix[y, x]:.2f})"
+                                 + (f"\nwithout it: {change}" if change else "") + "\nclick: show it in the model view")

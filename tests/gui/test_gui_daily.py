@@ -303,3 +303,70 @@ def test_start_reuses_a_fresh_estimate_which_follows_the_settings_and_is_correct
     # the run's own steps corrected the estimate; a Start of the same job would use the measured time
     assert panel.estimate["calibrated"] and panel.estimate["estimated_step_seconds"] == est["step_seconds"]
     assert "Corrected from the run's own steps" in panel.estimate_label.text()
+
+
+def _analyse(qtbot, window, text_file, criterion):
+    panel = window.analysis_panel
+    panel.data.setText(str(text_file))
+    panel.form.widget("seq_len").setValue(32)
+    panel.samples.setValue(8)
+    panel.batch_size.setValue(4)
+    job = panel.run(criterion)
+    qtbot.waitUntil(lambda: delivered(job), timeout=WAIT_MS)
+    QApplication.processEvents()
+    assert job.status == JobStatus.DONE, job.error
+
+
+def test_tooltips_give_the_change_against_the_full_model_and_a_heatmap_click_shows_the_unit(qtbot, window,
+                                                                                             tiny_models, text_file):
+    from PySide6.QtCore import QPointF, Qt
+
+    _open(qtbot, window, tiny_models["llama"])
+    _analyse(qtbot, window, text_file, "ppl")
+    _analyse(qtbot, window, text_file, "magnitude")
+    scores = window.doc.scores["ppl"]
+    base = scores.meta["baseline"]
+    assert base > 1 and scores.meta["baseline_label"] == "perplexity"
+    tip = window.model_panel.view.unit_items["block.2"].toolTip()
+    pct = 100 * (scores.values["block.2"] - base) / base
+    assert f"{pct:+.1f} % perplexity vs the full model's {base:.4g}" in tip
+    assert window.doc.scores["magnitude"].versus_baseline("block.2") is None  # no baseline: no change to show
+    # a click on a heatmap cell: its criterion colours the model view, its unit is ringed there
+    window.show_panel(window.scores_panel)
+    panel = window.scores_panel
+    panel.refresh()
+    row = panel.criteria.index("ppl")
+    col = panel.unit_ids.index("block.2")
+    window.doc.set_active("magnitude")
+    vb = panel.plot.getPlotItem().vb
+    scene = vb.mapViewToScene(QPointF(col + 0.5, row + 0.5))
+    view_pos = panel.plot.mapFromScene(scene)
+    qtbot.mouseClick(panel.plot.viewport(), Qt.MouseButton.LeftButton, pos=view_pos)
+    qtbot.waitUntil(lambda: window.model_panel.view.focused == "block.2", timeout=5_000)
+    assert window.doc.active is window.doc.scores["ppl"]
+
+
+def test_plots_save_as_png_and_csv_from_their_right_click_menu(qtbot, window, tmp_path):
+    from PySide6.QtCore import QPoint
+    from PySide6.QtGui import QContextMenuEvent, QImage
+    from PySide6.QtWidgets import QMenu
+
+    curves = window.retrain_panel.curves
+    curves.set_history([[1, 2.5], [2, 2.0], [3, 1.75]], [[3, 1.9]])
+    curves.refresh()
+    exp = curves.plot_export
+    png, csv_path = exp.save_png(str(tmp_path / "loss.png")), exp.save_csv(str(tmp_path / "loss.csv"))
+    image = QImage(str(png))
+    assert image.width() > 50 and image.height() > 50
+    lines = csv_path.read_text().splitlines()
+    assert lines[0] == "series,step,loss"
+    assert "train loss,1.0,2.5" in lines and "validation loss,3.0,1.9" in lines
+    assert not list(tmp_path.glob(".*"))  # nothing half-written left behind
+    # the right-click menu offers both (the benchmark plots and the heatmap have it too)
+    event = QContextMenuEvent(QContextMenuEvent.Reason.Mouse, QPoint(20, 20))
+    QApplication.sendEvent(curves.plot.viewport(), event)
+    menus = [m for m in QApplication.topLevelWidgets() if isinstance(m, QMenu) and m.isVisible()]
+    assert menus and [a.text() for a in menus[-1].actions()] == ["Save Plot as PNG…", "Save Data as CSV…"]
+    menus[-1].close()
+    assert all(hasattr(p, "plot_export") for p in (window.bench_panel.findChildren(type(curves.plot))))
+    assert window.scores_panel.plot_export.actions == [window.scores_panel.plot_export.png_action]

@@ -324,3 +324,26 @@ def test_benchmark_rows_of_images_render_without_decode(qtbot, window, sd_pipeli
     xs, ys = b.curves[0]["original"].getData()
     assert np.allclose(10 ** np.asarray(xs), [1.0, 2.0]) and all(math.isfinite(y) and y > 0 for y in ys)  # log x
     assert b.plots[1].isHidden() and "Forward pass latency" in b.plots[0].getPlotItem().titleLabel.text
+
+
+def test_a_preset_that_removes_what_the_active_criterion_ranks_most_important_is_flagged(qtbot, window, sd_pipeline):
+    from slimgui.core.scores import Scores
+
+    open_and_wait(qtbot, window, sd_pipeline)
+    doc, plan_panel = window.doc, window.plan_panel
+    want = list(preset_plan(doc.model, "bk-small", registry=doc.registry).remove)
+    units = [u.id for u in doc.graph.units if u.prunable]
+    # scores that rank one of the preset's units first, the rest in order
+    values = {u: float(i) for i, u in enumerate(units)}
+    values[want[0]] = 1e6
+    doc.add_scores(Scores("magnitude", values, model=doc.model.source))
+    before = len(window.notifier.notifications)
+    assert plan_panel.choose_preset("bk-small") == want
+    said = [n.text for n in window.notifier.notifications[before:]]
+    assert any("removes what magnitude ranks most important" in t and "#1 of" in t for t in said), said
+    # scores that agree with the preset: no warning
+    agree = {u: (0.0 if u in want else 1.0 + i) for i, u in enumerate(units)}
+    doc.add_scores(Scores("magnitude", agree, model=doc.model.source))
+    before = len(window.notifier.notifications)
+    plan_panel.choose_preset("bk-small")
+    assert not any("most important" in n.text for n in window.notifier.notifications[before:])

@@ -177,7 +177,8 @@ class PerplexityDrop:
                     report(progress, i + 2, n + 1, f"block {i} removed")
         finally:
             model.module.train(was_training)
-        self.last_info = {"baseline_ppl": baseline} if objective.decoder else {}
+        self.last_info = ({"baseline_ppl": baseline, "baseline": baseline, "baseline_label": "perplexity"}
+                          if objective.decoder else {})
         return scores
 
 

@@ -263,7 +263,8 @@ def perplexity_drop(adapter, model, data: Any = None, *, progress: ProgressFn | 
                 check(cancel)
                 scores[f"block.{i}"] = objective.score(outs(i))
                 report(progress, n + 2 + i, 2 * n + 1, f"block {i} removed")
-        return scores, ({"baseline_ppl": baseline} if objective.decoder else {})
+        return scores, ({"baseline_ppl": baseline, "baseline": baseline, "baseline_label": "perplexity"}
+                        if objective.decoder else {})
     finally:
         store.close()
 
