@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -52,6 +52,7 @@ class AnalysisPanel(QWidget):
         self.description = QLabel()
         self.description.setWordWrap(True)
         self.description.setObjectName("Hint")
+        self.description.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
         self.data = QLineEdit()
         self.data.setPlaceholderText("calibration text file (UTF-8)")
         data_row = browse_row(self.data, self._browse, "Choose a calibration text file")
@@ -127,6 +128,32 @@ class AnalysisPanel(QWidget):
 
     def _describe(self) -> None:
         self.description.setText(self.criterion.currentData() or "")
+        self._reserve_description()
+
+    def _reserve_description(self) -> None:
+        """Room for the longest criterion description at the label's width, so that choosing another criterion
+        never moves the rows and the Analyse button below it."""
+        width = self.description.width()
+        if width < 50:
+            return
+        label = self.description
+        shown = label.text()
+        texts = [str(self.criterion.itemData(i) or "") for i in range(self.criterion.count())]
+        need = 0
+        label.blockSignals(True)
+        try:
+            for t in texts:  # the label's own measure of each text (margins, font, wrapping as drawn)
+                label.setText(t)
+                need = max(need, label.heightForWidth(width), label.sizeHint().height())  # (a form row uses the hint)
+        finally:
+            label.setText(shown)
+            label.blockSignals(False)
+        if need > 0 and need != label.minimumHeight():
+            label.setMinimumHeight(need)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self._reserve_description()
 
     def _model_changed(self) -> None:
         m = self.doc.model

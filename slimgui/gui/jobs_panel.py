@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QHBoxLayout,
@@ -37,6 +37,8 @@ class JobsPanel(QWidget):
         self.tree.setHeaderLabels(COLUMNS)
         self.tree.setRootIsDecorated(False)
         self.tree.setUniformRowHeights(True)
+        self.tree.setWordWrap(False)
+        self.tree.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.tree.setAlternatingRowColors(True)
         header = self.tree.header()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
@@ -65,10 +67,19 @@ class JobsPanel(QWidget):
         self._clock.timeout.connect(self._tick)
         self._clock.start()
 
+    def sizeHint(self):  # noqa: N802 — Qt's name: the dock opens showing the bar, the header and four rows
+        hint = super().sizeHint()
+        rows = max(26, self.tree.fontMetrics().height() + 14)  # a row holds a Cancel button
+        hint.setHeight(self.summary.sizeHint().height() + self.tree.header().sizeHint().height() + 4 * rows + 16)
+        return hint
+
     def add(self, job: Job) -> None:
         item = QTreeWidgetItem([job.title, job.status.value, "", "", "", ""])
         item.setToolTip(0, job.title)
-        self.tree.insertTopLevelItem(0, item)
+        # appended, newest last: inserting above rows that hold item widgets (progress bars, buttons) left the
+        # widgets drawn in the wrong row
+        self.tree.addTopLevelItem(item)
+        self.tree.scrollToItem(item)
         bar = QProgressBar()
         bar.setTextVisible(True)
         bar.setMaximumHeight(16)
@@ -106,7 +117,9 @@ class JobsPanel(QWidget):
             bar.setRange(0, 1000)
             bar.setValue(int(1000 * (frac or 0.0)))
         message = job.error if job.status == JobStatus.FAILED else job.message
-        bar.setFormat(f"{message[:40]}  %p%" if message else "%p%")
+        bar.setFormat("%p%")  # the message goes beside the title: a bar's text is clipped, never wrapped
+        item.setText(0, f"{job.title} — {message}" if message else job.title)  # one line, elided by the column
+        item.setToolTip(0, f"{job.title}\n{message}" if message else job.title)
         item.setToolTip(1, job.error or job.message or status)
         item.setToolTip(2, message or "")
         item.setText(3, format_eta(job.eta))

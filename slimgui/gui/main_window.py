@@ -164,16 +164,15 @@ class MainWindow(QMainWindow):
         central = QWidget()
         cl = QVBoxLayout(central)
         cl.setContentsMargins(6, 6, 6, 0)
-        cl.addWidget(self.message_bar)
         cl.addWidget(self.splitter, 1)
         self.setCentralWidget(central)
+        self.message_bar.float_over(central)  # over the content, never pushing it down
         self.jobs_panel = JobsPanel(self.runner)
         self.messages_panel = NotificationsPanel(self.notifier)
         self.jobs_dock = self._dock("Jobs", self.jobs_panel, "JobsDock")
         self.messages_dock = self._dock("Messages", self.messages_panel, "MessagesDock")
         self.tabifyDockWidget(self.jobs_dock, self.messages_dock)
         self.jobs_dock.raise_()
-        self.resizeDocks([self.jobs_dock], [150], Qt.Orientation.Vertical)
         self.status_label = QLabel()
         self.statusBar().addWidget(self.status_label, 1)
         self.notifier.posted.connect(lambda n: self.status_label.setText(n.text))
@@ -181,6 +180,13 @@ class MainWindow(QMainWindow):
         for w in self.findChildren(QWidget):
             if w.acceptDrops():
                 w.installEventFilter(self)
+
+    def showEvent(self, event) -> None:  # noqa: N802
+        super().showEvent(event)
+        if not getattr(self, "_docks_sized", False):  # at the first show, when the window has its size
+            self._docks_sized = True
+            # the panel's height plus the dock's title and the tab bar of the tabified docks
+            self.resizeDocks([self.jobs_dock], [self.jobs_panel.sizeHint().height() + 64], Qt.Orientation.Vertical)
 
     def _dock(self, title: str, widget: QWidget, name: str) -> QDockWidget:
         dock = QDockWidget(title, self)

@@ -222,6 +222,9 @@ class RetrainForm:
         self.settings_form.setRowVisible(self.teacher_label, teacher)
         self.teacher_label.setText(f"the original ({Path(m.source).name})" if m is not None and teacher else "")
         self.teacher_label.setToolTip(m.source if m is not None else "")
+        fit = getattr(self, "fit_settings", None)  # the method's options change the settings' height
+        if fit is not None and getattr(self, "_split_done", False):
+            fit()
 
     # -- settings <-> session ----------------------------------------------------------------------
     @property

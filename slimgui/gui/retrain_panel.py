@@ -58,6 +58,7 @@ from .workers import JobRunner
 SIDES = ("original", "slimmed", "healed")
 STATUS_HZ = 10
 RUN_MIN_HEIGHT = 460  # buttons, estimate, progress, status, curves (150) and the result boxes
+SETTINGS_MAX_HEIGHT = 520  # settings taller than this (a family with many options) scroll on their own
 
 
 class FitScrollArea(QScrollArea):
@@ -159,8 +160,9 @@ class RetrainPanel(RetrainForm, RetrainRun, QWidget):
         settings_scroll.setWidget(settings)
         settings_scroll.setWidgetResizable(True)
         settings_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-        settings_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        settings_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)  # never clipped sideways
         settings_scroll.setMinimumHeight(90)
+        self._settings_scroll = settings_scroll
         # actions
         self.estimate_button = QPushButton("Estimate")
         self.estimate_button.setToolTip("Check the job and estimate its time and memory on this machine")
@@ -272,13 +274,25 @@ class RetrainPanel(RetrainForm, RetrainRun, QWidget):
         rl.addLayout(boxes)
         return results
 
+    def fit_settings(self) -> None:
+        """The settings are shown whole (up to SETTINGS_MAX_HEIGHT) above the run area's minimum: on a short
+        window the tab scrolls as one page rather than squeezing the settings into a few rows of their own."""
+        want = min(self._settings_box.sizeHint().height() + 4, SETTINGS_MAX_HEIGHT)
+        self._settings_scroll.setMinimumHeight(max(90, want))
+        self.splitter.setMinimumHeight(max(90, want) + RUN_MIN_HEIGHT + self.splitter.handleWidth())
+        total = self.splitter.height()
+        self.splitter.setSizes([want, max(RUN_MIN_HEIGHT, total - want)])
+        parent = self.parentWidget()
+        while parent is not None and not isinstance(parent, FitScrollArea):
+            parent = parent.parentWidget()
+        if parent is not None:
+            parent.fit()
+
     def showEvent(self, event) -> None:  # noqa: N802
         super().showEvent(event)
-        if not self._split_done:  # first show: the settings get what the run area leaves, the run area the rest
+        if not self._split_done:  # first show: the settings whole, the run area the rest
             self._split_done = True
-            total = self.splitter.height()
-            top = max(90, min(self._settings_box.sizeHint().height(), total - RUN_MIN_HEIGHT))
-            self.splitter.setSizes([top, max(RUN_MIN_HEIGHT, total - top)])
+            self.fit_settings()
 
     def _browse_eval(self) -> None:
         spec = self._evaluator()

@@ -199,8 +199,7 @@ def test_a_queued_job_says_what_it_waits_for(qtbot, window):
     second = runner.submit("Export slim.onnx", quick, kind="export", lane="model")
     assert second.message == "waiting for Evaluate the three models"
     QApplication.processEvents()
-    bar = window.jobs_panel._items[second.id][1]
-    assert bar.format().startswith("waiting for Evaluate")
+    assert "waiting for Evaluate" in window.jobs_panel.item_for(second).text(0)  # beside the title, one line
     gate.set()
     qtbot.waitUntil(lambda: delivered(first) and delivered(second), timeout=WAIT_MS)
     assert second.status == JobStatus.DONE and not second.message.startswith("waiting")
@@ -370,3 +369,143 @@ def test_plots_save_as_png_and_csv_from_their_right_click_menu(qtbot, window, tm
     menus[-1].close()
     assert all(hasattr(p, "plot_export") for p in (window.bench_panel.findChildren(type(curves.plot))))
     assert window.scores_panel.plot_export.actions == [window.scores_panel.plot_export.png_action]
+
+
+# -- layout (item 5) ----------------------------------------------------------------------------
+def layout_problems(window) -> list[tuple]:
+    """Clipped buttons and fields, siblings drawn over each other, scroll areas overflowing sideways with no
+    scrollbar: what a person sees as a broken layout, for the tab on screen."""
+    from PySide6.QtWidgets import (
+        QAbstractButton,
+        QAbstractScrollArea,
+        QAbstractSpinBox,
+        QComboBox,
+        QLabel,
+        QLineEdit,
+        QProgressBar,
+        QScrollArea,
+        QWidget,
+    )
+
+    leaf = (QAbstractButton, QLabel, QLineEdit, QComboBox, QAbstractSpinBox, QProgressBar)
+
+    def scroller(w):
+        p = w.parentWidget()
+        while p is not None and not isinstance(p, QAbstractScrollArea):
+            p = p.parentWidget()
+        return p
+
+    out = []
+    leaves = [w for w in window.findChildren(QWidget) if isinstance(w, leaf) and w.isVisible() and w.width() > 0
+              and not isinstance(w.parentWidget(), QAbstractSpinBox)]  # (a spin box's own line edit)
+    for w in leaves:
+        sa = scroller(w)
+        if sa is not None and not isinstance(sa, QScrollArea):
+            continue  # cells of lists, tables, trees
+        text = w.text() if hasattr(w, "text") and callable(w.text) else ""
+        if isinstance(w, QAbstractButton) and text and w.width() < w.minimumSizeHint().width() - 1:
+            out.append(("squeezed", type(w).__name__, text, w.width(), w.minimumSizeHint().width()))
+        if sa is None and (text or not isinstance(w, QAbstractButton)) and w.visibleRegion().boundingRect() != w.rect():
+            out.append(("clipped", type(w).__name__, text[:30]))
+    groups: dict[int, list] = {}
+    for w in leaves:
+        groups.setdefault(id(w.parentWidget()), []).append(w)
+    for group in groups.values():
+        for i, a in enumerate(group):
+            for b in group[i + 1:]:
+                if a.geometry().adjusted(1, 1, -1, -1).intersects(b.geometry().adjusted(1, 1, -1, -1)):
+                    out.append(("overlap", type(a).__name__, getattr(a, "text", str)()[:20], type(b).__name__))
+    for sa in window.findChildren(QScrollArea):
+        inner = sa.widget()
+        if sa.isVisible() and inner is not None and inner.width() > sa.viewport().width() + 1 \
+                and not sa.horizontalScrollBar().isVisible():
+            out.append(("overflows sideways", type(inner).__name__, inner.width(), sa.viewport().width()))
+    return out
+
+
+@pytest.mark.parametrize("size", [(1280, 800), (1920, 1080)])
+def test_every_tab_lays_out_without_clipping_or_overlap(qtbot, window, tiny_models, size):
+    window.show()
+    window.resize(*size)
+    _open(qtbot, window, tiny_models["llama"])
+    panel = window.retrain_panel
+    panel.method.setCurrentIndex(panel.method.findData("kd"))  # distillation: the widest settings
+    found = {}
+    for i in range(window.tabs.count()):
+        window.tabs.setCurrentIndex(i)
+        for _ in range(3):
+            QApplication.processEvents()
+        problems = layout_problems(window)
+        if problems:
+            found[window.tabs.tabText(i)] = problems
+    assert not found, found
+    # the Retrain tab shows its settings whole (no nested scroll area a few rows tall): the tab scrolls instead
+    window.show_panel(panel)
+    QApplication.processEvents()
+    assert panel._settings_scroll.height() >= min(panel._settings_box.sizeHint().height(), 520)
+
+
+def test_a_message_floats_over_the_window_without_moving_anything(qtbot, window, tiny_models):
+    window.show()
+    window.resize(1280, 800)
+    _open(qtbot, window, tiny_models["llama"])
+    QApplication.processEvents()
+    before = window.splitter.mapTo(window, window.splitter.rect().topLeft()), window.splitter.size()
+    window.notifier.error("something went wrong: a long message " * 4)
+    QApplication.processEvents()
+    bar = window.message_bar
+    assert bar.isVisible() and "something went wrong" in bar.text
+    after = window.splitter.mapTo(window, window.splitter.rect().topLeft()), window.splitter.size()
+    assert after == before  # nothing pushed down
+    host = window.centralWidget().rect()
+    assert host.contains(bar.geometry()) and bar.geometry().bottom() > host.height() // 2
+
+
+def test_the_jobs_dock_shows_rows_with_their_own_bars_and_one_line_each(qtbot, window):
+    import threading
+
+    window.resize(1280, 800)
+    window.show()
+    release = threading.Event()
+
+    def slow(progress=None, cancel=None):
+        progress(1, 4, "a long message that would have wrapped and been clipped in the progress bar's text")
+        release.wait(10)
+
+    jobs = [window.runner.submit(f"Job {i}", slow, lane="io") for i in range(2)]
+    jobs.append(window.runner.submit("Job 2", slow, lane="train"))
+    jobs.append(window.runner.submit("Job 3", slow, lane="eval"))
+    try:
+        qtbot.waitUntil(lambda: all(j.done for j in jobs), timeout=WAIT_MS)
+        QApplication.processEvents()
+        panel = window.jobs_panel
+        tree = panel.tree
+        row_h = tree.visualItemRect(panel.item_for(jobs[0])).height()
+        assert tree.viewport().height() >= 4 * row_h  # at least four rows show
+        for job in jobs:
+            item = panel.item_for(job)
+            rect = tree.visualItemRect(item)
+            bar = tree.itemWidget(item, 2)
+            centre = bar.geometry().center().y()
+            assert rect.top() <= centre <= rect.bottom(), (job.title, rect, bar.geometry())  # its own row
+            assert bar.format() == "%p%" and "a long message" in item.text(0)
+            assert rect.height() == row_h  # one line each: nothing wraps
+    finally:
+        release.set()
+        for job in jobs:
+            qtbot.waitUntil(lambda j=job: j.status.finished, timeout=WAIT_MS)
+
+
+def test_choosing_another_criterion_never_moves_the_analyse_button(qtbot, window, tiny_models):
+    window.show()
+    window.resize(1280, 800)
+    _open(qtbot, window, tiny_models["llama"])
+    panel = window.analysis_panel
+    QApplication.processEvents()
+    places = set()
+    for i in range(panel.criterion.count()):
+        panel.criterion.setCurrentIndex(i)
+        for _ in range(3):
+            QApplication.processEvents()
+        places.add(panel.run_button.mapTo(window, panel.run_button.rect().topLeft()).y())
+    assert panel.criterion.count() > 2 and len(places) == 1, places
