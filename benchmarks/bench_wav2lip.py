@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, help="also write the JSON report here")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--heal-steps", type=int, default=60)
+    ap.add_argument("--heal-steps", type=int, default=150)
     ap.add_argument("--batch", type=int, default=4, help="5-frame windows per healing step")
     ap.add_argument("--keep", type=int, default=4, help="convs mixed precision keeps float")
     ap.add_argument("--rounds", type=int, default=3)

@@ -55,6 +55,16 @@ def test_profile_of_another_family_and_of_an_onnx_file(tmp_path):
     assert got["runtime"] == "onnxruntime" and any(r["op"] == "Conv" and r["flops"] for r in got["units"])
 
 
+def test_a_family_benchmark_option_sets_what_one_profiled_pass_is():
+    short = ok("profile", "demo:llm", "--seq", "16", "--repeats", "1", "--threads", "1", "--json")
+    long = ok("profile", "demo:llm", "--seq", "64", "--repeats", "1", "--threads", "1", "--json")
+    assert short["options"] == {"seq": [16]}
+    emb_s, emb_l = (next(r for r in p["units"] if r["weight_bytes"] and r["act_bytes"]) for p in (short, long))
+    assert emb_l["unit"] == emb_s["unit"] and emb_l["weight_bytes"] == emb_s["weight_bytes"]
+    assert emb_l["act_bytes"] > 3 * emb_s["act_bytes"]  # activations grow with the sequence, weights do not
+    assert long["total_flops"] > 3 * short["total_flops"]
+
+
 def test_abconv_then_profile_shows_the_raised_intensity(tmp_path):
     out = tmp_path / "ab"
     got = ok("abconv", "demo:cnn-mobilenet", "--out", str(out), "--json")

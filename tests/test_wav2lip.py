@@ -15,7 +15,14 @@ from slimgui_families.wav2lip import probe
 from slimgui_families.wav2lip import pruning as P
 from slimgui_families.wav2lip.adapter import Wav2LipAdapter, residual_ids
 from slimgui_families.wav2lip.audio import mel_chunks, melspectrogram
-from slimgui_families.wav2lip.modeling import SyncNet, Wav2Lip, standard, syncnet_standard, total_macs
+from slimgui_families.wav2lip.modeling import (
+    SyncNet,
+    Wav2Lip,
+    layer_table,
+    standard,
+    syncnet_standard,
+    total_macs,
+)
 
 from slimgui.core.errors import SlimError
 from slimgui.core.plan import PruningPlan
@@ -184,8 +191,9 @@ def test_nota_preset_pruned_equals_masked_saves_and_loads(tmp_path):
     plan = ad.preset_plan(model, "nota")
     slim = ad.apply_plan(model, plan)
     assert slim.config.to_json() | {"extra": {}} == standard(1, 2, 2, residual=False).to_json()
-    drop, fr = ad.removal(model, list(plan.remove))
-    keep = P.keep_lists(model.module, P.scaled_widths(model.config, fr))
+    drop, widths = ad.removal(model, list(plan.remove))
+    assert widths == P.scaled_widths(model.config, {"nef": 6, "naf": 6, "ndf": 6})
+    keep = P.keep_lists(model.module, widths)
     mel, face = inputs()
     with torch.no_grad():
         assert torch.allclose(slim.module(mel, face), P.masked(model.module, drop, keep)(mel, face), atol=1e-6)
@@ -208,10 +216,10 @@ def test_mixed_plan_residuals_and_one_width(tmp_path):
     torch.save(m.state_dict(), tmp_path / "w.pth")
     ad = Wav2LipAdapter()
     model = ad.load(str(tmp_path / "w.pth"))
-    remove = ["face.2.1", "audio.4", "dec.3.2", "ndf.f3"]
+    remove = ["face.2.1", "audio.4", "dec.3.2", "ndf.f3", "face.5.0.f4", "dec.2.0.f7"]
     slim = ad.apply_plan(model, PruningPlan(remove=remove, model=model.source))
-    drop, fr = ad.removal(model, remove)
-    keep = P.keep_lists(model.module, P.scaled_widths(model.config, fr))
+    drop, widths = ad.removal(model, remove)
+    keep = P.keep_lists(model.module, widths)
     mel, face = inputs()
     with torch.no_grad():
         assert torch.allclose(slim.module(mel, face), P.masked(model.module, drop, keep)(mel, face), atol=1e-6)
@@ -221,6 +229,12 @@ def test_mixed_plan_residuals_and_one_width(tmp_path):
     assert full - sum(p.numel() for p in narrow.module.parameters()) == sum(g.get(f"ndf.f{j}").params for j in (1, 2, 3))
     one = ad.apply_plan(model, PruningPlan(remove=["face.2.1"], model=model.source))
     assert full - sum(p.numel() for p in one.module.parameters()) == g.get("face.2.1").params
+    inner = ad.apply_plan(model, PruningPlan(remove=["face.5.0.f4"], model=model.source))  # Cut Inner Layers' filters
+    assert inner.config.face[5][0].c == 32 and inner.config.face[5][1].c == 32  # the group: its residual block too
+    assert full - sum(p.numel() for p in inner.module.parameters()) == sum(g.get(f"face.5.0.f{j}").params
+                                                                          for j in (1, 2, 3, 4))
+    assert g.get("face.5.0").attrs["cells"] == "children" and g.get("face.5.0.f4").parent == "face.5.0"
+    assert slim.config.decoder[2][0].c == 64 // 8 and slim.config.decoder[3][0].c == 48 - 3 * 48 // 8  # narrower wins
     with pytest.raises(SlimError, match="cannot be removed"):
         ad.removal(model, ["face.2.0"])
     with pytest.raises(SlimError, match="unknown unit"):
@@ -249,6 +263,7 @@ def test_wav2lip_audio_front_end():
         mel_chunks(mel[:, :10], fps=25)
 
 
+@pytest.mark.slow
 def test_criteria_score_every_prunable_unit(tmp_path):
     from slimgui_families.wav2lip.criteria import FilterMagnitude, sensitivity_scan
 
@@ -259,9 +274,10 @@ def test_criteria_score_every_prunable_unit(tmp_path):
     prunable = {u.id for u in ad.to_graph(model).prunable()}
     scores = FilterMagnitude().score(model)
     assert set(scores) == prunable and all(v >= 0 for v in scores.values())
-    mel, face = inputs(4)
+    mel, face = inputs(2)
     res = sensitivity_scan(model, [{"mel": mel, "face": face}])
     assert set(res["scores"]) == prunable and res["forward_passes"] == len(prunable) + 1
+    assert res["table"]["face.5.0"]["0.875"] > 0  # a single group's filters (Cut Inner Layers)
     for part in ("nef", "naf", "ndf"):
         row = res["table"][part]
         assert row["0.875"] > row["0.125"] > 0  # cutting more of a width changes the frames more
@@ -294,3 +310,18 @@ def test_face_track_fixed_box_smoothing_and_missing_faces():
     with pytest.raises(SlimError, match="no face found"):
         F.track(np.stack([blank] * 3))
     assert draw_face(1.0, look_of(0)).shape == (96, 96, 3)
+
+
+def test_width_variant_of_equal_size(tmp_path):
+    m = random_generator(standard(4, 8, 8))
+    torch.save(m.state_dict(), tmp_path / "w.pth")
+    ad = Wav2LipAdapter()
+    model = ad.load(str(tmp_path / "w.pth"))
+    depth = ad.apply_plan(model, ad.preset_plan(model, "no-residual"))
+    target = sum(p.numel() for p in depth.module.parameters())
+    wide = ad.width_variant(model, target)
+    got = sum(p.numel() for p in wide.module.parameters())
+    assert len(residual_ids(wide.config)) == 28 and abs(got - target) / target < 0.2
+    others = [sum(r["params"] for r in layer_table(P.new_config(model.config, set(), P.scaled_widths(
+        model.config, {p: j for p in P.PARTS})))) for j in range(8)]
+    assert abs(got - target) == min(abs(n - target) for n in others)  # the closest eighth

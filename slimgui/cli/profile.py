@@ -8,6 +8,7 @@ from typing import Any
 
 from slimgui.core.errors import SlimError
 
+from . import flags
 from .common import ProgressBar, emit, int_range, open_target, resolve
 
 
@@ -51,14 +52,20 @@ def cmd_profile(args) -> int:
             result = profile_onnx(args.model, batch=args.batch, device=device, repeats=args.repeats,
                                   threads=args.threads, progress=bar)
         else:
-            model = open_target(resolve(args.model, reg, adapter=args.adapter, progress=bar), args, reg, bar)
+            target = resolve(args.model, reg, adapter=args.adapter, progress=bar)
+            sch = flags.schema(reg, target.spec, "bench_options") if target.spec is not None else None
+            flags.warn_others(args, [sch], f"profiling {target.family} models")
+            options = flags.given(args, sch)  # what one pass is: the family's benchmark options (a length, …)
+            model = open_target(target, args, reg, bar)
             result = profile_model(model, reg, batch=args.batch, device=device, repeats=args.repeats,
-                                   threads=args.threads, progress=bar)
+                                   threads=args.threads, options=options, progress=bar)
+            if options:
+                result["options"] = options
             if args.width_steps:
                 from slimgui.core.profiling import width_steps
 
                 result["width_steps"] = width_steps(model, reg, args.width_steps, batch=args.batch,
-                                                    threads=args.threads)
+                                                    threads=args.threads, options=options)
         if args.save_device_profile:
             save_profile(device, args.save_device_profile)
             result["device_profile_file"] = str(args.save_device_profile)
@@ -94,6 +101,8 @@ def add_parsers(sub, registry, common) -> None:
     sp.add_argument("--out", metavar="FILE", help="also write the profile as JSON to FILE")
     sp.add_argument("--width-steps", metavar="UNIT",
                     help="also time this conv/linear unit at 16 widths and print its latency steps and step edges")
+    flags.add(sp, flags.adapter_pairs(registry, "bench_options"),
+              title="benchmark options of a family (what one profiled pass is)")
     sp.set_defaults(func=cmd_profile)
     add_abconv_parser(sub, registry, common)
 

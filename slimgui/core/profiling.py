@@ -217,7 +217,7 @@ def profile_model(model: Any, registry: Any = None, *, batch: int = 1, device: D
     flops_of, total_flops = _flops_by_module(fn, modules)
     check(cancel)
     report(progress, 1, repeats + 3, "timing the whole pass")
-    whole = measure(fn, warmup=1, repeats=repeats)
+    whole = measure(fn, warmup=1, repeats=max(repeats, 9))  # the whole pass: at least 9 runs, its median
     check(cancel)
     # hooks on each module a unit is made of: its time per pass (calls summed) and the bytes entering and leaving it
     starts: dict[int, list[float]] = {k: [] for k in modules}
@@ -489,7 +489,7 @@ def profile_task(model: Any, *, registry: Any, batch: int = 1, device_file: str 
 
 
 def width_steps(model: Any, registry: Any, unit_id: str, *, batch: int = 1, points: int = 16, repeats: int = 7,
-                threads: int | None = None) -> dict[str, Any]:
+                threads: int | None = None, options: dict[str, Any] | None = None) -> dict[str, Any]:
     """The latency staircase of one convolution / linear unit: its time at ``points`` widths (output channels) on
     the input it gets in the family's benchmark pass, and the step edges (:func:`~slimgui.core.costmodel.step_edges`)
     a plan's width should snap to (:func:`~slimgui.core.selection.snap_width`)."""
@@ -507,7 +507,7 @@ def width_steps(model: Any, registry: Any, unit_id: str, *, batch: int = 1, poin
     seen: list[tuple[int, ...]] = []
     handle = mod.register_forward_pre_hook(lambda _m, args: seen.append(tuple(args[0].shape)) if not seen else None)
     try:
-        _forward_run(model, registry, batch, None)()
+        _forward_run(model, registry, batch, options)()
     finally:
         handle.remove()
     if not seen:

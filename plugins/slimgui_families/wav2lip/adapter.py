@@ -12,6 +12,9 @@ Unit ids (every conv block a unit, parameters and MACs for one 96×96 frame)::
                             the decoder and the output block, as the paper's (and NotaWav2Lip's) nef, naf, ndf
     nef.f{j} ...            j/8 of every channel group of that part removed (the least important channels: mean |w|
                             · |γ| of their filters); f{j} takes the lower eighths along
+    face.5.0.f{j} ...       j/8 of one channel group's filters (the group of a plain block and the residual blocks
+                            after it): Cut Inner Layers' filter pruning of single layers, drawn as cells in the
+                            block's box; combined with a part's eighths, the narrower width wins
 
 Presets: ``nota`` (every residual block removed and 6/8 of every width: 16/32/32 → 4/8/8, the official generator
 becomes exactly NotaWav2Lip(4, 8, 8), 36.3 M → 1.26 M parameters), ``no-residual`` (residual blocks only), and
@@ -36,6 +39,7 @@ from slimgui.core.model import LoadedModel, origin_with
 from slimgui.core.plan import PruningPlan
 from slimgui.core.plugins import ModelAdapter
 from slimgui.core.progress import CancelToken, ProgressFn, report
+from slimgui_families.gan.adapter import steps
 
 from . import probe
 from . import pruning as P
@@ -49,6 +53,7 @@ SAFE = "wav2lip.safetensors"
 NOTA = "nota_wav2lip.pth"
 MODELING_COPY = "slimgui_wav2lip.py"
 WIDTH_ID = re.compile(r"^(nef|naf|ndf)\.f(\d)$")
+GROUP_ID = re.compile(r"^((?:face|dec)\.\d+\.\d+|audio\.\d+|out\.0)\.f(\d)$")
 PRESETS = {
     "nota": "every residual block removed and 6/8 of every width (16/32/32 → 4/8/8): NotaWav2Lip(4, 8, 8) from the "
             "official generator",
@@ -103,7 +108,7 @@ def name_of(cfg: Wav2LipConfig) -> str:
 
 class Wav2LipAdapter(ModelAdapter):
     """Opens Wav2Lip generators (official checkpoints, nota-wav2lip's, safetensors, SlimGUI's outputs).
-    Capabilities (manifest): calibration, default-data, presets, bench."""
+    Capabilities (manifest): calibration, default-data, presets, width, bench."""
 
     family = FAMILY
 
@@ -162,6 +167,8 @@ class Wav2LipAdapter(ModelAdapter):
                    "output": "out"}[r["part"]]
             by_stage.setdefault(key, []).append(r)
 
+        gids = P.groups(cfg)
+
         def block_unit(r, parent):
             b = r["block"]
             kind = "residual_block" if b.res else ("conv_transpose_block" if b.t else "conv_block")
@@ -173,8 +180,37 @@ class Wav2LipAdapter(ModelAdapter):
                      "resolution": list(hw), "residual": b.res, "transposed": b.t}
             if b.res:
                 attrs["note"] = "residual: removing it makes the block's output its input"
+            if r["id"] in gids and steps(P.group_width(cfg, r["id"])):
+                attrs["cells"] = "children"
+                attrs["group"] = gids[r["id"]]
             return Unit(r["id"], kind, label, parent=parent, params=r["params"], macs=r["macs"], prunable=b.res,
                         attrs=attrs)
+
+        base_p = sum(r["params"] for r in rows)
+        base_m = sum(r["macs"] for r in rows)
+
+        def group_units(gid):
+            w = P.group_width(cfg, gid)
+            out, prev_p, prev_m, prev_id = [], base_p, base_m, None
+            for j, c in steps(w):
+                t = layer_table(P.new_config(cfg, set(), {gid: w - c}))
+                p, m = sum(x["params"] for x in t), sum(x["macs"] for x in t)
+                uid = f"{gid}.f{j}"
+                attrs = {"fraction": j / STEPS, "filters": c, "layer": gid, "group": gids[gid]}
+                if prev_id:
+                    attrs["removes_with"] = [prev_id]
+                out.append(Unit(uid, "filters", f"{j}/{STEPS} · {c} of {w} filters", parent=gid,
+                                params=max(0, prev_p - p), macs=max(0, prev_m - m), prunable=True, attrs=attrs))
+                prev_p, prev_m, prev_id = p, m, uid
+            return out
+
+        def with_cells(rs, parent):
+            us = []
+            for r in rs:
+                us.append(block_unit(r, parent))
+                if r["id"] in gids:
+                    us += group_units(r["id"])
+            return us
 
         face_ids = [f"face.{i}" for i in range(len(cfg.face))]
         dec_ids = [f"dec.{i}" for i in range(len(cfg.decoder))]
@@ -186,12 +222,12 @@ class Wav2LipAdapter(ModelAdapter):
                               params=sum(r["params"] for r in rs), macs=sum(r["macs"] for r in rs),
                               attrs={"stage": "down", "level": i, "channels": rs[-1]["block"].c,
                                      "resolution": list(hw), "blocks": len(rs)}))
-            units += [block_unit(r, sid) for r in rs]
+            units += with_cells(rs, sid)
         rs = by_stage["audio"]
         units.append(Unit("audio", "audio_encoder", f"Audio encoder · mel 80×16 → {rs[-1]['block'].c} ch",
                           params=sum(r["params"] for r in rs), macs=sum(r["macs"] for r in rs),
                           attrs={"blocks": len(rs), "channels": rs[-1]["block"].c}))
-        units += [block_unit(r, "audio") for r in rs]
+        units += with_cells(rs, "audio")
         for i, sid in enumerate(dec_ids):
             rs = by_stage[sid]
             hw = rs[-1]["hw"]
@@ -200,11 +236,11 @@ class Wav2LipAdapter(ModelAdapter):
                               attrs={"stage": "up", "level": n - 1 - i, "channels": rs[-1]["block"].c,
                                      "resolution": list(hw), "blocks": len(rs),
                                      "skip_from": f"face.{n - 1 - i}"}))
-            units += [block_unit(r, sid) for r in rs]
+            units += with_cells(rs, sid)
         rs = by_stage["out"]
         units.append(Unit("out", "output_block", "Output block · conv 3×3, conv 1×1 → 3, sigmoid",
                           params=sum(r["params"] for r in rs), macs=sum(r["macs"] for r in rs)))
-        units += [block_unit(r, "out") for r in rs]
+        units += with_cells(rs, "out")
         units += self._width_units(model)
         edges = list(zip(face_ids, face_ids[1:])) + [("audio", dec_ids[0])] + list(zip(dec_ids, dec_ids[1:])) + \
             [(dec_ids[-1], "out")]
@@ -224,7 +260,8 @@ class Wav2LipAdapter(ModelAdapter):
             "preset_notes": {name: self._preset_fits(cfg, name) or PRESETS[name] for name in PRESETS},
             "nota_compatible": nargs, "steps": STEPS,
             "rules": "removing a residual block makes its output its input; nef/naf/ndf.f{j} remove j/8 of every "
-                     "channel group of the face encoder / audio encoder / decoder (lowest mean |w|·|γ| first)",
+                     "channel group of the face encoder / audio encoder / decoder, BLOCK.f{j} j/8 of one group's "
+                     "filters (lowest mean |w|·|γ| first; the narrower width wins)",
         }
         return UnitGraph(FAMILY, units, edges, attrs)
 
@@ -280,11 +317,13 @@ class Wav2LipAdapter(ModelAdapter):
 
     # -- plans ---------------------------------------------------------------------------------------------------------
     def removal(self, model: LoadedModel, remove: list[str]) -> tuple[set[str], dict[str, int]]:
-        """(residual blocks dropped, eighths removed per part) of a list of unit ids."""
+        """(residual blocks dropped, {channel group: its new width}) of a list of unit ids."""
         cfg = model.config
         res = set(residual_ids(cfg))
+        gids = P.groups(cfg)
         drop: set[str] = set()
         fr: dict[str, int] = {}
+        cut: dict[str, int] = {}
         for uid in remove:
             if uid in res:
                 drop.add(uid)
@@ -293,18 +332,26 @@ class Wav2LipAdapter(ModelAdapter):
             if w and 1 <= int(w.group(2)) < STEPS:
                 fr[w.group(1)] = max(fr.get(w.group(1), 0), int(w.group(2)))
                 continue
+            g = GROUP_ID.match(uid)
+            if g and g.group(1) in gids:
+                counts = dict(steps(P.group_width(cfg, g.group(1))))
+                if int(g.group(2)) in counts:
+                    cut[g.group(1)] = max(cut.get(g.group(1), 0), counts[int(g.group(2))])
+                    continue
             if uid in self._known(model) or re.match(r"^(?:(?:face|dec)\.\d+|audio|out|nef|naf|ndf)$", uid):
                 raise SlimError(f"unit '{uid}' cannot be removed",
                                 hint="remove residual blocks (their ids are marked residual in `slimgui inspect`) or "
                                      "width eighths (nef.f1 … ndf.f7)")
             raise SlimError(f"unknown unit '{uid}'", hint="`slimgui inspect MODEL` lists the unit ids")
-        return drop, fr
+        widths = P.scaled_widths(cfg, fr)
+        for g, c in cut.items():
+            widths[g] = min(widths.get(g, P.group_width(cfg, g)), P.group_width(cfg, g) - c)
+        return drop, widths
 
     def apply_plan(self, model: LoadedModel, plan: PruningPlan, *, copy: bool = True) -> LoadedModel:
         if not model.has_weights:
             raise SlimError("a generator opened without weights cannot be pruned")
-        drop, fr = self.removal(model, list(plan.remove))
-        widths = P.scaled_widths(model.config, fr)
+        drop, widths = self.removal(model, list(plan.remove))
         keep = P.keep_lists(model.module, widths)
         module = P.prune(model.module, drop, keep)
         module.config.extra = {"kept": {g: list(v) for g, v in keep.items()}, "dropped": sorted(drop),
@@ -312,9 +359,13 @@ class Wav2LipAdapter(ModelAdapter):
         notes = []
         if drop:
             notes.append(f"{len(drop)} residual blocks removed (of {len(residual_ids(model.config))})")
-        for part, j in sorted(fr.items()):
-            notes.append(f"{PART_LABEL[part]}: {j}/{STEPS} of every channel group removed "
-                         f"({base_widths(model.config)[part]} → {base_widths(module.config)[part]})")
+        for part in PART_LABEL:
+            before, after = base_widths(model.config)[part], base_widths(module.config)[part]
+            if before != after:
+                notes.append(f"{PART_LABEL[part]}: {before} → {after}")
+        narrowed = [g for g in widths if widths[g] != P.group_width(model.config, g)]
+        if narrowed:
+            notes.append(f"{len(narrowed)} channel groups narrowed (the least important filters by mean |w|·|γ|)")
         nargs = nota_args(module.config)
         if nargs:
             notes.append(f"the result is NotaWav2Lip(nef={nargs['nef']}, naf={nargs['naf']}, ndf={nargs['ndf']}); "
@@ -346,6 +397,21 @@ class Wav2LipAdapter(ModelAdapter):
         else:
             remove = ["nef.f4", "naf.f4", "ndf.f4"]
         return PruningPlan(remove=remove, model=model.source, meta={"preset": preset})
+
+    def width_variant(self, model: LoadedModel, target_params: int) -> LoadedModel:
+        """The generator with every residual block kept and the same eighth of nef, naf and ndf removed, the eighth
+        whose parameter count comes closest to ``target_params`` (the benchmark's equal-size baseline for a plan
+        that removed residual blocks)."""
+        cfg = model.config
+        best = None
+        for j in range(STEPS):
+            c = P.new_config(cfg, set(), P.scaled_widths(cfg, {p: j for p in P.PARTS}))
+            n = sum(r["params"] for r in layer_table(c))
+            if best is None or abs(n - target_params) < abs(best[0] - target_params):
+                best = (n, j)
+        remove = [f"{p}.f{best[1]}" for p in P.PARTS] if best[1] else []
+        return self.apply_plan(model, PruningPlan(remove=remove, model=model.source,
+                                                  meta={"width_variant": f"{best[1]}/{STEPS} of every width"}))
 
     # -- saving --------------------------------------------------------------------------------------------------------
     def save(self, model: LoadedModel, out_dir: str) -> str:

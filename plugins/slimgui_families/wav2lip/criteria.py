@@ -2,12 +2,13 @@
 blocks and the width eighths ``nef/naf/ndf.f{j}``):
 
 - ``sensitivity-scan`` (as the U-Net GAN family's, Cut Inner Layers'): each residual block removed alone (the
-  identity in its place) and each part's width cut alone by every eighth (the masked equivalent of the physically
+  identity in its place), each part's width and each channel group's filters cut alone by every eighth (the masked equivalent of the physically
   smaller generator, :func:`.pruning.masked`); score = mean |G'(x) − G(x)| of the generated frames ([0, 1]) on the
   calibration frames.  ``last_info`` keeps the sensitivity-vs-fraction table per part and the scan's cost.
 - ``filter-magnitude`` (no data): a residual block scores the mean, over its filters, of mean |w| · |γ| (per filter,
   divided by the fan-in); an eighth ``part.f{j}`` the mean of the same over the channels it removes in every group of
-  its part (its lower eighths are the least important ones, as pruning takes them).
+  its part (its lower eighths are the least important ones, as pruning takes them); a group's eighth
+  ``face.5.0.f{j}`` the same over its own filters.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import torch
 
 from slimgui.core.progress import CancelToken, ProgressFn, check, report
+from slimgui_families.gan.adapter import steps
 
 from . import pruning as P
 from .adapter import STEPS, residual_ids
@@ -53,6 +55,12 @@ class FilterMagnitude:
                             vals.append(v[lo:hi])
                     if vals:
                         out[f"{part}.f{j}"] = float(torch.cat(vals).mean())
+            for g in P.groups(cfg):
+                v = torch.sort(P.filter_importance(module, g)).values
+                prev = 0
+                for j, c in steps(len(v)):
+                    out[f"{g}.f{j}"] = float(v[prev:c].mean())
+                    prev = c
         self.last_info = {"measure": "mean |w|·|γ| of the filters a unit removes"}
         report(progress, 1, 1, self.name)
         return out
@@ -69,6 +77,10 @@ def sensitivity_scan(model, batches: list[dict[str, torch.Tensor]], *, progress:
         for j in range(1, STEPS):
             widths = P.scaled_widths(cfg, {part: j})
             jobs.append((f"{part}.f{j}", set(), P.keep_lists(module, widths)))
+    for g in P.groups(cfg):
+        w = P.group_width(cfg, g)
+        for j, c in steps(w):
+            jobs.append((f"{g}.f{j}", set(), P.keep_lists(module, {g: w - c})))
     scores: dict[str, float] = {}
     table: dict[str, dict[str, float]] = {}
     n = sum(len(b["mel"]) for b in batches)
@@ -79,9 +91,9 @@ def sensitivity_scan(model, batches: list[dict[str, torch.Tensor]], *, progress:
             d = sum(float((m(b["mel"], b["face"]) - base[k]).abs().mean()) * len(b["mel"])
                     for k, b in enumerate(batches)) / n
         scores[uid] = d
-        if "." in uid and uid.split(".")[0] in P.PARTS:
-            part, j = uid.split(".f")
-            table.setdefault(part, {})[f"{int(j) / STEPS:g}"] = d
+        if ".f" in uid:
+            row, j = uid.rsplit(".f", 1)
+            table.setdefault(row, {})[f"{int(j) / STEPS:g}"] = d
         report(progress, i + 1, len(jobs), f"sensitivity of {uid}")
     return {"scores": scores, "table": table, "forward_passes": len(batches) * (len(jobs) + 1), "scanned": len(jobs)}
 
