@@ -233,4 +233,4 @@ ok "bad input: one line, exit 2"
 
 size_mb="$(du -sm "$B" | cut -f1)"
 echo "smoke: PASSED — bundle $size_mb MB unpacked; start-up to a drawn window ${t_empty}s (first) / ${t_empty2}s (third), warm page cache"
-echo "SMOKE_RESULT size_mb=$size_mb startup_drawn_s=${t_drawn[*]// /,} startup_exit_s=${t_exit[*]// /,}"
+echo "SMOKE_RESULT size_mb=$size_mb startup_drawn_s=$(IFS=,; echo "${t_drawn[*]}") startup_exit_s=$(IFS=,; echo "${t_exit[*]}")"

@@ -20,12 +20,61 @@ SCREENSHOT_SIZE = (1440, 900)
 SCREENSHOT_TIMEOUT_S = float(os.environ.get("SLIMGUI_SCREENSHOT_TIMEOUT", "900"))
 
 
-def style_sheet() -> str:
-    path = resources_dir() / "style.qss"
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError:
-        return ""
+def style_sheet(dark: bool = False) -> str:
+    """The window's style sheet: the light one, with the dark overrides on top when ``dark``."""
+    out = []
+    for name in ("style.qss", "style-dark.qss") if dark else ("style.qss",):
+        try:
+            out.append((resources_dir() / name).read_text(encoding="utf-8"))
+        except OSError:
+            pass
+    return "\n".join(out)
+
+
+def wants_dark() -> bool:
+    """``SLIMGUI_THEME`` = "dark" or "light" decides; otherwise ("system", the default) the system's colour scheme."""
+    choice = os.environ.get("SLIMGUI_THEME", "system").strip().lower()
+    if choice in ("dark", "light"):
+        return choice == "dark"
+    from PySide6.QtCore import Qt
+
+    return system_scheme() == Qt.ColorScheme.Dark
+
+
+def system_scheme():
+    """The system's colour scheme as Qt reads it (Unknown where the platform says nothing, e.g. offscreen)."""
+    from PySide6.QtGui import QGuiApplication
+
+    return QGuiApplication.styleHints().colorScheme()
+
+
+def dark_palette():
+    from PySide6.QtGui import QColor, QPalette
+
+    p = QPalette()
+    role, grp = QPalette.ColorRole, QPalette.ColorGroup
+    for r, c in ((role.Window, "#1f2937"), (role.WindowText, "#e5e7eb"), (role.Base, "#111827"),
+                 (role.AlternateBase, "#1a2230"), (role.ToolTipBase, "#111827"), (role.ToolTipText, "#f3f4f6"),
+                 (role.Text, "#e5e7eb"), (role.Button, "#273244"), (role.ButtonText, "#e5e7eb"),
+                 (role.BrightText, "#ffffff"), (role.Highlight, "#2563eb"), (role.HighlightedText, "#ffffff"),
+                 (role.Link, "#60a5fa"), (role.PlaceholderText, "#6b7280"), (role.Mid, "#374151"),
+                 (role.Dark, "#0b1220"), (role.Light, "#374151")):
+        p.setColor(r, QColor(c))
+    for r in (role.WindowText, role.Text, role.ButtonText):
+        p.setColor(grp.Disabled, r, QColor("#6b7280"))
+    return p
+
+
+def apply_theme(window) -> bool:
+    """Light or dark (see :func:`wants_dark`) for the application and ``window``; returns whether dark.  The plots
+    keep their white paper (what a saved PNG shows, and what the colour maps were chosen on)."""
+    app = QApplication.instance()
+    dark = wants_dark()
+    if app is not None:
+        app.setPalette(dark_palette() if dark else app.style().standardPalette())
+    window.setStyleSheet(style_sheet(dark))
+    window.setProperty("darkTheme", dark)
+    return dark
 
 
 def create_app() -> QApplication:
@@ -43,8 +92,23 @@ def create_window(registry=None, settings=None):
     from .main_window import MainWindow
 
     window = MainWindow(registry=registry, settings=settings)
-    window.setStyleSheet(style_sheet())
+    apply_theme(window)
+    window.theme_follower = ThemeFollower(window)  # the system switching light/dark is followed while the app runs
     return window
+
+
+class ThemeFollower(QObject):
+    """Re-themes its window when the system's colour scheme changes (disconnected when the window goes)."""
+
+    def __init__(self, window):
+        super().__init__(window)
+        from PySide6.QtGui import QGuiApplication
+
+        self.window = window
+        QGuiApplication.styleHints().colorSchemeChanged.connect(self.follow)
+
+    def follow(self, _scheme=None) -> None:
+        apply_theme(self.window)
 
 
 class ScreenshotDirector(QObject):

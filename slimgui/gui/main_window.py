@@ -6,6 +6,7 @@ and everything after it run as jobs on the :class:`JobRunner`.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from functools import partial
@@ -19,6 +20,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QLabel,
     QMainWindow,
+    QMessageBox,
     QScrollArea,
     QSplitter,
     QTabWidget,
@@ -270,7 +272,7 @@ class MainWindow(QMainWindow):
 
     def close_model(self) -> None:
         """Close the open model: its running work is cancelled, the views go back to empty."""
-        if self.doc.model is None:
+        if self.doc.model is None or not self.confirm_unsaved("closing the model"):
             return
         for job in self.runner.active():
             if job.kind in MODEL_WORK:
@@ -348,9 +350,52 @@ class MainWindow(QMainWindow):
         if path:
             self.open_path(path)
 
+    # -- unsaved work -------------------------------------------------------------------------------
+    def _fingerprint(self) -> str:
+        return json.dumps(self.doc.session.to_json(), sort_keys=True, default=str)
+
+    def mark_saved(self) -> None:
+        """What is on screen now is what was opened or saved: nothing to lose."""
+        self._saved_print = self._fingerprint() if self.doc.model is not None else ""
+
+    def has_unsaved_work(self) -> bool:
+        """Scores, a plan, a slimmed model or results that changed since the session was opened or saved."""
+        if self.doc.model is None:
+            return False
+        s = self.doc.session
+        work = bool(s.scores or self.doc.remove or self.doc.slimmed is not None or s.results)
+        return work and self._fingerprint() != getattr(self, "_saved_print", "")
+
+    def ask_unsaved(self, what: str) -> str:
+        """"save", "discard" or "cancel" (a dialog; tests replace it)."""
+        box = QMessageBox(QMessageBox.Icon.Question, "Unsaved work",
+                          f"The session of {Path(self.doc.model.source).name} has unsaved work (scores, plan or "
+                          f"results). Save it before {what}?",
+                          QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
+                          | QMessageBox.StandardButton.Cancel, self)
+        box.setDefaultButton(QMessageBox.StandardButton.Save)
+        answer = box.exec()
+        return {QMessageBox.StandardButton.Save: "save",
+                QMessageBox.StandardButton.Discard: "discard"}.get(QMessageBox.StandardButton(answer), "cancel")
+
+    def confirm_unsaved(self, what: str) -> bool:
+        """True when the current session may be replaced: nothing unsaved, saved now, or discarded on purpose."""
+        if not self.has_unsaved_work():
+            return True
+        answer = self.ask_unsaved(what)
+        if answer == "save":
+            self.save_session_dialog(ask=not self.session_path)
+            return not self.has_unsaved_work()
+        return answer == "discard"
+
     def open_path(self, path: str, then: OpenCallback | None = None, adapter: str | None = None) -> Job | None:
-        """Open a model (folder, file, hub id or ``demo:NAME``) or a ``.slim`` session, in the background."""
+        """Open a model (folder, file, hub id or ``demo:NAME``) or a ``.slim`` session, in the background; unsaved
+        work of the open session is offered for saving first."""
         path = str(path)
+        if not self.confirm_unsaved(f"opening {Path(path).name or path}"):
+            if then is not None:
+                then(None)
+            return None
         if path.lower().endswith(SUFFIX):
             return self.open_session(path, then=then)
         return self._open_model(path, then=then, adapter=adapter)
@@ -368,6 +413,7 @@ class MainWindow(QMainWindow):
                 if job.kind in MODEL_WORK:
                     self.runner.cancel(job)
             self.doc.set_model(result, result.source)
+            self.mark_saved()
             self.settings.add_recent(result.source)
             how = "" if result.has_weights else " (config only: structure without weights)"
             self.notifier.info(f"Opened {result.source}{how}")
@@ -417,6 +463,7 @@ class MainWindow(QMainWindow):
             self.session_path = path
             self._update_title()
             self._restore(session, model)
+            self.mark_saved()
 
         return self._open_model(session.model_path, then=then, adapter=session.adapter, after=after)
 
@@ -465,6 +512,7 @@ class MainWindow(QMainWindow):
             self.doc.set_slimmed(slim, session.slimmed_path, session.slimmed_remove)
             self.doc.session.results = results  # what was on screen, slimmed side included
             self.doc.resultsChanged.emit()
+            self.mark_saved()
             self.notifier.info(f"Session restored from {self.session_path}")
 
         self.runner.submit(title, load, kind="open", lane="model", on_done=done)
@@ -477,6 +525,7 @@ class MainWindow(QMainWindow):
             path = f"{path}{SUFFIX}"
         self._store_settings()
         out = self.doc.session.save(path)
+        self.mark_saved()
         self.session_path = str(out)
         self.settings.add_recent(str(out))
         self._update_title()
@@ -581,6 +630,9 @@ class MainWindow(QMainWindow):
 
     # -- closing ---------------------------------------------------------------------------------
     def closeEvent(self, event) -> None:  # noqa: N802
+        if not self.confirm_unsaved("quitting"):
+            event.ignore()
+            return
         self.settings.set_geometry("main", self.saveGeometry())
         self.settings.set_geometry("state", self.saveState())
         self.settings.sync()

@@ -22,6 +22,15 @@ def _private_config(tmp_path, monkeypatch):
     monkeypatch.setenv("SLIMGUI_CONFIG_DIR", str(tmp_path / "config"))
 
 
+@pytest.fixture(autouse=True)
+def _unsaved_work_is_discarded(monkeypatch):
+    """The save prompt before unsaved work is replaced is a modal dialog: tests that open one model after another
+    (or close a window with work in it) answer "discard"; tests of the prompt itself set their own answer."""
+    from slimgui.gui.main_window import MainWindow
+
+    monkeypatch.setattr(MainWindow, "ask_unsaved", lambda self, what: "discard")
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _one_torch_thread():
     """Tiny models gain nothing from threads, and on a shared 2-core machine OpenMP barriers thrash."""

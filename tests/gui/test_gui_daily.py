@@ -509,3 +509,66 @@ def test_choosing_another_criterion_never_moves_the_analyse_button(qtbot, window
             QApplication.processEvents()
         places.add(panel.run_button.mapTo(window, panel.run_button.rect().topLeft()).y())
     assert panel.criterion.count() > 2 and len(places) == 1, places
+
+
+def test_unsaved_work_is_offered_for_saving_before_another_model_replaces_it(qtbot, window, tiny_models, tmp_path,
+                                                                              monkeypatch):
+    asked = []
+    answers = iter(["cancel", "save", "discard"])
+
+    def ask(what):
+        asked.append(what)
+        return next(answers)
+
+    monkeypatch.setattr(window, "ask_unsaved", ask)
+    session_file = tmp_path / "work.slim"
+    monkeypatch.setattr(window, "save_session_dialog", lambda ask=False: window.save_session(session_file))
+    _open(qtbot, window, tiny_models["llama"])
+    assert not window.has_unsaved_work()  # just opened: nothing to lose, nothing asked
+    _open(qtbot, window, tiny_models["llama"])
+    assert asked == []
+    window.doc.set_remove(["block.1"])  # a plan edit is work
+    assert window.has_unsaved_work()
+    # cancel: the model stays, nothing is opened
+    assert window.open_path(str(tiny_models["mistral"])) is None
+    assert asked == ["opening mistral"] and window.doc.model.source == str(tiny_models["llama"])
+    # save: the session is written, then the other model opens
+    window.doc.set_remove(["block.2"])
+    job = window.open_path(str(tiny_models["mistral"]))
+    assert job is not None and session_file.is_file() and '"block.2"' in session_file.read_text()
+    qtbot.waitUntil(lambda: window.doc.model is not None and window.doc.model.source == str(tiny_models["mistral"]),
+                    timeout=WAIT_MS)
+    assert not window.has_unsaved_work()
+    # discard, on closing the model
+    window.doc.set_remove(["block.0"])
+    window.close_model()
+    assert asked[-1] == "closing the model" and window.doc.model is None
+
+
+def test_the_theme_follows_the_system_and_can_be_forced(qtbot, make_window, monkeypatch):
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QGuiApplication, QPalette
+
+    monkeypatch.setenv("SLIMGUI_THEME", "dark")
+    dark = make_window()
+    assert dark.property("darkTheme") and "#1f2937" in dark.styleSheet()
+    assert QApplication.palette().color(QPalette.ColorRole.Window).lightness() < 80
+    monkeypatch.setenv("SLIMGUI_THEME", "light")
+    light = make_window()
+    assert not light.property("darkTheme") and "style-dark" not in light.styleSheet()
+    assert QApplication.palette().color(QPalette.ColorRole.Window).lightness() > 180
+    # "system" (the default) follows the system's scheme, also when it changes while the app runs (the offscreen
+    # platform has no scheme of its own: the system's answer is given here, and its change signal sent)
+    from slimgui.gui import app as gui_app
+
+    monkeypatch.setenv("SLIMGUI_THEME", "system")
+    hints = QGuiApplication.styleHints()
+    monkeypatch.setattr(gui_app, "system_scheme", lambda: Qt.ColorScheme.Dark)
+    hints.colorSchemeChanged.emit(Qt.ColorScheme.Dark)
+    QApplication.processEvents()
+    assert light.property("darkTheme") and dark.property("darkTheme")
+    monkeypatch.setattr(gui_app, "system_scheme", lambda: Qt.ColorScheme.Light)
+    hints.colorSchemeChanged.emit(Qt.ColorScheme.Light)
+    QApplication.processEvents()
+    assert not light.property("darkTheme")
+    assert QApplication.palette().color(QPalette.ColorRole.Window).lightness() > 180
