@@ -126,8 +126,16 @@ def write_checkpoint(folder: Path, config, seed: int = 0, dtype: str = "bfloat16
     return total
 
 
+# The command's own peak RSS: VmHWM of its memory map, written by the child as it exits.  (``ru_maxrss`` from
+# ``wait4`` is not used: Linux keeps it across exec, so a child started from this process would report this
+# process's own size whenever that is larger.)
+CHILD = ("import sys\nfrom slimgui.cli import main\ntry:\n    rc = main()\nfinally:\n"
+         "    hwm = [ln for ln in open('/proc/self/status') if ln.startswith('VmHWM:')]\n"
+         "    sys.stderr.write('PEAK_RSS_KB ' + (hwm[0].split()[1] if hwm else '0') + '\\n')\nsys.exit(rc)")
+
+
 def slimgui(*args: str) -> list[str]:
-    return [sys.executable, "-c", "import sys; from slimgui.cli import main; sys.exit(main())", *args, "--json", "-q"]
+    return [sys.executable, "-c", CHILD, *args, "--json", "-q"]
 
 
 def run_child(cmd: list[str], label: str, out_dir: Path | None = None) -> dict:
@@ -146,7 +154,8 @@ def run_child(cmd: list[str], label: str, out_dir: Path | None = None) -> dict:
     out, err = outf.read_text(), errf.read_text()
     outf.unlink(missing_ok=True)
     errf.unlink(missing_ok=True)
-    rss = usage.ru_maxrss * 1024
+    peaks = [int(ln.split()[1]) * 1024 for ln in err.splitlines() if ln.startswith("PEAK_RSS_KB ")]
+    rss = peaks[-1] if peaks and peaks[-1] > 0 else usage.ru_maxrss * 1024
     row = {"step": label, "seconds": round(wall, 2), "rc": rc, "peak_rss_bytes": rss,
            "notes": [ln for ln in err.splitlines() if "note:" in ln][:3]}
     if rc != 0:
@@ -166,7 +175,8 @@ def calib_args(calib: Path, samples: int, seq_len: int) -> list[str]:
     return ["--data", str(calib), "--samples", str(samples), "--batch-size", str(samples), "--seq-len", str(seq_len)]
 
 
-def big_case(work: Path, size_gb: float, calib: Path, samples: int, seq_len: int, keep: bool) -> dict:
+def big_case(work: Path, size_gb: float, calib: Path, samples: int, seq_len: int, keep: bool,
+             skip_ppl: bool = False) -> dict:
     # LLaMA-13B-shaped blocks (hidden 5120, MLP 13824): 317M parameters, 0.63 GB of bf16 each
     hidden, inter, heads = 5120, 13824, 40
     per_block = 4 * hidden * hidden + 3 * hidden * inter + 2 * hidden
@@ -192,7 +202,8 @@ def big_case(work: Path, size_gb: float, calib: Path, samples: int, seq_len: int
     cal = calib_args(calib, samples, seq_len)
     steps.append(run_child(slimgui("analyze", str(model), "--criterion", "bi", "--out", str(scores), *cal),
                            "analyze bi"))
-    steps.append(run_child(slimgui("analyze", str(model), "--criterion", "ppl", *cal), "analyze ppl"))
+    if not skip_ppl:
+        steps.append(run_child(slimgui("analyze", str(model), "--criterion", "ppl", *cal), "analyze ppl"))
     pruned = work / "big-pruned"
     shutil.rmtree(pruned, ignore_errors=True)
     steps.append(run_child(slimgui("prune", str(model), "--scores", str(scores), "--ratio", "0.25", "--out",
@@ -249,6 +260,7 @@ def main() -> int:
     ap.add_argument("--seq-len", type=int, default=16, help="tokens per segment (default 16)")
     ap.add_argument("--skip-big", action="store_true", help="only the models that fit")
     ap.add_argument("--skip-fits", action="store_true", help="only the big model")
+    ap.add_argument("--skip-ppl", action="store_true", help="leave out the big model's ppl analysis (~15 minutes)")
     ap.add_argument("--keep", action="store_true", help="keep the written checkpoints")
     ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds of each pair on the models that fit")
     args = ap.parse_args()
@@ -288,7 +300,7 @@ def main() -> int:
                                    f"{args.size_gb:.1f} GB")
             log(report["size_note"])
             args.size_gb = size
-        report["big"] = big_case(work, args.size_gb, calib, args.samples, args.seq_len, args.keep)
+        report["big"] = big_case(work, args.size_gb, calib, args.samples, args.seq_len, args.keep, args.skip_ppl)
         if not args.keep:
             shutil.rmtree(work / "big", ignore_errors=True)
     text = json.dumps(report)

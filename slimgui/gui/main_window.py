@@ -188,7 +188,7 @@ class MainWindow(QMainWindow):
         if not getattr(self, "_docks_sized", False):  # at the first show, when the window has its size
             self._docks_sized = True
             # the panel's height plus the dock's title and the tab bar of the tabified docks
-            self.resizeDocks([self.jobs_dock], [self.jobs_panel.sizeHint().height() + 64], Qt.Orientation.Vertical)
+            self.resizeDocks([self.jobs_dock], [self.jobs_panel.sizeHint().height() + 44], Qt.Orientation.Vertical)
 
     def _dock(self, title: str, widget: QWidget, name: str) -> QDockWidget:
         dock = QDockWidget(title, self)
