@@ -183,6 +183,10 @@ class MainWindow(QMainWindow):
             if w.acceptDrops():
                 w.installEventFilter(self)
 
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self.message_bar.place()
+
     def showEvent(self, event) -> None:  # noqa: N802
         super().showEvent(event)
         if not getattr(self, "_docks_sized", False):  # at the first show, when the window has its size

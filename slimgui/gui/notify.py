@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QFrame,
@@ -125,28 +125,24 @@ class MessageBar(QFrame):
 
     # -- floating over a host widget ---------------------------------------------------------------
     def float_over(self, host: QWidget) -> None:
-        """Float over the bottom of ``host`` instead of taking a row of its layout: a message appearing or going
-        never moves what is under the pointer (a banner that pushed the window down caused misclicks)."""
+        """Float over the top of ``host`` instead of taking a row of its layout: a message appearing or going never
+        moves what is under the pointer (a banner that pushed the window down caused misclicks).  The window calls
+        :meth:`place` when it is resized (no event filter: a Python filter is called while widgets are destroyed,
+        which may happen on another thread)."""
         self._host = host
         self.setParent(host)
-        host.installEventFilter(self)
         self.hide()
-
-    def eventFilter(self, obj, event) -> bool:  # noqa: N802 — Qt's name
-        if obj is getattr(self, "_host", None) and event.type() == QEvent.Type.Resize and self.isVisible():
-            self.place()
-        return False
 
     def place(self) -> None:
         host = getattr(self, "_host", None)
-        if host is None:
+        if host is None or not self.isVisible():
             return
         margin = 8
         width = max(100, host.width() - 2 * margin)
         lay = self.layout()
         height = lay.heightForWidth(width) if lay.hasHeightForWidth() else self.sizeHint().height()
         height = min(max(height, self.minimumSizeHint().height()), max(40, host.height() // 3))
-        self.setGeometry(margin, host.height() - height - margin, width, height)
+        self.setGeometry(margin, margin, width, height)
         self.raise_()
 
 

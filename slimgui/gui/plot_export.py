@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QEvent, QObject
+from PySide6.QtCore import QObject, QPoint, Qt
 from PySide6.QtGui import QAction, QCursor
 from PySide6.QtWidgets import QMenu, QWidget
 
@@ -64,7 +64,8 @@ def save_plot_png(widget: QWidget, path: str | os.PathLike) -> Path:
 
 
 class PlotExport(QObject):
-    """The right-click menu of one plot.  ``name`` is the default file name's stem."""
+    """The right-click menu of one plot.  ``name`` is the default file name's stem.  (A right-click reaches it as
+    the plot scene's click signal: no Python event filter, which Qt would call while widgets are destroyed.)"""
 
     def __init__(self, plot: pg.PlotWidget, name: str, notifier=None, *, csv_data: bool = True):
         super().__init__(plot)
@@ -76,17 +77,22 @@ class PlotExport(QObject):
             self.csv_action = QAction("Save Data as CSV…", plot)
             self.csv_action.triggered.connect(lambda: self.save_csv())
             self.actions.append(self.csv_action)
-        plot.viewport().installEventFilter(self)
+        plot.scene().sigMouseClicked.connect(self._clicked)
         tip = plot.toolTip()
         plot.setToolTip((tip + "\n" if tip else "") + "Right-click: save the plot as PNG or its data as CSV")
 
-    def eventFilter(self, obj, event) -> bool:  # noqa: N802 — Qt's name
-        if event.type() == QEvent.Type.ContextMenu:
-            menu = QMenu(self.plot)
-            menu.addActions(self.actions)
-            menu.popup(QCursor.pos())
-            return True
-        return False
+    def _clicked(self, event) -> None:
+        if event.button() == Qt.MouseButton.RightButton:
+            event.accept()
+            pos = event.screenPos()
+            self.show_menu(QPoint(int(pos.x()), int(pos.y())))
+
+    def show_menu(self, at: QPoint | None = None) -> QMenu:
+        menu = QMenu(self.plot)
+        menu.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)  # gone when closed, on the GUI thread
+        menu.addActions(self.actions)
+        menu.popup(at if at is not None else QCursor.pos())
+        return menu
 
     def _done(self, path: Path) -> None:
         if self.notifier is not None:

@@ -61,6 +61,22 @@ def make_window(qtbot, registry, tmp_path):
         RUNNERS.remove(w.runner)
 
 
+@pytest.fixture(autouse=True)
+def _collect_on_the_gui_thread(qtbot):
+    """After each test (and qtbot's own clean-up, which closes its widgets), collect garbage here, on the GUI thread:
+    left to chance, a later test's worker thread may run the collection and destroy dead Qt objects there, which
+    deadlocks when one of them calls back into Python (seen: a worker importing peft vs the GUI deleting a menu)."""
+    yield
+    import gc
+
+    from PySide6.QtCore import QCoreApplication, QEvent
+    from PySide6.QtWidgets import QApplication
+
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    QApplication.processEvents()
+    gc.collect()
+
+
 @pytest.fixture
 def window(make_window):
     return make_window()

@@ -346,8 +346,8 @@ def test_tooltips_give_the_change_against_the_full_model_and_a_heatmap_click_sho
 
 
 def test_plots_save_as_png_and_csv_from_their_right_click_menu(qtbot, window, tmp_path):
-    from PySide6.QtCore import QPoint
-    from PySide6.QtGui import QContextMenuEvent, QImage
+    from PySide6.QtCore import QPoint, Qt
+    from PySide6.QtGui import QImage
     from PySide6.QtWidgets import QMenu
 
     curves = window.retrain_panel.curves
@@ -361,9 +361,9 @@ def test_plots_save_as_png_and_csv_from_their_right_click_menu(qtbot, window, tm
     assert lines[0] == "series,step,loss"
     assert "train loss,1.0,2.5" in lines and "validation loss,3.0,1.9" in lines
     assert not list(tmp_path.glob(".*"))  # nothing half-written left behind
-    # the right-click menu offers both (the benchmark plots and the heatmap have it too)
-    event = QContextMenuEvent(QContextMenuEvent.Reason.Mouse, QPoint(20, 20))
-    QApplication.sendEvent(curves.plot.viewport(), event)
+    # a right-click on the plot opens the menu offering both (the benchmark plots and the heatmap have it too)
+    window.show()
+    qtbot.mouseClick(curves.plot.viewport(), Qt.MouseButton.RightButton, pos=QPoint(40, 40))
     menus = [m for m in QApplication.topLevelWidgets() if isinstance(m, QMenu) and m.isVisible()]
     assert menus and [a.text() for a in menus[-1].actions()] == ["Save Plot as PNG…", "Save Data as CSV…"]
     menus[-1].close()
@@ -458,7 +458,10 @@ def test_a_message_floats_over_the_window_without_moving_anything(qtbot, window,
     after = window.splitter.mapTo(window, window.splitter.rect().topLeft()), window.splitter.size()
     assert after == before  # nothing pushed down
     host = window.centralWidget().rect()
-    assert host.contains(bar.geometry()) and bar.geometry().bottom() > host.height() // 2
+    assert host.contains(bar.geometry()) and bar.geometry().bottom() < host.height() // 3  # over the top edge
+    window.resize(1000, 700)  # it follows the window's width
+    QApplication.processEvents()
+    assert bar.width() == window.centralWidget().width() - 16
 
 
 def test_the_jobs_dock_shows_rows_with_their_own_bars_and_one_line_each(qtbot, window):
