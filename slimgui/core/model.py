@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,6 +106,14 @@ def probe(path: str, registry: Registry) -> list[tuple[float, Plugin, AdapterSpe
     return registry.match(str(p) if p.exists() else path)
 
 
+# One model is built at a time in this process.  Model libraries patch globals while they build one (transformers'
+# from_pretrained replaces PreTrainedModel.tie_weights and torch's init functions for its duration and puts back what
+# it found): two builds at once in two threads can put back the other's patch and leave weight tying off for good
+# (seen: every tied model loaded afterwards "missing lm_head.weight").  The app opens models on several worker lanes,
+# so every load goes through this lock; a family that builds a model later (a lazily built one) takes it too.
+LOADING = threading.RLock()
+
+
 def open_model(path: str, *, registry: Registry | None = None, adapter: str | None = None,
                choose: Chooser | None = None, progress: ProgressFn | None = None,
                cancel: CancelToken | None = None, candidate: Any = None, **options: Any) -> LoadedModel:
@@ -138,4 +147,5 @@ def open_model(path: str, *, registry: Registry | None = None, adapter: str | No
             options = {**options, "match": chosen.info}
     impl = registry.adapter(adapter)
     p = Path(path).expanduser()
-    return impl.load(str(p) if p.exists() else path, progress=progress, cancel=cancel, **options)
+    with LOADING:
+        return impl.load(str(p) if p.exists() else path, progress=progress, cancel=cancel, **options)

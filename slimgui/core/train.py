@@ -660,13 +660,13 @@ def _run_training(cfg: TrainConfig, out: Path, *, registry, events, cancel, resu
                   "eta_s": (cfg.steps - done) * elapsed / max(1, done - start),
                   # measured time of a step (validations excluded, checkpoints included) and of a validation:
                   # what the front ends calibrate the estimate with
-                  "step_s": (elapsed - val_time[0]) / max(1, done - start),
+                  "step_time_s": (elapsed - val_time[0]) / max(1, done - start),
                   **{k: float(v) for k, v in metrics.items()}}
             if done % cfg.eval_every == 0 or done == cfg.steps:
                 t_val = time.perf_counter()
                 val = validate()
                 val_time[0] += time.perf_counter() - t_val
-                ev["val_s"] = time.perf_counter() - t_val
+                ev["validation_time_s"] = time.perf_counter() - t_val  # (not "val_*": those are metrics)
                 state["val_history"].append([done, round(val["val_loss"], 5)])
                 ev.update(val)
             emit(ev)

@@ -35,7 +35,7 @@ from .retrain_form import data_owner
 
 # what every step event holds; anything else numeric is one of the family's own loss terms
 GENERIC_KEYS = {"event", "step", "total", "train_loss", "lr", "items", "eta_s", "val_loss", "val_metric", "metrics",
-                "estimate", "resumed", "path", "step_s", "val_s"}
+                "estimate", "resumed", "path", "step_time_s", "validation_time_s"}
 FRESH_S = 30 * 60  # an estimate this recent is reused by Start/Resume for the same job (its key) instead of timed again
 _runs = itertools.count(1)
 
@@ -229,7 +229,7 @@ class RetrainRun:
         """After a few real steps, the estimate's step (and validation) time become the run's own: the estimate
         shown is corrected, and a Start or Resume of the same job later uses the measured figures."""
         est = self.estimate
-        measured = ev.get("step_s")
+        measured = ev.get("step_time_s")
         if est is None or not isinstance(measured, (int, float)) or measured <= 0:
             return
         total = int(ev.get("total") or 0)
@@ -238,8 +238,8 @@ class RetrainRun:
             return  # the first steps pay one-time costs
         new = {**est, "step_seconds": round(float(measured), 4), "calibrated": True,
                "estimated_step_seconds": est.get("estimated_step_seconds", est["step_seconds"])}
-        if isinstance(ev.get("val_s"), (int, float)):
-            new["val_seconds"] = round(float(ev["val_s"]), 3)
+        if isinstance(ev.get("validation_time_s"), (int, float)):
+            new["val_seconds"] = round(float(ev["validation_time_s"]), 3)
         cfg = self._run_cfg
         if cfg is None:
             return

@@ -309,7 +309,10 @@ def _as_pipeline(pipe: Any) -> Any:
         if not (path / "model_index.json").is_file():
             raise SlimError(f"{path} is not a diffusers pipeline folder (no model_index.json)",
                             hint="pass the demo diffusion folder or a saved StableDiffusionPipeline")
-        return StableDiffusionPipeline.from_pretrained(str(path), local_files_only=True)
+        from slimgui.core.model import LOADING
+
+        with LOADING:  # one model built at a time in the process (see slimgui.core.model.LOADING)
+            return StableDiffusionPipeline.from_pretrained(str(path), local_files_only=True)
     if isinstance(pipe, Mapping):
         needed = {"vae", "text_encoder", "tokenizer", "unet", "scheduler"}
         missing = needed - set(pipe)

@@ -87,7 +87,11 @@ class LazyModel(LoadedModel):
         if name in self._given:
             return self._given[name]
         if self._full is None:
-            self._full = self._build()
+            from slimgui.core.model import LOADING
+
+            with LOADING:  # one model built at a time (see slimgui.core.model.LOADING)
+                if self._full is None:
+                    self._full = self._build()
             for k, v in self._full.extra.items():
                 self.extra.setdefault(k, v)
         return getattr(self._full, name)

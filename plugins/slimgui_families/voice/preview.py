@@ -50,7 +50,10 @@ def vocoder_for(model, given: str | None) -> tuple[Any, list[str]]:
     cache = model.extra.setdefault("_vocoders", {})
     if str(folder) not in cache:
         try:
-            cache[str(folder)] = SpeechT5HifiGan.from_pretrained(str(folder)).eval()
+            from slimgui.core.model import LOADING
+
+            with LOADING:  # one model built at a time in the process (see slimgui.core.model.LOADING)
+                cache[str(folder)] = SpeechT5HifiGan.from_pretrained(str(folder)).eval()
         except Exception as exc:
             if given:
                 raise SlimError(f"the vocoder in {folder} does not load ({type(exc).__name__})",
