@@ -135,8 +135,9 @@ def cmd_abconv(args) -> int:
     lines.append(f"{len(result['replaced'])} convolution(s) balanced; FLOPs {result['flops_before'] / 1e6:.2f}M → "
                  f"{result['flops_after'] / 1e6:.2f}M, conv weights {result['weight_bytes_before'] / 1e3:.0f} KB → "
                  f"{result['weight_bytes_after'] / 1e3:.0f} KB; saved to {out}")
-    lines.append("recover accuracy with distillation from the original: `slimgui retrain OUT` with the family's "
-                 "distillation method")
+    learners = [m.name for m in reg.method_specs(model.family) if m.teacher == "original"]
+    if learners:  # healing from the original recovers what the balanced convolutions cost
+        lines.append(f"heal it from the original: slimgui retrain {out} --method {learners[0]} --teacher {model.source}")
     emit(args, result, "\n".join(lines))
     return 0
 

@@ -75,6 +75,24 @@ def origin_with(folder: str | Path, marker: str, max_hops: int = 8) -> Path | No
     return None
 
 
+def original_of(model: LoadedModel, max_hops: int = 8) -> LoadedModel | None:
+    """The model ``model`` was slimmed from — the first of its chain of SlimGUI outputs (a healed model's pruned
+    model's original) — loaded with ``model``'s adapter; None when there is none or it no longer opens."""
+    src = made_from(model.source) if Path(model.source).is_dir() else None
+    for _ in range(max_hops):
+        nxt = made_from(src) if src is not None else None
+        if nxt is None:
+            break
+        src = nxt
+    if src is None or model.impl is None:
+        return None
+    try:
+        with LOADING:
+            return model.impl.load(str(src))
+    except SlimError:
+        return None
+
+
 def describe_path(path: Path) -> str:
     if path.is_dir():
         return "a folder"

@@ -104,7 +104,7 @@ class PlotExport(QObject):
 
     def save_png(self, path: str | None = None) -> Path | None:
         path = path or choose_save_path(self.plot, "Save plot", str(Path.home() / f"{self.name}.png"),
-                                        "PNG images (*.png)")
+                                        "PNG files (*.png)")
         if not path:
             return None
         try:

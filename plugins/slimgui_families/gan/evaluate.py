@@ -5,33 +5,15 @@ back to the first generator that was not made by SlimGUI)."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from slimgui.core.errors import SlimError
-from slimgui.core.model import made_from
+from slimgui.core.model import original_of
 from slimgui.core.progress import CancelToken, ProgressFn, check, report
 
 from .data import load_pairs, psnr, ssim
-
-
-def original_of(model) -> Any | None:
-    """The generator ``model`` was slimmed from (the first of its chain of SlimGUI outputs), loaded; None if none."""
-    src = made_from(model.source) if Path(model.source).is_dir() else None
-    seen = 0
-    while src is not None and seen < 8:
-        nxt = made_from(src)
-        if nxt is None:
-            break
-        src, seen = nxt, seen + 1
-    if src is None:
-        return None
-    try:
-        return model.impl.load(str(src))
-    except SlimError:
-        return None
 
 
 def resolve_data(model, data_path: str | None) -> str:

@@ -10,9 +10,10 @@ import numpy as np
 import torch
 
 from slimgui.core.media import ImageMedia
+from slimgui.core.model import original_of
 
 from .data import load_image, load_pairs, to_uint8
-from .evaluate import original_of, resolve_data
+from .evaluate import resolve_data
 
 GAP = 4
 

@@ -76,10 +76,11 @@ def own_inputs(clip) -> torch.Tensor:
 def lipsync_quality(model, data_path: str | None = None, *, expert: str | None = None, max_clips: int | None = None,
                     vshift: int = 15, progress: ProgressFn | None = None, cancel: CancelToken | None = None,
                     **_: Any) -> dict[str, Any]:
+    from slimgui.core.model import original_of
     from slimgui_families.gan.data import psnr, ssim
 
     from .data import clips_for
-    from .preview import is_demo, original_of
+    from .preview import is_demo
     from .sync import clip_mels, generate, lse
 
     t0 = time.perf_counter()

@@ -17,28 +17,10 @@ import torch
 
 from slimgui.core.errors import SlimError
 from slimgui.core.media import AudioMedia, VideoMedia
+from slimgui.core.model import original_of
 from slimgui.core.progress import CancelToken, ProgressFn, check, report
 
 GAP = 6
-
-
-def original_of(model) -> Any | None:
-    """The generator ``model`` was slimmed from (the first of its chain of SlimGUI outputs), loaded; None if none."""
-    from slimgui.core.model import made_from
-
-    src = made_from(model.source) if Path(model.source).is_dir() else None
-    hops = 0
-    while src is not None and hops < 8:
-        nxt = made_from(src)
-        if nxt is None:
-            break
-        src, hops = nxt, hops + 1
-    if src is None:
-        return None
-    try:
-        return model.impl.load(str(src))
-    except SlimError:
-        return None
 
 
 def is_demo(model) -> bool:
