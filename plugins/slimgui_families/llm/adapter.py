@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from slimgui.core.bench import BenchRun
 from slimgui.core.data import CalibrationData, read_text_file
 from slimgui.core.errors import SlimError
-from slimgui.core.graph import Unit, UnitGraph
+from slimgui.core.graph import UnitGraph
 from slimgui.core.model import LoadedModel, origin_with
 from slimgui.core.plan import PruningPlan
 from slimgui.core.plugins import ModelAdapter
@@ -28,13 +28,13 @@ from .blocks import (  # noqa: F401  (re-exported: the family's shared helpers, 
     per_layer_config,
 )
 from .probe import HUB_ID, checked_folder
+from .skeleton import ATTN_CONTEXT, child_group  # noqa: F401  (ATTN_CONTEXT: importable from here as before)
 
 if TYPE_CHECKING:  # torch is imported where it is used: opening a config-only folder needs none of it
     import torch
     from torch import nn
 
 FAMILY = "llm"
-ATTN_CONTEXT = 128  # MACs per token are given at this context length
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "tokenizer.model")
 
 
@@ -51,32 +51,21 @@ def _quiet_transformers():
     logging.getLogger("transformers").setLevel(logging.ERROR)
 
 
-def _rest_parts(names: list[str]) -> list[str]:
-    """What the parameters outside the blocks, the token embeddings and the head are, in words: BERT-style
-    encoders keep position and token-type embeddings, an embedding norm and a pooler there; decoders a final norm."""
-    low = [n.lower() for n in names]
-    kinds = ((("position", "wpe", "embed_positions"), "position embeddings"),
-             (("token_type",), "token-type embeddings"),
-             (("embeddings.layernorm", "embeddings.norm", "emb_ln", "embed_layer_norm"), "embedding norm"),
-             (("pooler",), "pooler"),
-             (("predictions.transform", "lm_head.dense", "lm_head.layer_norm", "vocab_transform", "vocab_layer_norm"),
-              "head transform"))
-    parts = [label for words, label in kinds if any(w in n for n in low for w in words)]
-    left = [n for n in low if not any(w in n for words, _ in kinds for w in words)]
-    if any("norm" in n or "ln_f" in n for n in left):
-        parts.append("final norm")
-    if any(not ("norm" in n or "ln_f" in n) for n in left):
-        parts.append("other")
-    return parts
+def _structure_from_config(doc: dict[str, Any], key: str | None) -> dict[str, Any] | None:
+    """What the structure cache would hold for this config, computed from its numbers (see :mod:`.skeleton`), and
+    kept under ``key``; None for an architecture the formulas do not describe (it is built instead)."""
+    from . import skeleton
+    from .stream_graph import store
 
-
-def _rest_label(parts: list[str]) -> str:
-    if not parts or parts == ["final norm"]:
-        return "Final norm"
-    if "final norm" in parts and len(parts) == 2 and parts[-1] == "other":
-        return "Final norm & other"
-    words = [p[0].upper() + p[1:] if i == 0 else p for i, p in enumerate(parts)]
-    return ", ".join(words[:-1]) + " & " + words[-1] if len(words) > 1 else words[0]
+    s = skeleton.from_config(doc)
+    if s is None:
+        return None
+    units, ids, attrs = skeleton.graph_units(s)
+    graph = UnitGraph(FAMILY, units, edges=list(zip(ids, ids[1:])), attrs=attrs)
+    extra = {"kind": s.kind, "stack_path": s.stack}
+    if key:
+        store(key, graph, extra)
+    return {"graph": graph.to_json(), "extra": extra}
 
 
 class TransformersAdapter(ModelAdapter):
@@ -119,6 +108,8 @@ class TransformersAdapter(ModelAdapter):
             if not weights or not has_weight_files(folder):  # config only: the structure may be known already
                 graph_key = structure_key(folder)
                 hit = cached(graph_key) if graph_key else None
+                if hit is None and doc is not None:  # a common architecture: its structure is arithmetic
+                    hit = _structure_from_config(doc, graph_key)
                 if hit is not None:
                     from slimgui.core.graph import UnitGraph
 
@@ -301,63 +292,17 @@ class TransformersAdapter(ModelAdapter):
     def _child_groups(block: nn.Module) -> dict[str, list[tuple[str, nn.Module]]]:
         groups: dict[str, list[tuple[str, nn.Module]]] = {"attn": [], "mlp": []}
         for name, child in block.named_children():
-            if not any(True for _ in child.parameters()):
-                continue
-            low = name.lower()
-            if "norm" in low or low.startswith("ln"):
-                continue
-            groups["attn" if ("attn" in low or "attention" in low) else "mlp"].append((name, child))
+            g = child_group(name)
+            if g is not None and any(True for _ in child.parameters()):
+                groups[g].append((name, child))
         return groups
 
     def to_graph(self, model: LoadedModel) -> UnitGraph:
-        module, config = model.module, model.config
+        from . import skeleton
+
         path, layers = self.stack(model)
-        hidden = int(getattr(config, "hidden_size", 0) or 0)
-        units: list[Unit] = []
-        emb = module.get_input_embeddings()
-        emb_params = sum(p.numel() for p in emb.parameters()) if emb is not None else 0
-        stack_ids = {id(p) for p in layers.parameters()}
-        head = module.get_output_embeddings() if hasattr(module, "get_output_embeddings") else None
-        head_ids = {id(p) for p in head.parameters()} if head is not None else set()
-        emb_ids = {id(p) for p in emb.parameters()} if emb is not None else set()
-        total = sum(p.numel() for p in module.parameters())
-        rest = sum(p.numel() for p in module.parameters() if id(p) not in stack_ids | head_ids | emb_ids)
-        units.append(Unit("embed", "embedding", "Embeddings", params=int(emb_params + 0), attrs={"module": "input embeddings"}))
-
-        def macs(mod: nn.Module) -> int:
-            return int(sum(p.numel() for p in mod.parameters() if p.dim() >= 2))
-
-        ids = ["embed"]
-        for i, block in enumerate(layers):
-            bid = f"block.{i}"
-            attn_macs = 2 * ATTN_CONTEXT * hidden
-            units.append(Unit(bid, "block", f"Block {i}", params=int(sum(p.numel() for p in block.parameters())),
-                              macs=macs(block) + attn_macs, prunable=True,
-                              attrs={"index": i, "module": f"{path}.{i}", "type": type(block).__name__}))
-            for gname, members in self._child_groups(block).items():
-                if not members:
-                    continue
-                units.append(Unit(f"{bid}.{gname}", "attention" if gname == "attn" else "mlp",
-                                  "Attention" if gname == "attn" else "MLP", parent=bid,
-                                  params=int(sum(p.numel() for _, m in members for p in m.parameters())),
-                                  macs=sum(macs(m) for _, m in members) + (attn_macs if gname == "attn" else 0),
-                                  attrs={"modules": [f"{path}.{i}.{n}" for n, _ in members]}))
-            ids.append(bid)
-        tied = bool(head is not None and emb is not None and head_ids & emb_ids)
-        rest_names = [n for n, p in module.named_parameters() if id(p) not in stack_ids | head_ids | emb_ids]
-        what = _rest_parts(rest_names)
-        units.append(Unit("norm", "norm", _rest_label(what), params=int(rest),
-                          attrs={"note": "final norm and any parameters outside the blocks, embeddings and head",
-                                 "holds": what, "inspect_note": ", ".join(what),
-                                 "modules": sorted({n.rsplit(".", 1)[0] for n in rest_names})}))
-        ids.append("norm")
-        if head is not None:
-            own = int(sum(p.numel() for p in head.parameters() if id(p) not in emb_ids))
-            units.append(Unit("head", "head", "LM head (tied to the embeddings)" if tied else "LM head", params=own,
-                              macs=int(head.weight.numel()) if hasattr(head, "weight") else None,
-                              attrs={"tied_to_embeddings": tied,
-                                     **({"inspect_note": "tied to the embeddings"} if tied else {})}))
-            ids.append("head")
+        units, ids, attrs = skeleton.graph_units(skeleton.from_module(
+            model.module, model.config, path, layers, model.extra.get("kind", "decoder")))
         from .stream import stream_of
 
         src = stream_of(model)
@@ -366,12 +311,6 @@ class TransformersAdapter(ModelAdapter):
             for u in units:
                 if u.kind == "block":
                     u.attrs["bytes"] = int(stored.get(src.source_index(u.attrs["index"]), 0))
-        attrs = {
-            "layout": "stack", "kind": model.extra.get("kind", "decoder"), "model_type": config.model_type,
-            "architecture": type(module).__name__, "blocks": len(layers), "hidden_size": hidden,
-            "total_params": int(total), "macs_note": f"MACs per token at a {ATTN_CONTEXT}-token context",
-            "stack": path,
-        }
         key = model.extra.get("graph_key")
         if key and not model.has_weights and src is None:
             from .stream_graph import store
