@@ -73,6 +73,21 @@ def test_streamed_criteria_equal_the_in_memory_ones(sharded, text_file, criterio
         assert b.meta["baseline_ppl"] == pytest.approx(a.meta["baseline_ppl"], rel=1e-5)
 
 
+def test_block_influence_leaves_an_untied_head_unread_and_ppl_reads_it_later(sharded, text_file):
+    """``bi`` runs the blocks only: the output head (a block's worth of memory on a large vocabulary) stays on the
+    meta device; a criterion that needs it reads it then, with the same scores as in memory."""
+    full = open_model(str(sharded), registry=REG)
+    streamed = open_model(str(sharded), registry=REG, stream=True)
+    assert not streamed.module.config.tie_word_embeddings
+    ops.analyze(streamed, "bi", registry=REG, data=_data(text_file))
+    assert streamed.module.lm_head.weight.device.type == "meta"
+    assert streamed.module.model.embed_tokens.weight.device.type == "cpu"
+    a = ops.analyze(full, "ppl", registry=REG, data=_data(text_file))
+    b = ops.analyze(streamed, "ppl", registry=REG, data=_data(text_file))
+    assert streamed.module.lm_head.weight.device.type == "cpu"
+    _close(a.values, b.values)
+
+
 @pytest.mark.parametrize("select", [Taylor, TaylorMatrices])
 def test_streamed_taylor_goes_backwards_block_by_block_and_equals_the_in_memory_one(sharded, text_file, select):
     from slimgui_families.llm.stream_criteria import taylor

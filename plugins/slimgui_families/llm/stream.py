@@ -357,8 +357,11 @@ def materialize_block(model, position: int, *, requires_grad: bool = False):
     return block
 
 
-def load_resident(model) -> None:
-    """Read everything outside the block stack (embeddings, final norm, head) into the meta model, once."""
+def load_resident(model, *, head: bool = True) -> None:
+    """Read everything outside the block stack (embeddings, final norm, head) into the meta model, once.
+
+    ``head=False`` leaves an untied output head on the meta device (``bi`` runs the blocks only, and the head of a
+    large vocabulary is a block's worth of memory); a later call with ``head=True`` reads what is still missing."""
     import torch
     from accelerate.utils import set_module_tensor_to_device
 
@@ -367,31 +370,36 @@ def load_resident(model) -> None:
         return
     module = model.module
     pre = src.names.module_prefix
-    entries = {}
-    for t in src.checkpoint.tensors.values():
-        if src.names.block_of(t.name) is None:
-            entries[t.name] = t
-    values = read_tensors(entries, torch.float32)
     own = dict(module.named_parameters(remove_duplicate=False))
     own.update(dict(module.named_buffers(remove_duplicate=False)))
-    stack_prefix = src.stack_path + "."
+    config = module.config.get_text_config() if hasattr(module.config, "get_text_config") else module.config
+    tied = bool(getattr(module.config, "tie_word_embeddings", False) or getattr(config, "tie_word_embeddings", False))
+    out = module.get_output_embeddings() if hasattr(module, "get_output_embeddings") else None
+    head_ids = {id(p) for p in out.parameters()} if (out is not None and not tied) else set()
+    skipped = {n for n, p in own.items() if id(p) in head_ids} if not head else set()
+    wanted: dict[str, tuple[str, Any]] = {}
+    for t in src.checkpoint.tensors.values():
+        if src.names.block_of(t.name) is not None:
+            continue
+        target = t.name if t.name in own else pre + t.name if pre + t.name in own else None
+        if target is None or target in skipped or own[target].device.type != "meta":
+            continue  # a rotary inv_freq the module computes itself, a head left out, or read already
+        wanted[t.name] = (target, t)
+    values = read_tensors({name: t for name, (_, t) in wanted.items()}, torch.float32)
     for name, value in values.items():
-        target = name if name in own else pre + name if pre + name in own else None
-        if target is None:
-            continue  # e.g. a rotary inv_freq or a position_ids the module computes itself
-        set_module_tensor_to_device(module, target, "cpu", value=value)
-    if getattr(module.config, "tie_word_embeddings", False) or getattr(
-            module.config.get_text_config() if hasattr(module.config, "get_text_config") else module.config,
-            "tie_word_embeddings", False):
+        set_module_tensor_to_device(module, wanted[name][0], "cpu", value=value)
+    if tied:
         module.tie_weights()
-    left = [n for n, p in module.named_parameters() if p.device.type == "meta" and not n.startswith(stack_prefix)]
+    stack_prefix = src.stack_path + "."
+    left = [n for n, p in module.named_parameters() if p.device.type == "meta" and not n.startswith(stack_prefix)
+            and n not in skipped]
     if left:
         raise SlimError(f"the checkpoint in {src.checkpoint.folder} has no {left[0]}",
                         hint="the weights do not match the config: repair or replace the checkpoint")
     for p in module.parameters():
         if p.device.type != "meta":
             p.requires_grad_(False)
-    src.resident_loaded = True
+    src.resident_loaded = not skipped
 
 
 def refuse_streamed(model, what: str) -> None:

@@ -171,8 +171,8 @@ class Capture:
             self.first.append(first[0])
 
 
-def _prepare(model, data, adapter):
-    load_resident(model)
+def _prepare(model, data, adapter, *, head: bool = True):
+    load_resident(model, head=head)
     batches = adapter.calibration_batches(model, data)
     model.module.eval()
     return batches, Capture(adapter, model, batches)
@@ -191,7 +191,7 @@ def _head_run(adapter, model, n: int, hidden: torch.Tensor, fn):
 
 def block_influence(adapter, model, data: Any = None, *, progress: ProgressFn | None = None,
                     cancel: CancelToken | None = None) -> dict[str, float]:
-    batches, cap = _prepare(model, data, adapter)
+    batches, cap = _prepare(model, data, adapter, head=False)  # the blocks only: an untied head stays unread
     n = cap.n
     store = HiddenStore(_spill(model, sum(h.numel() * 4 for h in cap.first), 2))
     try:
