@@ -225,6 +225,78 @@ def big_case(work: Path, size_gb: float, calib: Path, samples: int, seq_len: int
     return out
 
 
+def startup_case(work: Path, runs: int = 3) -> dict:
+    """Start-up of the real ``slimgui`` command (each run a fresh process; best and worst of ``runs``): ``--help``,
+    ``plugins``, and ``inspect`` of config-only folders with an empty structure cache (cold) and a filled one (warm):
+    an 80-block LLaMA config and an OPT config (their structure is arithmetic: slimgui_families.llm.skeleton) and a
+    Falcon config (an architecture the formulas do not cover: built with transformers the first time, cached after)."""
+    import subprocess
+    import tempfile
+
+    from transformers import FalconConfig, LlamaConfig, OPTConfig
+
+    script = Path(sys.executable).with_name("slimgui")  # the command users run
+    exe = [str(script)] if script.is_file() else [sys.executable, "-m", "slimgui.cli"]
+    llama, opt, falcon = work / "cfg-llama-80", work / "cfg-opt", work / "cfg-falcon"
+    LlamaConfig(num_hidden_layers=80, hidden_size=8192, intermediate_size=28672, num_attention_heads=64,
+                num_key_value_heads=8, vocab_size=128256).save_pretrained(llama)
+    OPTConfig(hidden_size=768, ffn_dim=3072, num_hidden_layers=12, num_attention_heads=12,
+              vocab_size=50272).save_pretrained(opt)
+    FalconConfig(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16).save_pretrained(falcon)
+
+    def timed(args: list[str], cache: str | None) -> float:
+        env = dict(os.environ, SLIMGUI_CACHE_DIR=cache or tempfile.mkdtemp(prefix="slimgui-bench-cache-"))
+        t0 = time.perf_counter()
+        subprocess.run(exe + args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        return time.perf_counter() - t0
+
+    out = {}
+    for label, args, warm in (("help", ["--help"], False), ("plugins", ["plugins"], False),
+                              ("inspect llama-80 config, cold", ["inspect", str(llama), "-q"], False),
+                              ("inspect opt config, cold", ["inspect", str(opt), "-q"], False),
+                              ("inspect falcon config (built), cold", ["inspect", str(falcon), "-q"], False),
+                              ("inspect falcon config (built), warm", ["inspect", str(falcon), "-q"], True)):
+        cache = tempfile.mkdtemp(prefix="slimgui-bench-cache-") if warm else None
+        if warm:
+            timed(args, cache)  # fills the cache
+        times = [timed(args, cache) for _ in range(runs)]
+        out[label] = {"best_s": round(min(times), 3), "worst_s": round(max(times), 3)}
+        log(f"start-up, {label}: {min(times):.2f}-{max(times):.2f} s")
+    app = Path(__file__).with_name("app_responsiveness.py")
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", SLIMGUI_CACHE_DIR=tempfile.mkdtemp(prefix="slimgui-bench-"))
+    run = subprocess.run([sys.executable, str(app), str(llama), "--open-only"], env=env, capture_output=True, text=True)
+    try:
+        opened = json.loads(run.stdout.strip().splitlines()[-1])
+        out["app: open llama-80 config to drawn"] = {"seconds": opened["structure_s"]}
+        log(f"start-up, the app opens the 80-block config and draws it in {opened['structure_s']:.2f} s")
+    except (IndexError, KeyError, json.JSONDecodeError):
+        out["app: open llama-80 config to drawn"] = {"error": run.stderr.strip()[-300:]}
+    return out
+
+
+def app_case(model: Path, calib: Path, samples: int, seq_len: int, *, budget: str | None = None,
+             cancel_after: float = 3.0) -> dict:
+    """The app on a streamed model (benchmarks/app_responsiveness.py, offscreen): time to the structure drawn, the
+    GUI thread's stalls during a ``bi`` analysis, and how long a ``ppl`` analysis takes to stop after Cancel.
+    ``budget``: a memory budget (SLIMGUI_MEMORY_BUDGET) that makes a model that fits stream."""
+    script = str(Path(__file__).with_name("app_responsiveness.py"))
+    base = [sys.executable, script, str(model), "--data", str(calib), "--samples", str(samples),
+            "--seq-len", str(seq_len)]
+    env_before = dict(os.environ)
+    os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    if budget:
+        os.environ["SLIMGUI_MEMORY_BUDGET"] = budget
+    try:
+        bi = run_child(base + ["--criterion", "bi"], f"app: {model.name} bi")
+        cancel = run_child(base + ["--criterion", "ppl", "--cancel-after", str(cancel_after)],
+                           f"app: {model.name} ppl, cancelled after {cancel_after:g} s")
+    finally:
+        os.environ.clear()
+        os.environ.update(env_before)
+    return {"bi": bi.get("result") or bi, "ppl_cancel": cancel.get("result") or cancel,
+            "peak_rss_bytes": max(bi.get("peak_rss_bytes", 0), cancel.get("peak_rss_bytes", 0))}
+
+
 def fits_case(name: str, model: str, calib: Path, work: Path, samples: int, seq_len: int, rounds: int = 2) -> dict:
     """Streamed over in-memory time and peak RSS on a model that fits: each command in both modes, interleaved
     (memory, stream, then stream, memory, ...), ``rounds`` times; the best time of each mode is compared, so a
@@ -262,6 +334,7 @@ def main() -> int:
     ap.add_argument("--skip-fits", action="store_true", help="only the big model")
     ap.add_argument("--skip-ppl", action="store_true", help="leave out the big model's ppl analysis (~15 minutes)")
     ap.add_argument("--keep", action="store_true", help="keep the written checkpoints")
+    ap.add_argument("--skip-app", action="store_true", help="leave out the app's responsiveness on a streamed model")
     ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds of each pair on the models that fit")
     args = ap.parse_args()
     work = Path(args.work)
@@ -277,6 +350,7 @@ def main() -> int:
             report["machine"]["cpu"] = next(ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name"))
     except (OSError, StopIteration):
         pass
+    report["startup"] = startup_case(work)
     if not args.skip_fits:
         from slimgui.core.plugins import discover
 
@@ -289,6 +363,8 @@ def main() -> int:
             write_checkpoint(small, llama_config(1024, 2816, 16, 16, 16), dtype="float32")
         report["one_gb"] = {"bytes": sum(f.stat().st_size for f in small.glob("*.safetensors")),
                             **fits_case("one-gb", str(small), calib, work, 4, 64, args.rounds)}
+        if not args.skip_app:  # the app on it, streamed as if the machine had 256 MB to spare
+            report["one_gb"]["app_streamed"] = app_case(small, calib, 4, 64, budget="256M")
         if not args.keep:
             shutil.rmtree(small, ignore_errors=True)
     if not args.skip_big:
@@ -300,7 +376,11 @@ def main() -> int:
                                    f"{args.size_gb:.1f} GB")
             log(report["size_note"])
             args.size_gb = size
-        report["big"] = big_case(work, args.size_gb, calib, args.samples, args.seq_len, args.keep, args.skip_ppl)
+        report["big"] = big_case(work, args.size_gb, calib, args.samples, args.seq_len, True, args.skip_ppl)
+        if not args.skip_app:
+            report["big"]["app"] = app_case(work / "big", calib, args.samples, args.seq_len, cancel_after=20)
+        if not args.keep:
+            shutil.rmtree(work / "big-pruned", ignore_errors=True)
         if not args.keep:
             shutil.rmtree(work / "big", ignore_errors=True)
     text = json.dumps(report)

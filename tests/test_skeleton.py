@@ -27,6 +27,15 @@ CASES = [
     ("gemma2", dict(num_key_value_heads=2, head_dim=16)),
     ("gpt2", dict(n_embd=64, n_layer=3, n_head=4, vocab_size=120, n_positions=40)),
     ("gpt2", dict(n_embd=64, n_layer=2, n_head=4, vocab_size=120, n_inner=80, tie_word_embeddings=False)),
+    ("phi3", dict(num_key_value_heads=2, pad_token_id=0, bos_token_id=0, eos_token_id=0)),
+    ("phi3", dict(num_attention_heads=32, tie_word_embeddings=True, pad_token_id=0, bos_token_id=0, eos_token_id=0)),
+    ("gpt_neox", {}),
+    ("gpt_neox", dict(attention_bias=False, tie_word_embeddings=True)),
+    ("opt", dict(ffn_dim=96, intermediate_size=None, max_position_embeddings=40, word_embed_proj_dim=64)),
+    ("opt", dict(ffn_dim=96, intermediate_size=None, word_embed_proj_dim=32, do_layer_norm_before=False,
+                 tie_word_embeddings=False, enable_bias=False, max_position_embeddings=40)),
+    ("opt", dict(ffn_dim=96, intermediate_size=None, word_embed_proj_dim=64, layer_norm_elementwise_affine=False,
+                 _remove_final_layer_norm=True, max_position_embeddings=40)),
 ]
 
 
@@ -34,7 +43,8 @@ def _doc(model_type: str, extra: dict, *, full: bool) -> dict:
     """The config.json of a small model: ``full`` as ``save_pretrained`` writes it, else only the given keys (a
     None is a JSON null)."""
     sizes = {} if model_type == "gpt2" else dict(SMALL)
-    doc = {"model_type": model_type, **sizes, **extra}
+    doc = {k: v for k, v in {"model_type": model_type, **sizes, **extra}.items()
+           if not (k == "intermediate_size" and v is None)}  # OPT names its MLP width ffn_dim
     if not full:
         return doc
     from transformers import AutoConfig
@@ -103,7 +113,7 @@ def test_the_defaults_are_the_installed_config_classes_defaults(model_type):
     {"num_key_value_heads": 3},                                         # kv heads do not divide the heads
     {"hidden_size": "64"},                                              # not a number
     {"tie_word_embeddings": "yes"},
-    {"model_type": "opt"},                                              # not described: built instead
+    {"model_type": "falcon"},                                           # not described: built instead
     {"num_key_value_heads": None},                                      # a null: the class decides, build it
     {"head_dim": None},
 ])

@@ -74,11 +74,10 @@ def test_inspect_of_a_config_only_folder_imports_no_torch(tmp_path):
 
 def test_inspect_of_another_architecture_imports_no_torch_once_its_structure_is_known(tmp_path):
     """An architecture the formulas do not cover is built the first time, and its structure kept for the next."""
-    from transformers import OPTConfig
+    from transformers import FalconConfig
 
     folder = tmp_path / "cfg"
-    OPTConfig(hidden_size=64, ffn_dim=128, num_hidden_layers=3, num_attention_heads=4, vocab_size=500,
-              word_embed_proj_dim=64, max_position_embeddings=64).save_pretrained(folder)
+    FalconConfig(hidden_size=64, num_hidden_layers=3, num_attention_heads=4, vocab_size=500).save_pretrained(folder)
     env = {"SLIMGUI_CACHE_DIR": str(tmp_path / "cache")}
     first = _imports("inspect", str(folder), "-q", env=env)
     assert first["rc"] == 0 and "transformers" in first["heavy"]  # the first open builds the structure

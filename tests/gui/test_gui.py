@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -138,34 +137,29 @@ def test_adapter_tie_asks_and_remembers_the_choice(qtbot, make_window, tiny_mode
     assert window.chooser is None  # remembered: no question the second time
 
 
-def test_config_only_80_block_model_opens_fast_and_draws(qtbot, window, tmp_path):
+def test_config_only_80_block_model_opens_and_draws(qtbot, window, tmp_path):
+    """How fast is measured in benchmarks/bench_big.py (start-up), never here."""
     from transformers import LlamaConfig, LlamaForCausalLM  # noqa: F401  (imported once per app run anyway)
 
     folder = tmp_path / "llama-80"
     LlamaConfig(num_hidden_layers=80, hidden_size=1024, intermediate_size=2816, num_attention_heads=16,
                 num_key_value_heads=8, vocab_size=32000).save_pretrained(folder)
-    t0 = time.perf_counter()
     window.open_path(str(folder))
     qtbot.waitUntil(lambda: window.doc.model is not None, timeout=WAIT_MS)
     view = window.model_panel.view
     view.viewport().grab()  # draw it
-    seconds = time.perf_counter() - t0
-    print(f"\n80-block config-only model opened and drawn in {seconds:.2f}s")
-    assert seconds < 2.0
     assert not window.doc.model.has_weights
     assert sum(1 for u in window.doc.graph.prunable()) == 80
     assert all(view.unit_items[f"block.{i}"].isVisible() for i in range(80))
     ys = [view.unit_items[f"block.{i}"].pos().y() for i in range(80)]
     assert ys == sorted(ys)  # a vertical stack in block order
     assert not window.analysis_panel.run_button.isEnabled()  # no weights: nothing to analyse
-    # smooth: expanding every block and redrawing the whole scene stays fast
-    t0 = time.perf_counter()
+    # expanding every block and redrawing the whole scene
     view.set_expanded([f"block.{i}" for i in range(80)])
     view.fit()
     view.viewport().grab()
     window.doc.set_remove([f"block.{i}" for i in range(10, 40)])
     view.viewport().grab()
-    assert time.perf_counter() - t0 < 1.5
     assert window.plan_panel.est_labels["blocks"].text().startswith("80 → <b>50</b>")
 
 

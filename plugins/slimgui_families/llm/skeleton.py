@@ -179,16 +179,32 @@ DEFAULTS: dict[str, dict[str, Any]] = {
                    attention_bias=False),
     "gpt2": dict(vocab_size=50257, n_embd=768, n_layer=12, n_head=12, n_inner=None, tie_word_embeddings=True,
                  add_cross_attention=False),
+    "phi3": dict(vocab_size=32064, hidden_size=3072, intermediate_size=8192, num_hidden_layers=32,
+                 num_attention_heads=32, num_key_value_heads=None, head_dim=None, tie_word_embeddings=False),
+    "gpt_neox": dict(vocab_size=50432, hidden_size=6144, intermediate_size=24576, num_hidden_layers=44,
+                     num_attention_heads=64, tie_word_embeddings=False, attention_bias=True),
+    "opt": dict(vocab_size=50272, hidden_size=768, ffn_dim=3072, num_hidden_layers=12, num_attention_heads=12,
+                max_position_embeddings=2048, word_embed_proj_dim=768, do_layer_norm_before=True,
+                enable_bias=True, layer_norm_elementwise_affine=True, tie_word_embeddings=True,
+                _remove_final_layer_norm=False),
 }
-ARCHITECTURES = {"llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM",
-                 "qwen3": "Qwen3ForCausalLM", "gemma": "GemmaForCausalLM", "gemma2": "Gemma2ForCausalLM",
-                 "gpt2": "GPT2LMHeadModel"}
-_BLOCK_TYPES = {"llama": "LlamaDecoderLayer", "mistral": "MistralDecoderLayer", "qwen2": "Qwen2DecoderLayer",
-                "qwen3": "Qwen3DecoderLayer", "gemma": "GemmaDecoderLayer", "gemma2": "Gemma2DecoderLayer",
-                "gpt2": "GPT2Block"}
+# model_type -> (the class built, its block class, the block list's path, the input embeddings' weight)
+_LAYOUT = {"llama": ("LlamaForCausalLM", "LlamaDecoderLayer", "model.layers", "model.embed_tokens.weight"),
+           "mistral": ("MistralForCausalLM", "MistralDecoderLayer", "model.layers", "model.embed_tokens.weight"),
+           "qwen2": ("Qwen2ForCausalLM", "Qwen2DecoderLayer", "model.layers", "model.embed_tokens.weight"),
+           "qwen3": ("Qwen3ForCausalLM", "Qwen3DecoderLayer", "model.layers", "model.embed_tokens.weight"),
+           "gemma": ("GemmaForCausalLM", "GemmaDecoderLayer", "model.layers", "model.embed_tokens.weight"),
+           "gemma2": ("Gemma2ForCausalLM", "Gemma2DecoderLayer", "model.layers", "model.embed_tokens.weight"),
+           "phi3": ("Phi3ForCausalLM", "Phi3DecoderLayer", "model.layers", "model.embed_tokens.weight"),
+           "gpt2": ("GPT2LMHeadModel", "GPT2Block", "transformer.h", "transformer.wte.weight"),
+           "gpt_neox": ("GPTNeoXForCausalLM", "GPTNeoXLayer", "gpt_neox.layers", "gpt_neox.embed_in.weight"),
+           "opt": ("OPTForCausalLM", "OPTDecoderLayer", "model.decoder.layers", "model.decoder.embed_tokens.weight")}
+ARCHITECTURES = {mt: layout[0] for mt, layout in _LAYOUT.items()}
+_HIDDEN_KEY = {"gpt2": "n_embd"}
+_LAYERS_KEY = {"gpt2": "n_layer"}
 # keys whose presence means the class builds something these formulas do not describe
 _UNSURE_KEYS = ("auto_map", "quantization_config", "text_config", "vision_config", "num_experts",
-                "num_local_experts", "moe_intermediate_size")
+                "num_local_experts", "moe_intermediate_size", "rope_parameters_per_layer")
 
 
 class _Unsure(Exception):
@@ -228,6 +244,8 @@ def _llama_like(mt: str, cfg: dict[str, Any]) -> tuple[list[tuple[str, tuple[int
     if heads % kv:
         raise _Unsure("num_key_value_heads")
     tied = _flag(cfg, "tie_word_embeddings")
+    if mt == "phi3":
+        return _phi3(cfg, hidden, heads, kv, hd, vocab, inter, layers, tied), tied
     if mt == "qwen2":
         qkv_bias, o_bias, mlp_bias = True, False, False
     elif mt == "mistral":
@@ -256,6 +274,78 @@ def _llama_like(mt: str, cfg: dict[str, Any]) -> tuple[list[tuple[str, tuple[int
     out.append(("model.norm.weight", (hidden,)))
     if not tied:
         out.append(("lm_head.weight", (vocab, hidden)))
+    return out, tied
+
+
+def _phi3(cfg, hidden: int, heads: int, kv: int, hd: int, vocab: int, inter: int, layers: int,
+          tied: bool) -> list[tuple[str, tuple[int, ...]]]:
+    """Phi-3: fused q/k/v and gate/up projections, no biases."""
+    out: list[tuple[str, tuple[int, ...]]] = [("model.embed_tokens.weight", (vocab, hidden))]
+    for i in range(layers):
+        p = f"model.layers.{i}."
+        out += [(f"{p}self_attn.o_proj.weight", (hidden, heads * hd)),
+                (f"{p}self_attn.qkv_proj.weight", (heads * hd + 2 * kv * hd, hidden)),
+                (f"{p}mlp.gate_up_proj.weight", (2 * inter, hidden)), (f"{p}mlp.down_proj.weight", (hidden, inter)),
+                (f"{p}input_layernorm.weight", (hidden,)), (f"{p}post_attention_layernorm.weight", (hidden,))]
+    out.append(("model.norm.weight", (hidden,)))
+    if not tied:
+        out.append(("lm_head.weight", (vocab, hidden)))
+    return out
+
+
+def _gpt_neox(cfg: dict[str, Any]) -> tuple[list[tuple[str, tuple[int, ...]]], bool]:
+    """GPT-NeoX (Pythia): fused q/k/v, LayerNorms with biases, the attention's biases per ``attention_bias``."""
+    hidden, heads = _int(cfg, "hidden_size"), _int(cfg, "num_attention_heads")
+    vocab, inter, layers = _int(cfg, "vocab_size"), _int(cfg, "intermediate_size"), _int(cfg, "num_hidden_layers")
+    if hidden % heads:
+        raise _Unsure("num_attention_heads")
+    bias, tied = _flag(cfg, "attention_bias"), _flag(cfg, "tie_word_embeddings")
+    out: list[tuple[str, tuple[int, ...]]] = [("gpt_neox.embed_in.weight", (vocab, hidden))]
+    for i in range(layers):
+        p = f"gpt_neox.layers.{i}."
+        out += [(f"{p}input_layernorm.weight", (hidden,)), (f"{p}input_layernorm.bias", (hidden,)),
+                (f"{p}post_attention_layernorm.weight", (hidden,)), (f"{p}post_attention_layernorm.bias", (hidden,))]
+        out += _linear(f"{p}attention.query_key_value", 3 * hidden, hidden, bias)
+        out += _linear(f"{p}attention.dense", hidden, hidden, bias)
+        out += _linear(f"{p}mlp.dense_h_to_4h", inter, hidden, True)
+        out += _linear(f"{p}mlp.dense_4h_to_h", hidden, inter, True)
+    out += [("gpt_neox.final_layer_norm.weight", (hidden,)), ("gpt_neox.final_layer_norm.bias", (hidden,))]
+    if not tied:
+        out.append(("lm_head.weight", (vocab, hidden)))
+    return out, tied
+
+
+def _opt(cfg: dict[str, Any]) -> tuple[list[tuple[str, tuple[int, ...]]], bool]:
+    """OPT: learned positions (two extra rows), optional projections in and out of a narrower embedding, a final
+    LayerNorm only for pre-norm models."""
+    hidden, heads = _int(cfg, "hidden_size"), _int(cfg, "num_attention_heads")
+    vocab, ffn, layers = _int(cfg, "vocab_size"), _int(cfg, "ffn_dim"), _int(cfg, "num_hidden_layers")
+    positions, proj = _int(cfg, "max_position_embeddings"), _int(cfg, "word_embed_proj_dim")
+    if hidden % heads:
+        raise _Unsure("num_attention_heads")
+    bias, affine = _flag(cfg, "enable_bias"), _flag(cfg, "layer_norm_elementwise_affine")
+    final_norm = _flag(cfg, "do_layer_norm_before") and not _flag(cfg, "_remove_final_layer_norm")
+    tied = _flag(cfg, "tie_word_embeddings")
+
+    def norm(name: str) -> list[tuple[str, tuple[int, ...]]]:
+        return [(f"{name}.weight", (hidden,)), (f"{name}.bias", (hidden,))] if affine else []
+
+    d = "model.decoder."
+    out: list[tuple[str, tuple[int, ...]]] = [(f"{d}embed_tokens.weight", (vocab, proj)),
+                                              (f"{d}embed_positions.weight", (positions + 2, hidden))]
+    if proj != hidden:
+        out += [(f"{d}project_out.weight", (proj, hidden)), (f"{d}project_in.weight", (hidden, proj))]
+    if final_norm:
+        out += norm(f"{d}final_layer_norm")
+    for i in range(layers):
+        p = f"{d}layers.{i}."
+        for name in ("k_proj", "v_proj", "q_proj", "out_proj"):
+            out += _linear(f"{p}self_attn.{name}", hidden, hidden, bias)
+        out += norm(f"{p}self_attn_layer_norm")
+        out += _linear(f"{p}fc1", ffn, hidden, bias) + _linear(f"{p}fc2", hidden, ffn, bias)
+        out += norm(f"{p}final_layer_norm")
+    if not tied:
+        out.append(("lm_head.weight", (vocab, proj)))
     return out, tied
 
 
@@ -294,13 +384,15 @@ def parameters_of(doc: dict[str, Any]) -> tuple[str, list[tuple[str, tuple[int, 
     archs = doc.get("architectures")
     if archs not in (None, [], [ARCHITECTURES[mt]]):
         return None
-    if any(doc.get(k, 0) is None for k in (*_LLAMA_KEYS, "n_embd", "n_layer", "n_head")):
+    if any(doc.get(k, 0) is None for k in (*_LLAMA_KEYS, "n_embd", "n_layer", "n_head", "ffn_dim",
+                                           "word_embed_proj_dim", "max_position_embeddings")):
         return None  # a null left for the class to fill in (some classes refuse it): build it instead
     cfg = {**DEFAULTS[mt], **doc}
     if mt == "gpt2":  # the config's own defaults that are not shapes
         cfg.setdefault("n_positions", 1024)
+    build = {"gpt2": _gpt2, "gpt_neox": _gpt_neox, "opt": _opt}.get(mt)
     try:
-        params, tied = _gpt2(cfg) if mt == "gpt2" else _llama_like(mt, cfg)
+        params, tied = build(cfg) if build else _llama_like(mt, cfg)
     except _Unsure:
         return None
     return ARCHITECTURES[mt], params, tied
@@ -314,12 +406,12 @@ def from_config(doc: dict[str, Any]) -> Skeleton | None:
         return None
     arch, params, tied = found
     mt = doc["model_type"]
-    stack, emb_name, head_name = (("transformer.h", "transformer.wte.weight", "lm_head.weight") if mt == "gpt2" else
-                                  ("model.layers", "model.embed_tokens.weight", "lm_head.weight"))
+    _, block_type, stack, emb_name = _LAYOUT[mt]
+    head_name = "lm_head.weight"
     size = {name: _numel(shape) for name, shape in params}
     ndim = {name: len(shape) for name, shape in params}
-    layers = int(doc.get("n_layer" if mt == "gpt2" else "num_hidden_layers") or DEFAULTS[mt].get(
-        "n_layer" if mt == "gpt2" else "num_hidden_layers"))
+    layers_key = _LAYERS_KEY.get(mt, "num_hidden_layers")
+    layers = int(doc.get(layers_key) or DEFAULTS[mt][layers_key])
     blocks = []
     for i in range(layers):
         prefix = f"{stack}.{i}."
@@ -332,12 +424,12 @@ def from_config(doc: dict[str, Any]) -> Skeleton | None:
             g = child_group(child)
             if g is not None:
                 groups[g].append((child, sum(size[n] for n in names), sum(size[n] for n in names if ndim[n] >= 2)))
-        blocks.append(BlockShape(_BLOCK_TYPES[mt], sum(size[n] for n in mine),
+        blocks.append(BlockShape(block_type, sum(size[n] for n in mine),
                                  sum(size[n] for n in mine if ndim[n] >= 2), groups))
     rest_names = [n for n, _ in params if not n.startswith(f"{stack}.") and n not in (emb_name, head_name)]
     head = (0 if tied else size[head_name], size[emb_name] if tied else size[head_name], tied)
-    hidden = int(doc.get("n_embd") or DEFAULTS[mt]["n_embd"]) if mt == "gpt2" else int(
-        doc.get("hidden_size") or DEFAULTS[mt]["hidden_size"])
+    hidden_key = _HIDDEN_KEY.get(mt, "hidden_size")
+    hidden = int(doc.get(hidden_key) or DEFAULTS[mt][hidden_key])
     return Skeleton(architecture=arch, model_type=mt, kind="decoder", hidden=hidden, stack=stack,
                     embed=size[emb_name], blocks=blocks, rest_names=rest_names,
                     rest=sum(size[n] for n in rest_names), total=sum(size.values()), head=head)
