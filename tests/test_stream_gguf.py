@@ -59,7 +59,12 @@ def write_gguf(model, tok, path, matrices=np.float16) -> None:
             a = _permute(a, cfg.num_attention_heads, cfg.num_attention_heads)
         elif g.endswith("attn_k"):
             a = _permute(a, cfg.num_attention_heads, cfg.num_key_value_heads)
-        w.add_tensor(f"{g}.{suffix}", np.ascontiguousarray(a.astype(matrices if a.ndim == 2 else np.float32)))
+        if a.ndim == 2 and matrices == "q8_0":
+            q8 = gguf.GGMLQuantizationType.Q8_0
+            w.add_tensor(f"{g}.{suffix}", gguf.quants.quantize(np.ascontiguousarray(a, dtype=np.float32), q8),
+                         raw_dtype=q8)
+        else:
+            w.add_tensor(f"{g}.{suffix}", np.ascontiguousarray(a.astype(matrices if a.ndim == 2 else np.float32)))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -119,3 +124,70 @@ def test_a_damaged_gguf_file_is_one_message(tiny_gguf, tmp_path):
     other.write_bytes(b"PK\x03\x04" + b"\0" * 100)
     with pytest.raises(SlimError, match="not.gguf"):
         open_model(str(other), registry=REG)
+
+
+# -- streamed: converted one tensor at a time, then read block by block -------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_q8(tmp_path_factory, tokenizer):
+    torch.manual_seed(1)
+    config, cls = tiny_config("llama", 4)
+    model = cls(config).eval()
+    path = tmp_path_factory.mktemp("gguf-q8") / "tiny-q8_0.gguf"
+    write_gguf(model, tokenizer, path, matrices="q8_0")
+    return path
+
+
+def _cal(text_file):
+    return CalibrationData(str(text_file), samples=4, batch_size=4, options={"seq_len": 32})
+
+
+def test_a_gguf_streamed_gives_the_scores_and_the_prune_of_the_dequantised_model(tiny_q8, text_file, tmp_path,
+                                                                                  monkeypatch):
+    """A quantised (Q8_0) file converted tensor by tensor equals transformers' own dequantisation: the same
+    block scores, and the streamed prune loads and computes as the in-memory prune of the same plan."""
+    from transformers import AutoModelForCausalLM
+
+    monkeypatch.setenv("SLIMGUI_CACHE_DIR", str(tmp_path / "cache"))
+    whole = open_model(str(tiny_q8), registry=REG, stream=False)
+    streamed = open_model(str(tiny_q8), registry=REG, stream=True)
+    assert streamed.extra["gguf"]["converted"].startswith(str(tmp_path / "cache"))
+    note = streamed.extra["notes"][0]
+    assert "Q8_0" in note and "one tensor at a time" in note and "as asked" in note
+    assert all(p.device.type == "meta" for p in streamed.module.model.layers.parameters())
+    for criterion in ("bi", "ppl"):
+        a = ops.analyze(whole, criterion, registry=REG, data=_cal(text_file)).values
+        b = ops.analyze(streamed, criterion, registry=REG, data=_cal(text_file)).values
+        assert a.keys() == b.keys() and all(b[k] == pytest.approx(a[k], rel=1e-5) for k in a), criterion
+    plan = PruningPlan(remove=["block.1"])
+    out_s = ops.save(ops.prune(streamed, plan, registry=REG, copy=True), tmp_path / "s", registry=REG)
+    out_m = ops.save(ops.prune(whole, plan, registry=REG, copy=True), tmp_path / "m", registry=REG)
+    ids = torch.tensor([[5, 17, 42, 99, 3]])
+    with torch.no_grad():
+        got = AutoModelForCausalLM.from_pretrained(out_s).eval()(ids).logits
+        want = AutoModelForCausalLM.from_pretrained(out_m).eval()(ids).logits
+    assert got.shape[-1] == want.shape[-1] and torch.allclose(got, want, atol=1e-5)
+    again = open_model(str(tiny_q8), registry=REG, stream=True)  # converted once, reused
+    assert "converted earlier" in again.extra["notes"][0]
+
+
+def test_a_gguf_too_big_for_memory_streams_by_itself(tiny_gguf, tmp_path, monkeypatch):
+    monkeypatch.setenv("SLIMGUI_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("SLIMGUI_MEMORY_BUDGET", "1M")
+    path, _ = tiny_gguf
+    model = open_model(str(path), registry=REG)
+    assert "do not fit in memory" in model.extra["notes"][0] and ops.graph_of(model, REG).attrs.get("streamed")
+
+
+def test_a_disk_without_room_for_the_conversion_is_said_before_writing(tiny_gguf, tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    from slimgui_families.llm import gguf_stream
+
+    monkeypatch.setenv("SLIMGUI_CACHE_DIR", str(tmp_path / "cache"))
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(gguf_stream.shutil, "disk_usage", lambda _p: usage(10**9, 10**9 - 1000, 1000))
+    path, _ = tiny_gguf
+    with pytest.raises(SlimError, match="needs .* of disk"):
+        open_model(str(path), registry=REG, stream=True)
+    assert shutil is not None and not any((tmp_path / "cache").rglob("*.safetensors"))

@@ -94,7 +94,8 @@ class TransformersAdapter(ModelAdapter):
         if Path(path).suffix.lower() == ".gguf" and Path(path).is_file():
             from .gguf_file import load_gguf
 
-            return load_gguf(self, path, progress=progress, trust_remote_code=trust_remote_code)
+            return load_gguf(self, path, progress=progress, trust_remote_code=trust_remote_code, stream=stream,
+                             cancel=cancel)
         report(progress, 0, 3, "reading config")
         folder, doc = checked_folder(path, match)
         remote = folder is None and not Path(path).exists() and HUB_ID.match(path)

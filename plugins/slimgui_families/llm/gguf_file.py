@@ -55,8 +55,12 @@ def _stored(path: Path) -> tuple[str, Counter, int]:
     return arch, types, size
 
 
-def load_gguf(adapter, path: str, *, progress=None, trust_remote_code: bool = False):
-    """Open a ``.gguf`` file as a :class:`~slimgui.core.model.LoadedModel` of the llm family (dequantised)."""
+def load_gguf(adapter, path: str, *, progress=None, trust_remote_code: bool = False, stream: bool | None = None,
+              cancel=None):
+    """Open a ``.gguf`` file as a :class:`~slimgui.core.model.LoadedModel` of the llm family (dequantised).
+
+    ``stream``: True converts it to a float32 safetensors folder in the cache one tensor at a time and opens that
+    streamed (:mod:`.gguf_stream`); None (default) does so when its float32 tensors would not fit in memory."""
     import torch
 
     from slimgui.core.model import LoadedModel
@@ -70,6 +74,13 @@ def load_gguf(adapter, path: str, *, progress=None, trust_remote_code: bool = Fa
                         hint="the file may be damaged, or another format renamed")
     report(progress, 0, 3, "reading the GGUF header")
     arch, types, size = _stored(p)
+    if stream is not False:
+        from .gguf_stream import dequantised_bytes
+        from .stream import MARGIN, RESERVE, available_memory
+
+        need = dequantised_bytes(p)
+        if stream or need * MARGIN + RESERVE > available_memory():
+            return _load_streamed(adapter, p, arch, types, need, bool(stream), progress, cancel)
     _quiet_transformers()
     from transformers import AutoConfig, AutoTokenizer
 
@@ -113,4 +124,30 @@ def load_gguf(adapter, path: str, *, progress=None, trust_remote_code: bool = Fa
                                "gguf": {"file": str(p), "architecture": arch, "stored": dict(types),
                                         "dtype": "float32"}})
     adapter.stack(model)  # fail early when there is no block stack
+    return model
+
+
+def _load_streamed(adapter, p: Path, arch: str, types: Counter, need: int, forced: bool, progress, cancel):
+    """The file converted tensor by tensor to float32 safetensors (:func:`.gguf_stream.convert`), opened streamed."""
+    from .adapter import _first_line
+    from .gguf_stream import convert, converted_folder
+
+    reused = (converted_folder(p) / "model.safetensors.index.json").is_file()
+    try:
+        folder = convert(p, progress=progress, cancel=cancel)
+    except SlimError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise SlimError(f"could not convert {p.name} for streaming: {_first_line(exc)}",
+                        hint="the file may be damaged, or of an architecture transformers' GGUF loader does not know"
+                        ) from None
+    model = adapter.load(str(folder), progress=progress, stream=True)
+    stored = ", ".join(f"{n} × {t}" for t, n in types.most_common())
+    why = "as asked (--stream)" if forced else "its float32 tensors do not fit in memory"
+    model.extra["notes"] = [f"GGUF {p.name} ({arch}): {sum(types.values())} tensors stored as {stored}; dequantised "
+                            f"to float32 one tensor at a time into {folder} ({human_bytes(need)} on disk"
+                            f"{', converted earlier' if reused else ''}) and streamed, {why}",
+                            *model.extra.get("notes", [])]
+    model.extra["gguf"] = {"file": str(p), "architecture": arch, "stored": dict(types), "dtype": "float32",
+                           "converted": str(folder)}
     return model
