@@ -68,8 +68,10 @@ def run_peak_mib(fn: Callable[[], Any]) -> float | None:
     """The most the process's resident memory grows during one call of ``fn``, in MiB (None where it cannot be
     read): freed memory is handed back first and the high-water mark reset, so earlier runs do not hide it."""
     import gc
+    import threading
 
-    gc.collect()
+    if threading.current_thread() is threading.main_thread():  # never on a worker: see the app's garbage collector
+        gc.collect()
     _trim()
     base = _vm_rss_kib()
     if not _reset_peak() or base is None:

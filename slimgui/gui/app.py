@@ -88,9 +88,33 @@ def create_app() -> QApplication:
     return app
 
 
+_COLLECTOR = None
+
+
+def collect_garbage_on_the_gui_thread(interval_s: float = 0.5):
+    """Python's cyclic garbage collector runs in whichever thread happens to allocate when its thresholds trip —
+    often a worker — and a dead Qt object collected there is destroyed there: its destructor can call back into
+    Python (a virtual overridden in Python) and wait for the GIL while holding a Qt lock that the GUI thread,
+    holding the GIL, waits for (seen: a benchmark job deadlocked against the GUI deleting a menu).  So while a
+    window exists, automatic collection is off and pyqtgraph's ``GarbageCollector`` collects on the GUI thread every
+    ``interval_s`` (the generations' own thresholds decide how deep).  Worker code never collects by itself
+    (:func:`slimgui.core.bench.run_peak_mib` collects only on the main thread).  Idempotent; re-disables automatic
+    collection if something enabled it again (the GUI tests do, between tests)."""
+    import gc
+
+    global _COLLECTOR
+    if _COLLECTOR is None:
+        from pyqtgraph.util.garbage_collector import GarbageCollector
+
+        _COLLECTOR = GarbageCollector(interval=interval_s)
+    gc.disable()
+    return _COLLECTOR
+
+
 def create_window(registry=None, settings=None):
     from .main_window import MainWindow
 
+    collect_garbage_on_the_gui_thread()
     window = MainWindow(registry=registry, settings=settings)
     apply_theme(window)
     window.theme_follower = ThemeFollower(window)  # the system switching light/dark is followed while the app runs

@@ -63,11 +63,18 @@ def make_window(qtbot, registry, tmp_path):
 
 @pytest.fixture(autouse=True)
 def _collect_on_the_gui_thread(qtbot):
-    """After each test (and qtbot's own clean-up, which closes its widgets), collect garbage here, on the GUI thread:
-    left to chance, a later test's worker thread may run the collection and destroy dead Qt objects there, which
-    deadlocks when one of them calls back into Python (seen: a worker importing peft vs the GUI deleting a menu)."""
-    yield
+    """Garbage is collected on the GUI thread only, as in the app (``collect_garbage_on_the_gui_thread``): a worker
+    thread that collects may destroy dead Qt objects there, which deadlocks when one of them calls back into Python
+    (seen: a worker importing peft, and a benchmark job, vs the GUI deleting a menu).  During the test automatic
+    collection is off (pyqtgraph's collector runs on the GUI thread while the test waits in Qt's event loop); after
+    it (and qtbot's own clean-up, which closes its widgets) everything is collected here and automatic collection
+    is on again for the tests without Qt."""
     import gc
+
+    from slimgui.gui.app import collect_garbage_on_the_gui_thread
+
+    collect_garbage_on_the_gui_thread()
+    yield
 
     from PySide6.QtCore import QCoreApplication, QEvent
     from PySide6.QtWidgets import QApplication
@@ -75,6 +82,7 @@ def _collect_on_the_gui_thread(qtbot):
     QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
     QApplication.processEvents()
     gc.collect()
+    gc.enable()
 
 
 @pytest.fixture
