@@ -18,7 +18,8 @@ from typing import Any
 from slimgui.core.model import LoadedModel
 
 CACHE_VERSION = 1
-WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.ckpt", "*.gguf", "*.h5", "*.msgpack")
+WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.ckpt", "*.gguf", "*.h5", "*.msgpack",
+                   "*.safetensors.index.json", "*.bin.index.json")  # an index names weights, even when they are missing
 
 
 def has_weight_files(folder: Path) -> bool:
