@@ -85,6 +85,6 @@ def test_bad_input_is_one_line(tmp_path, npu):
     missing = tmp_path / "missing.json"
     missing.write_text(json.dumps({"name": "x", "bandwidth": 1e9}))
     assert "'peak_flops' is missing" in refused("profile", "demo:cnn", "--device-profile", str(missing))
-    assert "cannot save ABConv layers" in refused("abconv", "demo:gan", "--out", str(tmp_path / "g"))
+    assert "the vit family cannot save ABConv layers" in refused("abconv", "demo:vit", "--out", str(tmp_path / "g"))
     assert "no 2-D convolution layers" in refused("abconv", "demo:llm", "--out", str(tmp_path / "v"))
     assert "does not exist" in refused("profile", str(tmp_path / "nothing.onnx"))

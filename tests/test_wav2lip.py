@@ -6,6 +6,7 @@ end."""
 
 from __future__ import annotations
 
+import json
 import pickle
 
 import numpy as np
@@ -209,6 +210,40 @@ def test_nota_preset_pruned_equals_masked_saves_and_loads(tmp_path):
     with torch.no_grad():
         assert torch.equal(nota.eval()(mel, face), slim.module(mel, face))
     assert ad.load(str(out / "wav2lip.pth")).config.to_json() | {"extra": {}} == standard(1, 2, 2, residual=False).to_json()
+
+
+def test_abconv_layers_named_by_hand_save_and_load_back(tmp_path):
+    """ABConv of explicitly named layers (``slimgui abconv --layers … --fold 2``) on a NotaWav2Lip-shaped generator:
+    saved in the family's files with ``"abconv"`` recorded (and no nota_wav2lip.pth: nota's class has no ABConv), read
+    back from the .pth or the .safetensors to the same output."""
+    from slimgui.core.abconv import ABConv2d, abconv_layers, apply_abconv
+
+    m = random_generator(standard(4, 8, 8, residual=False))
+    src = tmp_path / "orig"
+    src.mkdir()
+    torch.save({"state_dict": m.state_dict(), "global_step": 0, "global_epoch": 0}, src / "wav2lip.pth")
+    ad = Wav2LipAdapter()
+    model = ad.load(str(src))
+    mel, face = inputs()
+    named = ["face_encoder_blocks.6.0.conv_block.0"]
+    with pytest.raises(SlimError, match="does not divide"):  # a fold must divide both channel counts
+        apply_abconv(model.module, (mel, face), layers=[named[0]], fold=3)
+    done, _ = apply_abconv(model.module, (mel, face), layers=[named[0]], fold=2)
+    assert done == {named[0]: 2} and isinstance(model.module.get_submodule(named[0]), ABConv2d)
+    with torch.no_grad():
+        want = model.module(mel, face)
+    out = tmp_path / "ab"
+    ad.save(model, str(out))
+    assert not (out / "nota_wav2lip.pth").exists()
+    assert json.loads((out / probe.CONFIG).read_text())["abconv"] == done
+    for file in ("wav2lip.pth", "wav2lip.safetensors"):
+        back = ad.load(str(out / file))
+        assert abconv_layers(back.module) == done
+        with torch.no_grad():
+            torch.testing.assert_close(back.module(mel, face), want, atol=1e-5, rtol=0)
+    with pytest.raises(SlimError, match="cannot be pruned by channel"):
+        ad.apply_plan(back, PruningPlan(remove=["face.5.0.f4"], model=back.source))
+    assert probe.match(str(out))[0] == 0.9
 
 
 def test_mixed_plan_residuals_and_one_width(tmp_path):

@@ -260,6 +260,12 @@ def cmd_prune(args) -> int:
         options = calibration_options(args, target)
         model = open_target(target, args, reg, bar)
         graph = graph_of(model, reg)
+        if args.snap_widths:
+            from slimgui.core.selection import width_layers
+
+            if not width_layers(graph):
+                raise SlimError(f"--snap-widths: the {model.family} family's units declare no width slices, so no "
+                                "width can be snapped", hint="leave out --snap-widths for this model")
         if args.preset:
             if args.remove or budgets:
                 raise SlimError("--preset chooses the units itself: leave out --remove, --ratio, --count, "
@@ -303,6 +309,18 @@ def cmd_prune(args) -> int:
             else:
                 plan = plan_from_scores(graph, scores, ratio=args.ratio, count=args.count, keep=args.keep)
             plan.model = model.source
+        snapped = None
+        if args.snap_widths:
+            from slimgui.core.profiling import snap_widths
+
+            snapped = snap_widths(model, reg, list(plan.remove), mode=args.snap_widths, batch=args.latency_batch,
+                                  progress=bar)
+            if not snapped["remove"]:
+                raise SlimError(f"with --snap-widths {args.snap_widths} every layer the plan narrows is back at its "
+                                "full width: the plan removes nothing",
+                                hint="narrow the layers further, or use --snap-widths down")
+            plan.remove = snapped["remove"]
+            plan.meta["snap_widths"] = {k: snapped[k] for k in ("mode", "before", "layers")}
         plan.validate(graph)
         before, macs_before = graph.total_params, graph.total_macs
         pruned = prune(model, plan, registry=reg, copy=False)
@@ -323,6 +341,10 @@ def cmd_prune(args) -> int:
                "effective_ratio": plan.meta.get("effective_ratio"), "ratio_rule": plan.meta.get("ratio_rule"),
                "macs_before": macs_before, "macs_after": macs_after,
                "mac_ratio": macs_after / macs_before if macs_before and macs_after is not None else None}
+    if snapped is not None:  # per layer: full width, kept width before / after snapping, the step edges
+        payload["snap_widths"] = {"mode": snapped["mode"], "before": snapped["before"], "moved": snapped["moved"],
+                                  "layers": [{k: r[k] for k in ("layer", "width", "before", "after", "edges", "moved")}
+                                             for r in snapped["layers"]]}
     warn(payload, warnings)
     share = (f" ({len(plan.remove)} of {plan.meta['units']}: {100 * plan.meta['effective_ratio']:.1f}%, "
              f"--ratio {plan.ratio:g} rounded down)" if plan.ratio is not None and plan.meta.get("effective_ratio")
@@ -333,6 +355,11 @@ def cmd_prune(args) -> int:
              + (f"MACs {fmt_params(macs_before)} → {fmt_params(macs_after)} ({100 * macs_after / macs_before:.1f}%)\n"
                 if macs_before and macs_after is not None else "") +
              f"saved to {out}")
+    if snapped is not None:
+        rows = [f"  {r['layer']}: {r['before']} → {r['after']} of {r['width']} (edges {', '.join(map(str, r['edges']))})"
+                for r in snapped["layers"]]
+        human = (f"widths snapped {snapped['mode']} to latency steps ({snapped['moved']} of {len(rows)} layer(s) "
+                 "moved; timings on this machine):\n" + "\n".join(rows) + "\n" + human)
     emit(args, payload, human)
     return 0
 
@@ -440,7 +467,12 @@ def add_parsers(sub, registry, common) -> None:
                     help="remove the least important units until the pass measured on this machine is predicted to "
                          "take at most MS milliseconds (each unit's time measured once; instead of --ratio)")
     sp.add_argument("--latency-batch", type=int_range(1, BATCH_MAX), default=1, metavar="B",
-                    help=f"batch size the --latency-ms pass is measured at (1-{BATCH_MAX}, default 1)")
+                    help=f"batch size the --latency-ms pass (and --snap-widths) is measured at (1-{BATCH_MAX}, "
+                         "default 1)")
+    sp.add_argument("--snap-widths", nargs="?", const="up", choices=("up", "down"), default=None,
+                    help="snap every layer the plan narrows to its latency steps measured on this machine: 'up' "
+                         "(default) keeps the channels that cost no time, 'down' goes one step faster (families "
+                         "whose units cut a layer's width in slices)")
     sp.add_argument("--out", required=True, help="output folder")
     sp.add_argument("--force", action="store_true", help="replace an existing output folder")
     calib(sp)

@@ -237,6 +237,7 @@ def abconv_model(model: Any, registry: Any, *, layers: list[str] | None = None, 
 
     from .bench import _as_run
     from .model import LoadedModel
+    from .plan import PruningPlan
 
     spec = registry.spec_of(model)
     if not spec.can("bench"):
@@ -256,6 +257,8 @@ def abconv_model(model: Any, registry: Any, *, layers: list[str] | None = None, 
     after = {c.layer: c for c in conv_costs(module, run.fn, max_fold=max_fold)}
     twin.extra["made_from"] = model.source
     twin.extra.pop("graph", None)
+    # the link to the original every family's output can follow (core.model.made_from): a plan that removes nothing
+    twin.extra["plan"] = PruningPlan(remove=[], model=str(model.source), meta={"abconv": dict(done)})
     rows = []
     for c in before:
         a = after.get(c.layer)
@@ -265,3 +268,47 @@ def abconv_model(model: Any, registry: Any, *, layers: list[str] | None = None, 
                   "flops_after": sum(c.flops for c in after.values()),
                   "weight_bytes_before": sum(c.weight_bytes for c in before),
                   "weight_bytes_after": sum(c.weight_bytes for c in after.values())}
+
+
+# -- saving and reading ABConv layers in a family's own files (the "abconv" capability) --------------------------
+def abconv_layers(module: nn.Module) -> dict[str, int]:
+    """{qualified name: fold} of the :class:`ABConv2d` layers of ``module`` (what a family's config records)."""
+    return {n: m.fold for n, m in module.named_modules() if isinstance(m, ABConv2d)}
+
+
+def abconv_map(value: Any, where: str) -> dict[str, int]:
+    """A config's ``{layer: fold}`` checked (absent: {}); anything else is one SlimError naming ``where``."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and 2 <= v <= 64
+            for k, v in value.items()):
+        raise SlimError(f"{where}: 'abconv' must map convolution names to fold factors (whole numbers 2-64)")
+    return dict(value)
+
+
+def plain_shapes(shapes: dict[str, tuple[int, ...]], layers: dict[str, int]) -> dict[str, tuple[int, ...]]:
+    """A state dict's ``{key: shape}`` as the network had it before ABConv: each ABConv layer ``L`` (fold ``g``)
+    stores ``L.conv.weight`` ``[C_out/g, C_in/g, kh, kw]`` and ``L.conv.bias`` ``[C_out/g]``, given back as the
+    ``L.weight`` / ``L.bias`` of the ``C_in → C_out`` convolution it replaced — so a family infers its architecture
+    from the shapes as usual, then :func:`restore_abconv` puts the layers back."""
+    out = dict(shapes)
+    for name, g in layers.items():
+        for part in ("weight", "bias"):
+            key = f"{name}.conv.{part}"
+            if key in out:
+                s = tuple(out.pop(key))
+                out[f"{name}.{part}"] = (s[0] * g, s[1] * g, *s[2:]) if part == "weight" else (s[0] * g,)
+    return out
+
+
+def restore_abconv(module: nn.Module, layers: dict[str, int], where: str = "the config") -> nn.Module:
+    """Replace (in place) each named ``nn.Conv2d`` of ``module`` by an :class:`ABConv2d` of its shape and fold (its
+    weights come from the file afterwards); a name that is not an ungrouped convolution is one SlimError."""
+    mods = dict(module.named_modules())
+    for name, fold in layers.items():
+        conv = mods.get(name)
+        if not isinstance(conv, nn.Conv2d) or conv.groups != 1:
+            raise SlimError(f"{where}: the abconv layer '{name}' is not an ungrouped convolution of this network")
+        replace_module(module, name, ABConv2d.shaped_like(conv, fold))
+    return module

@@ -221,7 +221,7 @@ def fmt_flops(value: float | None) -> str:
 # -- latency steps when channel counts change ----------------------------------------------------------------------
 def latency_steps(layer: Any, input_shape: tuple[int, ...], widths: list[int], *, repeats: int = 7,
                   threads: int | None = None) -> list[tuple[int, float]]:
-    """(width, median ms) of a copy of ``layer`` (an ``nn.Conv2d`` or ``nn.Linear``) with its output channels cut to
+    """(width, median ms) of a copy of ``layer`` (an ``nn.Conv2d``, ``nn.ConvTranspose2d`` or ``nn.Linear``) with its output channels cut to
     each of ``widths``, on a random input of ``input_shape`` — the staircase an accelerator shows as channels go
     (Nota's Ethos-U65 talk: latency falls in steps, not in proportion)."""
     import copy
@@ -232,18 +232,22 @@ def latency_steps(layer: Any, input_shape: tuple[int, ...], widths: list[int], *
 
     if threads:
         torch.set_num_threads(threads)
-    if not isinstance(layer, (nn.Conv2d, nn.Linear)):
+    if not isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
         raise SlimError(f"latency steps are measured on a convolution or a linear layer, not a {type(layer).__name__}")
-    full = layer.out_channels if isinstance(layer, nn.Conv2d) else layer.out_features
+    full = layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
     x = torch.rand(*input_shape, generator=torch.Generator().manual_seed(0))
     out = []
     for w in widths:
         if not 1 <= w <= full:
             raise SlimError(f"width {w} is outside 1..{full}")
         m = copy.deepcopy(layer)
-        if isinstance(m, nn.Conv2d):
-            if m.groups != 1:
-                raise SlimError("latency steps of a grouped convolution are not measured (its groups fix its widths)")
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and m.groups != 1:
+            raise SlimError("latency steps of a grouped convolution are not measured (its groups fix its widths)")
+        if isinstance(m, nn.ConvTranspose2d):  # weights [in, out, kh, kw]: the output channels are the 2nd axis
+            m.weight = nn.Parameter(m.weight.data[:, :w].clone())
+            m.bias = nn.Parameter(m.bias.data[:w].clone()) if m.bias is not None else None
+            m.out_channels = w
+        elif isinstance(m, nn.Conv2d):
             m.weight = nn.Parameter(m.weight.data[:w].clone())
             m.bias = nn.Parameter(m.bias.data[:w].clone()) if m.bias is not None else None
             m.out_channels = w

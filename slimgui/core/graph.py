@@ -28,6 +28,11 @@ class Unit:
       (what the family's pruning turns such a plan into, e.g. a head left with no query/key pair), so estimates
       and budgets count it.
     - ``attrs["note"]``: a line added to the unit's tooltip.
+    - ``attrs["width_of"]`` / ``attrs["channels"]``: a *width slice* — ``width_of`` names a layer unit and
+      ``channels`` is the output channels this unit removes from it on its own; the layer unit's own
+      ``attrs["channels"]`` is its full width and its ``unit_module`` is, or holds exactly one, ``Conv2d`` /
+      ``ConvTranspose2d`` / ``Linear``.  :func:`slimgui.core.selection.width_layers` / ``snap_removal``, the
+      Plan panel's "Snap widths to latency steps" and ``slimgui prune --snap-widths`` read them.
     """
 
     id: str

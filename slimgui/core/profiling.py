@@ -488,11 +488,27 @@ def profile_task(model: Any, *, registry: Any, batch: int = 1, device_file: str 
     return result
 
 
+def timed_layer(module: Any) -> Any:
+    """The layer whose width :func:`width_steps` times: ``module`` itself when it is an ``nn.Conv2d``,
+    ``nn.ConvTranspose2d`` or ``nn.Linear``, else the only such layer inside it (a unit's conv with its norm); None
+    when it is neither."""
+    import torch.nn as nn
+
+    kinds = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
+    if isinstance(module, kinds):
+        return module
+    found = [m for m in module.modules() if isinstance(m, kinds)] if isinstance(module, nn.Module) else []
+    return found[0] if len(found) == 1 else None
+
+
 def width_steps(model: Any, registry: Any, unit_id: str, *, batch: int = 1, points: int = 16, repeats: int = 7,
-                threads: int | None = None, options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The latency staircase of one convolution / linear unit: its time at ``points`` widths (output channels) on
-    the input it gets in the family's benchmark pass, and the step edges (:func:`~slimgui.core.costmodel.step_edges`)
-    a plan's width should snap to (:func:`~slimgui.core.selection.snap_width`)."""
+                threads: int | None = None, options: dict[str, Any] | None = None,
+                run: Callable[[], Any] | None = None) -> dict[str, Any]:
+    """The latency staircase of one convolution / transposed convolution / linear unit (a unit whose module is, or
+    holds exactly one, such a layer: :func:`timed_layer`): its time at ``points`` widths (output channels) on the
+    input it gets in the family's benchmark pass, and the step edges (:func:`~slimgui.core.costmodel.step_edges`)
+    a plan's width should snap to (:func:`~slimgui.core.selection.snap_width`).  ``run``: the pass, when the caller
+    has it already."""
     import torch.nn as nn
 
     from .costmodel import latency_steps, step_edges
@@ -500,21 +516,70 @@ def width_steps(model: Any, registry: Any, unit_id: str, *, batch: int = 1, poin
     adapter = model.impl if model.impl is not None else registry.adapter(model.adapter)
     graph = adapter.to_graph(model)
     graph.get(unit_id)  # an unknown id is the graph's own message
-    mod = adapter.unit_module(model, unit_id)
-    if not isinstance(mod, (nn.Conv2d, nn.Linear)):
-        raise SlimError(f"unit '{unit_id}' is a {type(mod).__name__}, not a convolution or linear layer",
+    unit_mod = adapter.unit_module(model, unit_id)
+    mod = timed_layer(unit_mod)
+    if mod is None:
+        raise SlimError(f"unit '{unit_id}' is a {type(unit_mod).__name__}, not a convolution or linear layer",
                         hint="width steps are measured on one conv or linear layer")
     seen: list[tuple[int, ...]] = []
     handle = mod.register_forward_pre_hook(lambda _m, args: seen.append(tuple(args[0].shape)) if not seen else None)
     try:
-        _forward_run(model, registry, batch, options)()
+        (run or _forward_run(model, registry, batch, options))()
     finally:
         handle.remove()
     if not seen:
         raise SlimError(f"unit '{unit_id}' does not run in the family's forward pass")
-    full = mod.out_channels if isinstance(mod, nn.Conv2d) else mod.out_features
+    full = mod.out_features if isinstance(mod, nn.Linear) else mod.out_channels
     step = max(1, full // points)
     widths = sorted({*range(step, full + 1, step), full})
     steps = latency_steps(mod, seen[0], widths, repeats=repeats, threads=threads)
     return {"unit": unit_id, "input_shape": list(seen[0]), "widths": [[w, round(t, 5)] for w, t in steps],
             "edges": step_edges(steps)}
+
+
+def width_edges(model: Any, registry: Any, layers: list[str], *, batch: int = 1, points: int = 16,
+                repeats: int = 7, threads: int | None = None, cache: dict[str, dict[str, Any]] | None = None,
+                progress=None, cancel=None) -> dict[str, dict[str, Any]]:
+    """:func:`width_steps` of each of ``layers`` (layer unit ids), the family's pass run once for all; ``cache``
+    (layer -> result, e.g. kept by the caller for one model) is read first and filled."""
+    cache = {} if cache is None else cache
+    todo = [lay for lay in layers if lay not in cache]
+    run = _forward_run(model, registry, batch, None) if todo else None
+    for i, lay in enumerate(todo):
+        check(cancel)
+        report(progress, i, len(todo), f"timing {lay} at {points} widths")
+        cache[lay] = width_steps(model, registry, lay, batch=batch, points=points, repeats=repeats, threads=threads,
+                                 run=run)
+    report(progress, len(todo), len(todo), "widths timed")
+    return {lay: cache[lay] for lay in layers}
+
+
+def snap_widths(model: Any, registry: Any, remove: list[str], *, mode: str = "up", batch: int = 1,
+                points: int = 16, repeats: int = 7, threads: int | None = None, edges: dict[str, Any] | None = None,
+                cache: dict[str, dict[str, Any]] | None = None, progress=None, cancel=None) -> dict[str, Any]:
+    """A removal list with every layer it narrows snapped to that layer's latency step edges — the CLI's
+    ``--snap-widths`` and the Plan panel's control: the layers the family declares as cut in width slices
+    (:func:`~slimgui.core.selection.width_layers`) that ``remove`` narrows are timed at ``points`` widths
+    (:func:`width_edges`, cached in ``cache``; ``edges``: {layer: edges} given instead of measured, for tests) and
+    :func:`~slimgui.core.selection.snap_removal` snaps them.  Returns ``remove`` (snapped), ``mode`` and ``layers``
+    (per layer: full width, kept width before / after, edges, moved, and the measured staircase)."""
+    from .selection import snap_removal, touched_widths, width_layers
+
+    adapter = model.impl if model.impl is not None else registry.adapter(model.adapter)
+    graph = adapter.to_graph(model)
+    layers = width_layers(graph)
+    if not layers:
+        raise SlimError(f"the {model.family} family's units declare no width slices: there are no widths to snap",
+                        hint="width snapping applies to families that prune a layer's filters in slices")
+    touched = list(touched_widths(graph, remove, layers))
+    staircase: dict[str, Any] = {}
+    if edges is None:
+        staircase = width_edges(model, registry, touched, batch=batch, points=points, repeats=repeats,
+                                threads=threads, cache=cache, progress=progress, cancel=cancel)
+        edges = {lay: r["edges"] for lay, r in staircase.items()}
+    snapped, rows = snap_removal(graph, remove, edges, mode=mode)
+    for r in rows:
+        if r["layer"] in staircase:
+            r["widths"] = staircase[r["layer"]]["widths"]
+    return {"mode": mode, "remove": snapped, "before": list(remove), "layers": rows,
+            "moved": sum(1 for r in rows if r["moved"])}

@@ -3,7 +3,8 @@
 :func:`removal_closure` (every unit that goes with a selection, partners included), :func:`removed_params`,
 :func:`estimate` (the :class:`Estimate` of parameters, size and expected speedup), :func:`select_by_budget`
 (the least important units within a block count or a parameter budget), :func:`unit_title` (a unit's short
-name for lists) and :func:`bytes_per_param` of a loaded model.  No Qt here.
+name for lists) and :func:`bytes_per_param` of a loaded model; latency budgets (:func:`select_by_latency`) and
+a plan's width slices snapped to latency steps (:func:`width_layers`, :func:`snap_removal`).  No Qt here.
 """
 
 from __future__ import annotations
@@ -269,3 +270,126 @@ def snap_width(width: int, edges: Sequence[int], *, up: bool = True) -> int:
     if up:
         return above[0] if above else width
     return below[-1] if below else width
+
+
+# -- width slices snapped to latency steps (issue 18) ------------------------------------------------------------
+# What a family declares on its graph so that a plan's channel widths can be snapped (documented in the README's
+# Plugin API): a *layer unit* L carries ``attrs["channels"]`` (its full output width) and its ``unit_module`` is, or
+# holds exactly one, ``nn.Conv2d`` / ``nn.ConvTranspose2d`` / ``nn.Linear`` (the layer that is timed); a *slice
+# unit* carries ``attrs["width_of"] = L`` and ``attrs["channels"]`` = the output channels of L it removes by itself
+# (its own slice; slices that take others along through ``removes_with`` count only their own).  A layer's removed
+# width is the sum of its slices in the plan's :func:`removal_closure`; the widths a plan can reach are those of the
+# slices taken in graph order (a family lists them least important first): ``W − (c₁ + … + c_k)`` for k = 0 … n.
+WIDTH_OF = "width_of"
+CHANNELS = "channels"
+
+
+@dataclass(frozen=True)
+class WidthLayer:
+    """A layer whose output width a plan can cut in declared slices: its unit id, full width and slice units (graph
+    order, each with the channels it removes)."""
+
+    layer: str
+    width: int
+    slices: tuple[tuple[str, int], ...]
+
+    def reachable(self) -> list[tuple[int, tuple[str, ...]]]:
+        """(kept width, slice units removed) for every prefix of the slices, the full width first."""
+        out = [(self.width, ())]
+        removed, ids = 0, []
+        for uid, c in self.slices:
+            removed += c
+            ids.append(uid)
+            if self.width - removed >= 1:
+                out.append((self.width - removed, tuple(ids)))
+        return out
+
+
+def width_layers(graph: UnitGraph) -> dict[str, WidthLayer]:
+    """The layers of ``graph`` whose width is cut in declared slices (``attrs["width_of"]`` / ``attrs["channels"]``),
+    by layer unit id; empty for a family that declares none.  A declaration that does not add up (a slice naming an
+    unknown layer, a layer without its full width, slices removing the whole layer) is a SlimError: a plugin bug."""
+    slices: dict[str, list[tuple[str, int]]] = {}
+    for u in graph.units:
+        layer = u.attrs.get(WIDTH_OF)
+        if layer is None:
+            continue
+        c = u.attrs.get(CHANNELS)
+        if not isinstance(layer, str) or layer not in graph or not isinstance(c, int) or isinstance(c, bool) or c < 1:
+            raise SlimError(f"unit '{u.id}' declares a width slice that does not fit (width_of={layer!r}, "
+                            f"channels={c!r})", hint="the family's graph is wrong: report it to its plugin")
+        slices.setdefault(layer, []).append((u.id, c))
+    out: dict[str, WidthLayer] = {}
+    for layer, sl in slices.items():
+        w = graph.get(layer).attrs.get(CHANNELS)
+        if not isinstance(w, int) or isinstance(w, bool) or w <= sum(c for _, c in sl):
+            raise SlimError(f"layer unit '{layer}' declares no full width its slices fit in (channels={w!r})",
+                            hint="the family's graph is wrong: report it to its plugin")
+        out[layer] = WidthLayer(layer, w, tuple(sl))
+    return out
+
+
+def touched_widths(graph: UnitGraph, remove: Sequence[str],
+                   layers: dict[str, WidthLayer] | None = None) -> dict[str, int]:
+    """{layer unit id: kept width} of every declared width layer that ``remove`` narrows (a layer that goes whole
+    with the plan — it or a unit it is inside is removed — is left out)."""
+    layers = width_layers(graph) if layers is None else layers
+    gone = set(removal_closure(graph, remove))
+    out: dict[str, int] = {}
+    for lid, wl in layers.items():
+        if lid in gone or gone.intersection(graph.ancestors(lid)):
+            continue
+        cut = sum(c for uid, c in wl.slices if uid in gone)
+        if cut:
+            out[lid] = wl.width - cut
+    return out
+
+
+def snap_removal(graph: UnitGraph, remove: Sequence[str], edges: dict[str, Sequence[int]], *,
+                 mode: str = "up") -> tuple[list[str], list[dict]]:
+    """``remove`` with each narrowed layer's kept width snapped to its latency step ``edges`` (layer unit id ->
+    step edges, :func:`slimgui.core.costmodel.step_edges`; a layer without edges is left as it is).
+
+    ``mode="up"``: within a step latency is flat, so the layer keeps the widest width its slices reach without
+    passing the step's upper edge (:func:`snap_width`) — channels that cost nothing come back.  ``mode="down"``: the
+    widest reachable width at or below the step's lower edge (one step faster), when a slice reaches it.  Units that
+    are not width slices stay as they are.  Returns (the snapped removal list, one row per narrowed layer:
+    ``layer``, ``width`` (full), ``before``, ``after`` (kept widths), ``edges``, ``moved``)."""
+    if mode not in ("up", "down"):
+        raise SlimError(f"snap widths 'up' or 'down', not {mode!r}")
+    layers = width_layers(graph)
+    if not layers:
+        raise SlimError("this model's units declare no width slices: there are no widths to snap",
+                        hint="width snapping applies to families that prune a layer's filters in slices")
+    kept = touched_widths(graph, remove, layers)
+    gone = set(removal_closure(graph, remove))
+    touched = {uid for lid in kept for uid, _ in layers[lid].slices}
+    out = [u for u in remove if u not in touched]
+    rows = []
+    for lid, before in kept.items():
+        wl = layers[lid]
+        reach = wl.reachable()
+        e = sorted({int(x) for x in edges.get(lid) or ()})
+        after = before
+        if e:
+            if mode == "up":
+                target = snap_width(before, e, up=True)
+                fits = [w for w, _ in reach if before <= w <= target]
+                after = max(fits) if fits else before
+            else:
+                target = snap_width(before, e, up=False)
+                fits = [w for w, _ in reach if w <= target] if target < before else []
+                after = max(fits) if fits else before
+        chosen = next((ids for w, ids in reach if w == after), None)
+        if chosen is None:  # the plan's width is no prefix of the slices (independent slices): left as it is
+            chosen = tuple(uid for uid, _ in wl.slices if uid in gone)
+        # the fewest units whose closure is the chosen slices (the highest slice takes the lower ones along)
+        picked: list[str] = []
+        for uid in reversed(chosen):
+            if uid not in removal_closure(graph, picked):
+                picked.append(uid)
+        out += reversed(picked)
+        rows.append({"layer": lid, "width": wl.width, "before": before, "after": after, "edges": e,
+                     "moved": after != before})
+    order = {u.id: i for i, u in enumerate(graph.units)}
+    return sorted(dict.fromkeys(out), key=lambda u: order.get(u, len(order))), rows

@@ -28,7 +28,7 @@ from slimgui.core.errors import SlimError
 from slimgui.core.io import cache_dir
 from slimgui.core.jobs import Job, apply_task
 from slimgui.core.ops import preset_plan, save
-from slimgui.core.selection import latency_table, predicted_latency_ms, select_by_latency
+from slimgui.core.selection import latency_table, predicted_latency_ms, select_by_latency, width_layers
 from slimgui.core.session import human_bytes, human_count, preset_choices, select_by_budget, unit_title
 from slimgui.gui.graph_layouts import layout_for
 
@@ -97,6 +97,28 @@ class PlanPanel(QWidget):
         buttons.addWidget(self.select_button)
         buttons.addWidget(clear)
         buttons.addStretch(1)
+        # widths snapped to latency steps (families whose units cut a layer's width in declared slices)
+        self.snap_mode = QComboBox()
+        self.snap_mode.addItem("up — keep the channels that cost no time", "up")
+        self.snap_mode.addItem("down — one latency step faster", "down")
+        self.snap_mode.setToolTip("Within a latency step the extra channels cost nothing: 'up' keeps them, 'down' "
+                                  "narrows the layer to the step below")
+        self.snap_button = QPushButton("Snap widths to latency steps")
+        self.snap_button.setToolTip("Time every layer the selection narrows at 16 widths on this machine (in the "
+                                    "background) and move its width to the edge of its latency step")
+        self.snap_button.clicked.connect(lambda: self.snap_widths())
+        self.snap_note = QLabel()
+        self.snap_note.setObjectName("Hint")
+        self.snap_note.setWordWrap(True)
+        snap_row = QHBoxLayout()
+        snap_row.addWidget(self.snap_mode)
+        snap_row.addWidget(self.snap_button)
+        snap_row.addStretch(1)
+        snap_box = QVBoxLayout()
+        snap_box.addLayout(snap_row)
+        snap_box.addWidget(self.snap_note)
+        self.snap_job: Job | None = None
+        self._width_cache: dict[str, dict] = {}  # layer -> its measured staircase, for the open model
         # estimate
         est = QGroupBox("Estimate")
         grid = QGridLayout(est)
@@ -132,6 +154,7 @@ class PlanPanel(QWidget):
         form.addRow("Preset", preset_row)
         form.addRow("Budget", budget)
         form.addRow("", buttons)
+        form.addRow("Widths", snap_box)  # row 4: shown for models whose units declare width slices
         lay = QVBoxLayout(self)
         lay.addLayout(form)
         lay.addWidget(est)
@@ -310,8 +333,60 @@ class PlanPanel(QWidget):
             return []
         return chosen
 
+    # -- widths snapped to latency steps --------------------------------------------------------
+    def snap_available(self) -> bool:
+        """Whether the open model's units declare width slices (the Widths row is shown only then)."""
+        g = self.doc.graph
+        try:
+            return g is not None and bool(width_layers(g))
+        except SlimError:
+            return False
+
+    def snap_widths(self, mode: str | None = None) -> Job | None:
+        """Snap the selection's narrowed layers to their latency steps (``mode`` "up" / "down", else the combobox's),
+        timed in the background; the selection becomes the snapped one and the note says what moved."""
+        from slimgui.core.profiling import snap_widths
+
+        if mode is not None:
+            self.snap_mode.setCurrentIndex(max(0, self.snap_mode.findData(mode)))
+        mode = self.snap_mode.currentData()
+        model, remove = self.doc.model, list(self.doc.remove)
+        if model is None or not self.snap_available():
+            self.notifier.warning("This model's units declare no width slices: there are no widths to snap.")
+            return None
+        if not remove:
+            self.notifier.warning(f"Select {self._word(True)} first: snapping moves the widths a selection cuts.")
+            return None
+        cache, reg = self._width_cache, self.doc.registry
+
+        def task(progress=None, cancel=None):
+            return snap_widths(model, reg, remove, mode=mode, cache=cache, progress=progress, cancel=cancel)
+
+        def done(result, m=model) -> None:
+            if self.doc.model is not m:
+                return
+            rows = result["layers"]
+            if not rows:
+                self.snap_note.setText("The selection narrows no layer that is cut in width slices: nothing to snap.")
+                return
+            self.doc.set_remove(result["remove"])
+            lines = [f"{r['layer']}: {r['before']} → <b>{r['after']}</b> of {r['width']}"
+                     + ("" if r["moved"] else " (stays)") for r in rows]
+            self.snap_note.setText(f"Snapped {mode} ({result['moved']} of {len(rows)} moved): " + "; ".join(lines))
+            self.snap_note.setToolTip("step edges (widths where latency steps up), timed on this machine:\n"
+                                      + "\n".join(f"{r['layer']}: {', '.join(map(str, r['edges']))}" for r in rows))
+            self.notifier.info(f"Widths snapped {mode}: {result['moved']} of {len(rows)} layer(s) moved")
+
+        self.snap_note.setText("Timing the narrowed layers at several widths…")
+        self.snap_job = self.runner.submit(f"Snap widths {mode} to latency steps", task, kind="profile",
+                                           lane="model", on_done=done)
+        return self.snap_job
+
     # -- reacting to the document --------------------------------------------------------------
     def _model_changed(self) -> None:
+        self._width_cache = {}
+        self.snap_note.setText("")
+        self.form.setRowVisible(4, self.snap_available())
         self._fill_presets()
         g = self.doc.graph
         words = self.doc.unit_word(True)

@@ -36,9 +36,10 @@ def _load_weights(net: nn.Module, file: Path, where: str) -> None:
 
 
 def abconv_layers(net: nn.Module) -> dict[str, int]:
-    from slimgui.core.abconv import ABConv2d
+    """{layer: fold} of the network's ABConv layers (core's, shared with the other conv families)."""
+    from slimgui.core.abconv import abconv_layers as core_abconv_layers
 
-    return {n: m.fold for n, m in net.named_modules() if isinstance(m, ABConv2d)}
+    return core_abconv_layers(net)
 
 
 class CnnAdapter(ModelAdapter):

@@ -35,7 +35,7 @@ plugin = Plugin(
         AdapterSpec("pix2pix", "gan", f"{ME}.adapter:Pix2PixAdapter", f"{ME}.probe:match",
                     "Pix2Pix U-Net generators as pytorch-CycleGAN-and-pix2pix saves them (*_net_G.pth, .safetensors) "
                     "and SlimGUI's slimmed ones",
-                    capabilities=("calibration", "default-data", "presets", "bench"), items="images",
+                    capabilities=("calibration", "default-data", "presets", "bench", "abconv"), items="images",
                     unit_word="unit", layout="u", native="latest_net_G.pth + .safetensors (+ slimgui_gan.json)",
                     data=PAIRS, default_criterion="sensitivity-scan", default_criterion_no_data="filter-l1",
                     default_method="kd", file_kinds=("*_net_G.pth", "*.safetensors"),

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from slimgui.core.abconv import abconv_layers, abconv_map, plain_shapes, restore_abconv
 from slimgui.core.bench import BenchRun
 from slimgui.core.errors import SlimError
 from slimgui.core.graph import Unit, UnitGraph
@@ -97,9 +98,12 @@ class Pix2PixAdapter(ModelAdapter):
         folder = file.parent
         side = probe.read_sidecar(folder)
         train_opt = probe.read_train_opt(folder)
-        shapes = probe.read_shapes(file)
+        ab = abconv_map(side.get("abconv"), str(folder / probe.CONFIG))
+        shapes = plain_shapes(probe.read_shapes(file), ab)  # ABConv layers read as the convs they replaced
         cfg, notes = probe.infer(shapes, file.name, side, train_opt)
-        module = UnetGenerator(cfg)
+        module = restore_abconv(UnetGenerator(cfg), ab, str(folder / probe.CONFIG))
+        if ab:
+            notes = [*notes, f"ABConv layers: {', '.join(f'{k} (fold {v})' for k, v in ab.items())}"]
         if weights:
             state = self._read_state(file)
             state = {k: v for k, v in state.items() if k in module.state_dict()}
@@ -129,8 +133,8 @@ class Pix2PixAdapter(ModelAdapter):
         blocks = module.blocks()
         units: list[Unit] = []
 
-        def own(mods) -> int:
-            return int(sum(p.numel() for m in mods if m is not None for p in m.parameters(recurse=False)))
+        def own(mods) -> int:  # a conv and its norm (an ABConv layer's parameters are its shared kernel's)
+            return int(sum(p.numel() for m in mods if m is not None for p in m.parameters()))
 
         for k in range(n):
             b = blocks[k]
@@ -206,7 +210,9 @@ class Pix2PixAdapter(ModelAdapter):
         for j, c in steps(w):
             m = c - prev
             uid = f"{layer}.f{j}"
-            attrs = {"fraction": j / STEPS, "filters": m, "cumulative": c, "layer": layer}
+            # width_of / channels: the contract's width slice (core snaps a plan's widths to latency steps with it)
+            attrs = {"fraction": j / STEPS, "filters": m, "cumulative": c, "layer": layer, "width_of": layer,
+                     "channels": m}
             if prev_id:
                 attrs["removes_with"] = [prev_id]
             out.append(Unit(uid, "filters", f"{j}/{STEPS} · {c} of {w} filters", parent=layer, params=m * (own + fed),
@@ -226,6 +232,8 @@ class Pix2PixAdapter(ModelAdapter):
         """The conv (+ norm) of a layer unit; for an eighth, a holder of copies of its filters' weights."""
         side, k, j = self._parse(model, unit_id)
         b = model.module.blocks()[k]
+        if j is not None:
+            _refuse_abconv(model, "scored")
         if j is None:
             mods = [b.downconv, b.down_norm] if side == "down" else [b.upconv, b.up_norm]
             return nn.ModuleList([m for m in mods if m is not None])
@@ -272,6 +280,7 @@ class Pix2PixAdapter(ModelAdapter):
         """A physically smaller generator: the plan's eighths of filters and inner levels removed (module docstring)."""
         if not model.has_weights:
             raise SlimError("a generator opened without weights cannot be pruned")
+        _refuse_abconv(model, "pruned")
         drop, cut = self.removal(model, list(plan.remove))
         kind = ORDER_OF.get(str(plan.criterion or ""), "l1")
         keep = P.keep_lists(model.module, drop, kind)
@@ -334,8 +343,12 @@ class Pix2PixAdapter(ModelAdapter):
         torch.save(state, out / WEIGHTS)
         save_file(state, str(out / SAFE), metadata={"format": "pt"})
         cfg: UNetConfig = model.module.config
+        ab = abconv_layers(model.module)  # convolutions replaced by ABConv: their shared kernels are stored
         doc = cfg.to_json() | {"format": "junyanz UnetGenerator state dict (per-level widths)",
-                               "junyanz_compatible": bool(cfg.is_standard()[0]), "weights": WEIGHTS}
+                               "junyanz_compatible": bool(cfg.is_standard()[0]) and not ab, "weights": WEIGHTS}
+        if ab:
+            doc["abconv"] = ab
+            doc["format"] += "; the abconv layers hold slimgui.core.abconv.ABConv2d kernels (L.conv.weight)"
         if model.extra.get("demo"):
             doc["demo"] = model.extra["demo"]
         (out / probe.CONFIG).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
@@ -389,5 +402,15 @@ class Pix2PixAdapter(ModelAdapter):
         return {"architecture": probe.name_of(cfg), "levels": cfg.levels, "norm": cfg.norm,
                 "image size": f"{cfg.image_size}×{cfg.image_size}", "down widths": list(cfg.down),
                 "MACs per image": f"{sum(conv_macs(cfg).values()):,}",
-                "format": "junyanz UnetGenerator" if cfg.is_standard()[0] else "U-Net with per-level widths "
-                          "(slimgui_gan.json)"}
+                "format": "junyanz UnetGenerator" if cfg.is_standard()[0] and not abconv_layers(model.module)
+                          else "U-Net with per-level widths (slimgui_gan.json)",
+                "ABConv layers": ", ".join(f"{k} (fold {v})" for k, v in abconv_layers(model.module).items()) or
+                "none"}
+
+
+def _refuse_abconv(model: LoadedModel, what: str) -> None:
+    """Filters of an ABConv layer are shared across its folds: such a generator is not pruned or scored by filter."""
+    ab = abconv_layers(model.module)
+    if ab:
+        raise SlimError(f"this generator's layers {', '.join(ab)} are ABConv (shared kernels): it cannot be {what} "
+                        "by filter", hint="prune the original first, then apply ABConv to the pruned generator")

@@ -257,6 +257,11 @@ def match(path: str) -> float | tuple[float, dict[str, Any]]:
         return 0.0  # a transformers / diffusers folder's weights
     try:
         shapes = read_shapes(file)
+        ab = read_sidecar(file.parent).get("abconv")
+        if ab:  # ABConv layers read as the convolutions they replaced (torch imported only then)
+            from slimgui.core.abconv import abconv_map, plain_shapes
+
+            shapes = plain_shapes(shapes, abconv_map(ab, CONFIG))
     except SlimError:
         return 0.0
     info = {"file": str(file)}

@@ -37,7 +37,7 @@ plugin = Plugin(
         AdapterSpec("wav2lip", "wav2lip", f"{ME}.adapter:Wav2LipAdapter", f"{ME}.probe:match",
                     "Wav2Lip generators: the official checkpoints (wav2lip.pth, wav2lip_gan.pth), nota-wav2lip's, "
                     "safetensors of either, and SlimGUI's slimmed ones",
-                    capabilities=("calibration", "default-data", "presets", "width", "bench"), items="faces",
+                    capabilities=("calibration", "default-data", "presets", "width", "bench", "abconv"), items="faces",
                     unit_word="block", layout="u",
                     native="wav2lip.pth ({state_dict}) + .safetensors (+ nota_wav2lip.pth, slimgui_wav2lip.json)",
                     data=VIDEOS, default_criterion="sensitivity-scan", default_criterion_no_data="filter-magnitude",

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from slimgui.core.abconv import abconv_layers, abconv_map, plain_shapes, restore_abconv
 from slimgui.core.bench import BenchRun
 from slimgui.core.errors import SlimError
 from slimgui.core.graph import Unit, UnitGraph
@@ -125,7 +126,8 @@ class Wav2LipAdapter(ModelAdapter):
         folder = file.parent
         side = probe.read_sidecar(folder) if (folder / probe.CONFIG).is_file() else {}
         state = probe.read_state(file, meta=not weights)
-        shapes = probe.shapes_of(state)
+        ab = abconv_map(side.get("abconv"), str(folder / probe.CONFIG))
+        shapes = plain_shapes(probe.shapes_of(state), ab)  # ABConv layers read as the convs they replaced
         if side.get("config"):
             try:
                 cfg = Wav2LipConfig.from_json(side["config"])
@@ -136,7 +138,7 @@ class Wav2LipAdapter(ModelAdapter):
             probe.check(cfg, shapes, file.name)
         else:
             cfg = probe.infer(shapes, file.name)
-        module = Wav2Lip(cfg)
+        module = restore_abconv(Wav2Lip(cfg), ab, str(folder / probe.CONFIG))
         if weights:
             own = module.state_dict()
             missing = {k: v for k, v in own.items() if k.endswith("num_batches_tracked") and k not in state}
@@ -152,6 +154,8 @@ class Wav2LipAdapter(ModelAdapter):
         notes = []
         if isinstance(state, dict) and file.suffix != ".safetensors":
             notes.append(f"read {file.name} with torch.load(weights_only=True)")
+        if ab:
+            notes.append(f"ABConv layers: {', '.join(f'{k} (fold {v})' for k, v in ab.items())}")
         extra = {"notes": notes, "weight_file": str(file), "demo": side.get("demo"), "expert": side.get("expert"),
                  "parent": side.get("parent")}
         return LoadedModel(FAMILY, ADAPTER, source, module, cfg, has_weights=weights, impl=self, extra=extra)
@@ -182,6 +186,7 @@ class Wav2LipAdapter(ModelAdapter):
                 attrs["note"] = "residual: removing it makes the block's output its input"
             if r["id"] in gids and steps(P.group_width(cfg, r["id"])):
                 attrs["cells"] = "children"
+                attrs["channels"] = P.group_width(cfg, r["id"])  # the full width its slices (….f{j}) cut
                 attrs["group"] = gids[r["id"]]
             return Unit(r["id"], kind, label, parent=parent, params=r["params"], macs=r["macs"], prunable=b.res,
                         attrs=attrs)
@@ -191,17 +196,19 @@ class Wav2LipAdapter(ModelAdapter):
 
         def group_units(gid):
             w = P.group_width(cfg, gid)
-            out, prev_p, prev_m, prev_id = [], base_p, base_m, None
+            out, prev_p, prev_m, prev_id, prev_c = [], base_p, base_m, None, 0
             for j, c in steps(w):
                 t = layer_table(P.new_config(cfg, set(), {gid: w - c}))
                 p, m = sum(x["params"] for x in t), sum(x["macs"] for x in t)
                 uid = f"{gid}.f{j}"
-                attrs = {"fraction": j / STEPS, "filters": c, "layer": gid, "group": gids[gid]}
+                # width_of / channels: the contract's width slice (the group's first conv is the layer timed)
+                attrs = {"fraction": j / STEPS, "filters": c, "layer": gid, "group": gids[gid], "width_of": gid,
+                         "channels": c - prev_c}
                 if prev_id:
                     attrs["removes_with"] = [prev_id]
                 out.append(Unit(uid, "filters", f"{j}/{STEPS} · {c} of {w} filters", parent=gid,
                                 params=max(0, prev_p - p), macs=max(0, prev_m - m), prunable=True, attrs=attrs))
-                prev_p, prev_m, prev_id = p, m, uid
+                prev_p, prev_m, prev_id, prev_c = p, m, uid, c
             return out
 
         def with_cells(rs, parent):
@@ -351,6 +358,7 @@ class Wav2LipAdapter(ModelAdapter):
     def apply_plan(self, model: LoadedModel, plan: PruningPlan, *, copy: bool = True) -> LoadedModel:
         if not model.has_weights:
             raise SlimError("a generator opened without weights cannot be pruned")
+        _refuse_abconv(model, "pruned")
         drop, widths = self.removal(model, list(plan.remove))
         keep = P.keep_lists(model.module, widths)
         module = P.prune(model.module, drop, keep)
@@ -429,7 +437,8 @@ class Wav2LipAdapter(ModelAdapter):
         torch.save({"state_dict": state, "global_step": 0, "global_epoch": 0}, out / WEIGHTS)
         save_file(state, str(out / SAFE), metadata={"format": "pt"})
         cfg: Wav2LipConfig = model.module.config
-        nargs = nota_args(cfg)
+        ab = abconv_layers(model.module)  # convolutions replaced by ABConv: their shared kernels are stored
+        nargs = nota_args(cfg) if not ab else None  # nota-wav2lip's class has no ABConv layer
         if nargs:
             torch.save(state, out / NOTA)
         doc = {"kind": "wav2lip", "config": cfg.to_json(), "weights": SAFE, "widths": base_widths(cfg),
@@ -437,6 +446,9 @@ class Wav2LipAdapter(ModelAdapter):
                "format": "Wav2Lip state dict (Rudrabha/Wav2Lip keys); wav2lip.pth as Wav2Lip's checkpoints, "
                          "nota_wav2lip.pth as nota-wav2lip's", "demo": model.extra.get("demo"),
                "expert": _expert_path(model)}
+        if ab:
+            doc["abconv"] = ab
+            doc["format"] += "; the abconv layers hold slimgui.core.abconv.ABConv2d kernels (L.conv.weight)"
         (out / probe.CONFIG).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
         shutil.copy(Path(__file__).parent / "modeling.py", out / MODELING_COPY)
         return str(out)
@@ -486,7 +498,17 @@ class Wav2LipAdapter(ModelAdapter):
         b = base_widths(cfg)
         return {"architecture": name_of(cfg), "base widths (nef/naf/ndf)": f"{b['nef']}/{b['naf']}/{b['ndf']}",
                 "residual blocks": len(residual_ids(cfg)), "frame": f"{cfg.image_size}×{cfg.image_size}",
-                "MACs per frame": f"{sum(r['macs'] for r in layer_table(cfg)):,}"}
+                "MACs per frame": f"{sum(r['macs'] for r in layer_table(cfg)):,}",
+                "ABConv layers": ", ".join(f"{k} (fold {v})" for k, v in abconv_layers(model.module).items()) or
+                "none"}
+
+
+def _refuse_abconv(model: LoadedModel, what: str) -> None:
+    """Filters of an ABConv layer are shared across its folds: such a generator is not pruned by channel."""
+    ab = abconv_layers(model.module)
+    if ab:
+        raise SlimError(f"this generator's layers {', '.join(ab)} are ABConv (shared kernels): it cannot be {what} "
+                        "by channel", hint="prune the original first, then apply ABConv to the pruned generator")
 
 
 def _expert_path(model: LoadedModel) -> str | None:

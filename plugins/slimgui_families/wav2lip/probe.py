@@ -362,6 +362,11 @@ def match(path: str) -> float | tuple[float, dict[str, Any]]:
         return 0.0
     try:
         shapes = header_shapes(file) if file.suffix.lower() == ".safetensors" else shapes_of(read_state(file, meta=True))
+        ab = read_sidecar(file.parent).get("abconv") if (file.parent / CONFIG).is_file() else None
+        if ab:  # ABConv layers read as the convolutions they replaced (torch imported only then)
+            from slimgui.core.abconv import abconv_map, plain_shapes
+
+            shapes = plain_shapes(shapes, abconv_map(ab, CONFIG))
     except SlimError:
         return 0.0
     kind = kind_of(shapes)
