@@ -276,6 +276,20 @@ def abconv_layers(module: nn.Module) -> dict[str, int]:
     return {n: m.fold for n, m in module.named_modules() if isinstance(m, ABConv2d)}
 
 
+def describe_abconv(module: nn.Module) -> str:
+    """The ABConv layers of ``module`` in words, for a result's description ("none" without any)."""
+    return ", ".join(f"{k} (fold {v})" for k, v in abconv_layers(module).items()) or "none"
+
+
+def refuse_abconv(module: nn.Module, what: str) -> None:
+    """A SlimError when ``module`` has ABConv layers: their kernels are shared across the folds, so the network is
+    not ``what`` (e.g. "pruned by channel") — prune the original first, then balance it."""
+    ab = abconv_layers(module)
+    if ab:
+        raise SlimError(f"this model's layers {', '.join(ab)} are ABConv (shared kernels): it cannot be {what}",
+                        hint="prune the original first, then apply ABConv to the pruned model")
+
+
 def abconv_map(value: Any, where: str) -> dict[str, int]:
     """A config's ``{layer: fold}`` checked (absent: {}); anything else is one SlimError naming ``where``."""
     if value is None:

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from slimgui.core.abconv import describe_abconv
 from slimgui.core.errors import SlimError
 from slimgui.core.graph import Unit, UnitGraph
 from slimgui.core.model import LoadedModel
@@ -203,4 +204,4 @@ class CnnAdapter(ModelAdapter):
     def describe_result(self, model: LoadedModel) -> dict[str, Any]:
         cfg = model.config
         return {"architecture": cfg["arch"], "image size": f"{cfg['image_size']}×{cfg['image_size']}",
-                "ABConv layers": ", ".join(f"{k} (fold {v})" for k, v in abconv_layers(model.module).items()) or "none"}
+                "ABConv layers": describe_abconv(model.module)}

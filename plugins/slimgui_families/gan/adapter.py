@@ -28,7 +28,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from slimgui.core.abconv import abconv_layers, abconv_map, plain_shapes, restore_abconv
+from slimgui.core.abconv import (
+    abconv_layers,
+    abconv_map,
+    describe_abconv,
+    plain_shapes,
+    refuse_abconv,
+    restore_abconv,
+)
 from slimgui.core.bench import BenchRun
 from slimgui.core.errors import SlimError
 from slimgui.core.graph import Unit, UnitGraph
@@ -233,7 +240,7 @@ class Pix2PixAdapter(ModelAdapter):
         side, k, j = self._parse(model, unit_id)
         b = model.module.blocks()[k]
         if j is not None:
-            _refuse_abconv(model, "scored")
+            refuse_abconv(model.module, "scored by filter")
         if j is None:
             mods = [b.downconv, b.down_norm] if side == "down" else [b.upconv, b.up_norm]
             return nn.ModuleList([m for m in mods if m is not None])
@@ -280,7 +287,7 @@ class Pix2PixAdapter(ModelAdapter):
         """A physically smaller generator: the plan's eighths of filters and inner levels removed (module docstring)."""
         if not model.has_weights:
             raise SlimError("a generator opened without weights cannot be pruned")
-        _refuse_abconv(model, "pruned")
+        refuse_abconv(model.module, "pruned by filter")
         drop, cut = self.removal(model, list(plan.remove))
         kind = ORDER_OF.get(str(plan.criterion or ""), "l1")
         keep = P.keep_lists(model.module, drop, kind)
@@ -404,13 +411,4 @@ class Pix2PixAdapter(ModelAdapter):
                 "MACs per image": f"{sum(conv_macs(cfg).values()):,}",
                 "format": "junyanz UnetGenerator" if cfg.is_standard()[0] and not abconv_layers(model.module)
                           else "U-Net with per-level widths (slimgui_gan.json)",
-                "ABConv layers": ", ".join(f"{k} (fold {v})" for k, v in abconv_layers(model.module).items()) or
-                "none"}
-
-
-def _refuse_abconv(model: LoadedModel, what: str) -> None:
-    """Filters of an ABConv layer are shared across its folds: such a generator is not pruned or scored by filter."""
-    ab = abconv_layers(model.module)
-    if ab:
-        raise SlimError(f"this generator's layers {', '.join(ab)} are ABConv (shared kernels): it cannot be {what} "
-                        "by filter", hint="prune the original first, then apply ABConv to the pruned generator")
+                "ABConv layers": describe_abconv(model.module)}

@@ -32,7 +32,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from slimgui.core.abconv import abconv_layers, abconv_map, plain_shapes, restore_abconv
+from slimgui.core.abconv import (
+    abconv_layers,
+    abconv_map,
+    describe_abconv,
+    plain_shapes,
+    refuse_abconv,
+    restore_abconv,
+)
 from slimgui.core.bench import BenchRun
 from slimgui.core.errors import SlimError
 from slimgui.core.graph import Unit, UnitGraph
@@ -358,7 +365,7 @@ class Wav2LipAdapter(ModelAdapter):
     def apply_plan(self, model: LoadedModel, plan: PruningPlan, *, copy: bool = True) -> LoadedModel:
         if not model.has_weights:
             raise SlimError("a generator opened without weights cannot be pruned")
-        _refuse_abconv(model, "pruned")
+        refuse_abconv(model.module, "pruned by channel")
         drop, widths = self.removal(model, list(plan.remove))
         keep = P.keep_lists(model.module, widths)
         module = P.prune(model.module, drop, keep)
@@ -499,16 +506,7 @@ class Wav2LipAdapter(ModelAdapter):
         return {"architecture": name_of(cfg), "base widths (nef/naf/ndf)": f"{b['nef']}/{b['naf']}/{b['ndf']}",
                 "residual blocks": len(residual_ids(cfg)), "frame": f"{cfg.image_size}×{cfg.image_size}",
                 "MACs per frame": f"{sum(r['macs'] for r in layer_table(cfg)):,}",
-                "ABConv layers": ", ".join(f"{k} (fold {v})" for k, v in abconv_layers(model.module).items()) or
-                "none"}
-
-
-def _refuse_abconv(model: LoadedModel, what: str) -> None:
-    """Filters of an ABConv layer are shared across its folds: such a generator is not pruned by channel."""
-    ab = abconv_layers(model.module)
-    if ab:
-        raise SlimError(f"this generator's layers {', '.join(ab)} are ABConv (shared kernels): it cannot be {what} "
-                        "by channel", hint="prune the original first, then apply ABConv to the pruned generator")
+                "ABConv layers": describe_abconv(model.module)}
 
 
 def _expert_path(model: LoadedModel) -> str | None:
