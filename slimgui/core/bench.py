@@ -164,6 +164,18 @@ def onnx_session(path: str | Path, threads: int | None = None):
         raise SlimError(f"onnxruntime cannot load {Path(path).name}: {str(exc).strip().splitlines()[0][:200]}") from None
 
 
+def checked_session(path: str | Path, threads: int | None = None, state: dict[str, Any] | None = None):
+    """An onnxruntime session of ``path``, the file checked first (:func:`check_onnx_file`); kept in ``state``
+    (a family's ``bench_runner`` state, one per file across rows) so the check and the load happen once."""
+    state = state if state is not None else {}
+    sess = state.get("session")
+    if sess is None:
+        check_onnx_file(path)
+        sess = onnx_session(path, threads)
+        state["session"] = sess
+    return sess
+
+
 @dataclass
 class BenchRun:
     """One thing a benchmark times: ``fn`` processes ``items`` items per call (a batch of sequences:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from slimgui.core.bench import BenchRun, check_onnx_file
+from slimgui.core.bench import BenchRun, check_onnx_file, checked_session
 from slimgui.core.bench import onnx_session as session
 from slimgui.core.errors import SlimError
 from slimgui.core.io import atomic_write_text
@@ -152,12 +152,7 @@ def bench_runner(path: str, batch: int, options: Any, mode: str, *, threads: int
     """One forward pass of an exported ``*.gan.onnx`` on a batch of seeded random images of the file's shape."""
     if mode != "forward":
         return None
-    state = state if state is not None else {}
-    sess = state.get("session")
-    if sess is None:
-        check_onnx_file(path)
-        sess = session(path, threads)
-        state["session"] = sess
+    sess = checked_session(path, threads, state)
     inp = sess.get_inputs()[0]
     dims = list(inp.shape[1:])
     if inp.name != "input" or len(dims) != 3 or not all(isinstance(d, int) and d > 0 for d in dims):

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from slimgui.core.bench import BenchRun, check_onnx_file
+from slimgui.core.bench import BenchRun, check_onnx_file, checked_session
 from slimgui.core.bench import onnx_session as session
 from slimgui.core.errors import SlimError
 from slimgui.core.io import onnx_data_file as data_file
@@ -98,12 +98,7 @@ def bench_runner(path: str, batch: int, options: Any, mode: str, *, threads: int
     if mode != "forward":
         return None
     seq = bench_seq(options if options is not None else BenchOptions())
-    state = state if state is not None else {}
-    sess = state.get("session")
-    if sess is None:
-        check_onnx_file(path)
-        sess = session(path, threads)
-        state["session"] = sess
+    sess = checked_session(path, threads, state)
     fn = onnx_forward_runner(path, batch, seq, threads, sess=sess)
     return BenchRun("prefill", fn, items=batch * seq, label="prefill")
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from slimgui.core.bench import BenchRun, check_onnx_file
+from slimgui.core.bench import BenchRun, check_onnx_file, checked_session
 from slimgui.core.bench import onnx_session as session
 from slimgui.core.errors import SlimError
 from slimgui.core.io import atomic_write_text, onnx_data_file
@@ -242,12 +242,7 @@ def bench_runner(path: str, batch: int, options: Any, mode: str, *, threads: int
     file's own channels and size); no decode (None).  The session is opened once per file, kept in ``state``."""
     if mode != "forward":
         return None
-    state = state if state is not None else {}
-    sess = state.get("session")
-    if sess is None:
-        check_onnx_file(path)
-        sess = session(path, threads)
-        state["session"] = sess
+    sess = checked_session(path, threads, state)
     inp = sess.get_inputs()[0]
     dims = list(inp.shape[1:])
     if inp.name != "pixel_values" or len(dims) != 3 or not all(isinstance(d, int) and d > 0 for d in dims):

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from slimgui.core.bench import BenchRun, check_onnx_file
+from slimgui.core.bench import BenchRun, check_onnx_file, checked_session
 from slimgui.core.bench import onnx_session as session
 from slimgui.core.errors import SlimError
 from slimgui.core.io import atomic_write_text
@@ -235,12 +235,7 @@ def bench_runner(path: str, batch: int, options: Any, mode: str, *, threads: int
     """One forward pass of an exported ``*.w2l.onnx`` on seeded random frames."""
     if mode != "forward":
         return None
-    state = state if state is not None else {}
-    sess = state.get("session")
-    if sess is None:
-        check_onnx_file(path)
-        sess = session(path, threads)
-        state["session"] = sess
+    sess = checked_session(path, threads, state)
     names = [i.name for i in sess.get_inputs()]
     if names != ["mel", "face"]:
         raise SlimError(f"{Path(path).name} is not a Wav2Lip generator export (inputs {names})",
