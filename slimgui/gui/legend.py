@@ -136,7 +136,7 @@ class ColorLegend(QWidget):
                 p.setPen(QPen(colors.REMOVED_EDGE, 1.5, Qt.PenStyle.DashLine))
                 p.drawRect(box)
             elif kind == "locked":
-                draw_padlock(p, QRectF(x + 5, y_mark - 3, 12, 16), colors.LOCKED_EDGE)
+                draw_padlock(p, QRectF(x + 5, y_mark - 3, 12, 16), text)  # the legend sits on the window: its text colour
             else:
                 p.fillRect(box, colors.FIXED)
             p.setPen(text)
