@@ -382,8 +382,9 @@ def load_resident(model, *, head: bool = True) -> None:
         if src.names.block_of(t.name) is not None:
             continue
         target = t.name if t.name in own else pre + t.name if pre + t.name in own else None
-        if target is None or target in skipped or own[target].device.type != "meta":
-            continue  # a rotary inv_freq the module computes itself, a head left out, or read already
+        if target is None or target in skipped or (isinstance(own[target], torch.nn.Parameter)
+                                                    and own[target].device.type != "meta"):
+            continue  # a rotary inv_freq the module computes itself, a head left out, or a parameter read already
         wanted[t.name] = (target, t)
     values = read_tensors({name: t for name, (_, t) in wanted.items()}, torch.float32)
     for name, value in values.items():
