@@ -70,12 +70,12 @@ def test_snapping_up_keeps_the_channels_that_cost_nothing():
 
 def test_snapping_down_goes_one_step_faster_when_a_slice_reaches_it():
     g = _graph()
-    snapped, rows = selection.snap_removal(g, ["L.f5"], {"L": [8, 20, 64]}, mode="down")  # keeps 24 → 16
+    snapped, rows = selection.snap_removal(g, ["L.f5"], {"L": [8, 20, 64]}, direction="down")  # keeps 24 → 16
     assert snapped == ["L.f6"] and (rows[0]["before"], rows[0]["after"]) == (24, 16)
-    snapped, rows = selection.snap_removal(g, ["L.f5"], {"L": [4, 64]}, mode="down")  # no slice leaves only 4
+    snapped, rows = selection.snap_removal(g, ["L.f5"], {"L": [4, 64]}, direction="down")  # no slice leaves only 4
     assert snapped == ["L.f5"] and not rows[0]["moved"]
     with pytest.raises(SlimError, match="'up' or 'down'"):
-        selection.snap_removal(g, ["L.f5"], {}, mode="sideways")
+        selection.snap_removal(g, ["L.f5"], {}, direction="sideways")
 
 
 def test_no_slices_or_a_broken_declaration_is_one_message():
@@ -197,7 +197,7 @@ def test_prune_snap_widths_on_the_gan_demo(tmp_path, registry):
     assert r.returncode == 0, r.stderr[-3000:]
     got = json.loads(r.stdout.strip().splitlines()[-1])
     snap = got["snap_widths"]
-    assert snap["mode"] == "up" and {r["layer"] for r in snap["layers"]} == {"down.4", "down.5", "up.5", "up.4"}
+    assert snap["direction"] == "up" and {r["layer"] for r in snap["layers"]} == {"down.4", "down.5", "up.5", "up.4"}
     for row in snap["layers"]:
         assert row["before"] == 16 and row["after"] >= 16 and row["edges"][-1] == 64
         assert row["moved"] == (row["after"] != row["before"])
@@ -205,7 +205,7 @@ def test_prune_snap_widths_on_the_gan_demo(tmp_path, registry):
     for row in snap["layers"]:
         side, k = row["layer"].split(".")
         assert getattr(slim.config, side)[int(k)] == row["after"]  # the saved generator has the snapped widths
-    assert json.loads((out / "slimgui_plan.json").read_text())["meta"]["snap_widths"]["mode"] == "up"
+    assert json.loads((out / "slimgui_plan.json").read_text())["meta"]["snap_widths"]["direction"] == "up"
     down = run_cli("prune", "demo:gan", "--remove", "down.4.f5", "--snap-widths", "down", "--out",
                    str(tmp_path / "down"), "--json", env_extra={"OMP_NUM_THREADS": "1"})
     assert down.returncode == 0, down.stderr[-3000:]

@@ -313,14 +313,14 @@ def cmd_prune(args) -> int:
         if args.snap_widths:
             from slimgui.core.profiling import snap_widths
 
-            snapped = snap_widths(model, reg, list(plan.remove), mode=args.snap_widths, batch=args.latency_batch,
+            snapped = snap_widths(model, reg, list(plan.remove), direction=args.snap_widths, batch=args.latency_batch,
                                   progress=bar)
             if not snapped["remove"]:
                 raise SlimError(f"with --snap-widths {args.snap_widths} every layer the plan narrows is back at its "
                                 "full width: the plan removes nothing",
                                 hint="narrow the layers further, or use --snap-widths down")
             plan.remove = snapped["remove"]
-            plan.meta["snap_widths"] = {k: snapped[k] for k in ("mode", "before", "layers")}
+            plan.meta["snap_widths"] = {k: snapped[k] for k in ("direction", "before", "layers")}
         plan.validate(graph)
         before, macs_before = graph.total_params, graph.total_macs
         pruned = prune(model, plan, registry=reg, copy=False)
@@ -342,7 +342,7 @@ def cmd_prune(args) -> int:
                "macs_before": macs_before, "macs_after": macs_after,
                "mac_ratio": macs_after / macs_before if macs_before and macs_after is not None else None}
     if snapped is not None:  # per layer: full width, kept width before / after snapping, the step edges
-        payload["snap_widths"] = {"mode": snapped["mode"], "before": snapped["before"], "moved": snapped["moved"],
+        payload["snap_widths"] = {"direction": snapped["direction"], "before": snapped["before"], "moved": snapped["moved"],
                                   "layers": [{k: r[k] for k in ("layer", "width", "before", "after", "edges", "moved")}
                                              for r in snapped["layers"]]}
     warn(payload, warnings)
@@ -358,7 +358,7 @@ def cmd_prune(args) -> int:
     if snapped is not None:
         rows = [f"  {r['layer']}: {r['before']} → {r['after']} of {r['width']} (edges {', '.join(map(str, r['edges']))})"
                 for r in snapped["layers"]]
-        human = (f"widths snapped {snapped['mode']} to latency steps ({snapped['moved']} of {len(rows)} layer(s) "
+        human = (f"widths snapped {snapped['direction']} to latency steps ({snapped['moved']} of {len(rows)} layer(s) "
                  "moved; timings on this machine):\n" + "\n".join(rows) + "\n" + human)
     emit(args, payload, human)
     return 0

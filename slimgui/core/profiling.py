@@ -554,14 +554,14 @@ def width_edges(model: Any, registry: Any, layers: list[str], *, batch: int = 1,
     return {lay: cache[lay] for lay in layers}
 
 
-def snap_widths(model: Any, registry: Any, remove: list[str], *, mode: str = "up", batch: int = 1,
+def snap_widths(model: Any, registry: Any, remove: list[str], *, direction: str = "up", batch: int = 1,
                 points: int = 16, repeats: int = 7, threads: int | None = None, edges: dict[str, Any] | None = None,
                 cache: dict[str, dict[str, Any]] | None = None, progress=None, cancel=None) -> dict[str, Any]:
     """A removal list with every layer it narrows snapped to that layer's latency step edges — the CLI's
     ``--snap-widths`` and the Plan panel's control: the layers the family declares as cut in width slices
     (:func:`~slimgui.core.selection.width_layers`) that ``remove`` narrows are timed at ``points`` widths
     (:func:`width_edges`, cached in ``cache``; ``edges``: {layer: edges} given instead of measured, for tests) and
-    :func:`~slimgui.core.selection.snap_removal` snaps them.  Returns ``remove`` (snapped), ``mode`` and ``layers``
+    :func:`~slimgui.core.selection.snap_removal` snaps them.  Returns ``remove`` (snapped), ``direction`` and ``layers``
     (per layer: full width, kept width before / after, edges, moved, and the measured staircase)."""
     from .selection import snap_removal, touched_widths, width_layers
 
@@ -577,9 +577,9 @@ def snap_widths(model: Any, registry: Any, remove: list[str], *, mode: str = "up
         staircase = width_edges(model, registry, touched, batch=batch, points=points, repeats=repeats,
                                 threads=threads, cache=cache, progress=progress, cancel=cancel)
         edges = {lay: r["edges"] for lay, r in staircase.items()}
-    snapped, rows = snap_removal(graph, remove, edges, mode=mode)
+    snapped, rows = snap_removal(graph, remove, edges, direction=direction)
     for r in rows:
         if r["layer"] in staircase:
             r["widths"] = staircase[r["layer"]]["widths"]
-    return {"mode": mode, "remove": snapped, "before": list(remove), "layers": rows,
+    return {"direction": direction, "remove": snapped, "before": list(remove), "layers": rows,
             "moved": sum(1 for r in rows if r["moved"])}

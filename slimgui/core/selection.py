@@ -346,17 +346,17 @@ def touched_widths(graph: UnitGraph, remove: Sequence[str],
 
 
 def snap_removal(graph: UnitGraph, remove: Sequence[str], edges: dict[str, Sequence[int]], *,
-                 mode: str = "up") -> tuple[list[str], list[dict]]:
+                 direction: str = "up") -> tuple[list[str], list[dict]]:
     """``remove`` with each narrowed layer's kept width snapped to its latency step ``edges`` (layer unit id ->
     step edges, :func:`slimgui.core.costmodel.step_edges`; a layer without edges is left as it is).
 
-    ``mode="up"``: within a step latency is flat, so the layer keeps the widest width its slices reach without
-    passing the step's upper edge (:func:`snap_width`) — channels that cost nothing come back.  ``mode="down"``: the
+    ``direction="up"``: within a step latency is flat, so the layer keeps the widest width its slices reach without
+    passing the step's upper edge (:func:`snap_width`) — channels that cost nothing come back.  ``direction="down"``: the
     widest reachable width at or below the step's lower edge (one step faster), when a slice reaches it.  Units that
     are not width slices stay as they are.  Returns (the snapped removal list, one row per narrowed layer:
     ``layer``, ``width`` (full), ``before``, ``after`` (kept widths), ``edges``, ``moved``)."""
-    if mode not in ("up", "down"):
-        raise SlimError(f"snap widths 'up' or 'down', not {mode!r}")
+    if direction not in ("up", "down"):
+        raise SlimError(f"snap widths 'up' or 'down', not {direction!r}")
     layers = width_layers(graph)
     if not layers:
         raise SlimError("this model's units declare no width slices: there are no widths to snap",
@@ -372,7 +372,7 @@ def snap_removal(graph: UnitGraph, remove: Sequence[str], edges: dict[str, Seque
         e = sorted({int(x) for x in edges.get(lid) or ()})
         after = before
         if e:
-            if mode == "up":
+            if direction == "up":
                 target = snap_width(before, e, up=True)
                 fits = [w for w, _ in reach if before <= w <= target]
                 after = max(fits) if fits else before

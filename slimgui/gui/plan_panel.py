@@ -98,11 +98,11 @@ class PlanPanel(QWidget):
         buttons.addWidget(clear)
         buttons.addStretch(1)
         # widths snapped to latency steps (families whose units cut a layer's width in declared slices)
-        self.snap_mode = QComboBox()
-        self.snap_mode.addItem("up — keep the channels that cost no time", "up")
-        self.snap_mode.addItem("down — one latency step faster", "down")
-        self.snap_mode.setToolTip("Within a latency step the extra channels cost nothing: 'up' keeps them, 'down' "
-                                  "narrows the layer to the step below")
+        self.snap_direction = QComboBox()
+        self.snap_direction.addItem("up — keep the channels that cost no time", "up")
+        self.snap_direction.addItem("down — one latency step faster", "down")
+        self.snap_direction.setToolTip("Within a latency step the extra channels cost nothing: 'up' keeps them, 'down' "
+                                       "narrows the layer to the step below")
         self.snap_button = QPushButton("Snap widths to latency steps")
         self.snap_button.setToolTip("Time every layer the selection narrows at 16 widths on this machine (in the "
                                     "background) and move its width to the edge of its latency step")
@@ -111,7 +111,7 @@ class PlanPanel(QWidget):
         self.snap_note.setObjectName("Hint")
         self.snap_note.setWordWrap(True)
         snap_row = QHBoxLayout()
-        snap_row.addWidget(self.snap_mode)
+        snap_row.addWidget(self.snap_direction)
         snap_row.addWidget(self.snap_button)
         snap_row.addStretch(1)
         snap_box = QVBoxLayout()
@@ -342,14 +342,14 @@ class PlanPanel(QWidget):
         except SlimError:
             return False
 
-    def snap_widths(self, mode: str | None = None) -> Job | None:
-        """Snap the selection's narrowed layers to their latency steps (``mode`` "up" / "down", else the combobox's),
+    def snap_widths(self, direction: str | None = None) -> Job | None:
+        """Snap the selection's narrowed layers to their latency steps (``direction`` "up" / "down", else the combobox's),
         timed in the background; the selection becomes the snapped one and the note says what moved."""
         from slimgui.core.profiling import snap_widths
 
-        if mode is not None:
-            self.snap_mode.setCurrentIndex(max(0, self.snap_mode.findData(mode)))
-        mode = self.snap_mode.currentData()
+        if direction is not None:
+            self.snap_direction.setCurrentIndex(max(0, self.snap_direction.findData(direction)))
+        direction = self.snap_direction.currentData()
         model, remove = self.doc.model, list(self.doc.remove)
         if model is None or not self.snap_available():
             self.notifier.warning("This model's units declare no width slices: there are no widths to snap.")
@@ -360,7 +360,7 @@ class PlanPanel(QWidget):
         cache, reg = self._width_cache, self.doc.registry
 
         def task(progress=None, cancel=None):
-            return snap_widths(model, reg, remove, mode=mode, cache=cache, progress=progress, cancel=cancel)
+            return snap_widths(model, reg, remove, direction=direction, cache=cache, progress=progress, cancel=cancel)
 
         def done(result, m=model) -> None:
             if self.doc.model is not m:
@@ -372,13 +372,13 @@ class PlanPanel(QWidget):
             self.doc.set_remove(result["remove"])
             lines = [f"{r['layer']}: {r['before']} → <b>{r['after']}</b> of {r['width']}"
                      + ("" if r["moved"] else " (stays)") for r in rows]
-            self.snap_note.setText(f"Snapped {mode} ({result['moved']} of {len(rows)} moved): " + "; ".join(lines))
+            self.snap_note.setText(f"Snapped {direction} ({result['moved']} of {len(rows)} moved): " + "; ".join(lines))
             self.snap_note.setToolTip("step edges (widths where latency steps up), timed on this machine:\n"
                                       + "\n".join(f"{r['layer']}: {', '.join(map(str, r['edges']))}" for r in rows))
-            self.notifier.info(f"Widths snapped {mode}: {result['moved']} of {len(rows)} layer(s) moved")
+            self.notifier.info(f"Widths snapped {direction}: {result['moved']} of {len(rows)} layer(s) moved")
 
         self.snap_note.setText("Timing the narrowed layers at several widths…")
-        self.snap_job = self.runner.submit(f"Snap widths {mode} to latency steps", task, kind="profile",
+        self.snap_job = self.runner.submit(f"Snap widths {direction} to latency steps", task, kind="profile",
                                            lane="model", on_done=done)
         return self.snap_job
 

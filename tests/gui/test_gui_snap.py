@@ -71,7 +71,7 @@ def test_snap_widths_in_the_plan_panel(qtbot, make_window, registry, monkeypatch
     # down: one step faster where a slice reaches the step below
     fake.update({"up.4": [8, 20, 64]})
     job = wait(qtbot, plan.snap_widths("down"))
-    assert plan.snap_mode.currentData() == "down"
+    assert plan.snap_direction.currentData() == "down"
     assert touched_widths(w.doc.graph, w.doc.remove)["up.4"] == 8
 
     # measured for real once (this machine's staircase; no numbers asserted)
